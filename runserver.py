@@ -1,0 +1,2280 @@
+#!/usr/bin/env python3
+"""runserver.py -- a single-file WSGI development server, standard library only.
+
+    python runserver.py app:application 8000
+
+It serves any WSGI application (PEP 3333) the way Django's ``manage.py
+runserver`` serves a Django project: HTTP/1.1 with keep-alive, an autoreloader,
+static files, HTTPS, and error messages written for a person.  Copy this file
+into your project if you like; it imports nothing outside the standard library.
+
+Map of the file, in reading order:
+
+    constants and limits          Limits
+    HTTP grammar and parsing      BadRequest, parse_request_head(), parse_chunk_header()
+    request body readers          ContentLengthInput, read_chunked_body()
+    WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler)
+    file serving                  FileWrapper, StaticFiles
+    server classes                WSGIServer(socketserver.TCPServer)
+                                    +-- UnixWSGIServer
+                                  make_server() composes, as socketserver suggests,
+                                  type('WSGIServer', (ThreadingMixIn, WSGIServer), {})
+    reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
+    app loading                   load_app(), demo_app
+    CLI                           add_arguments(), handle(), run(), inner_run(), main()
+
+Process model with the reloader on (the default):
+
+    supervisor    the process you started: binds the listening socket once,
+        |         never imports your app, restarts the worker when it asks to
+        +-- worker    inherits the socket, imports the app, serves it and polls
+                      the source files; exits with RELOAD_EXIT_CODE on a change
+
+Connections that arrive while a worker restarts wait in the listen backlog of
+the socket the supervisor holds, so a reload never refuses a connection.  With
+--noreload the process you start is the worker, without supervision.
+"""
+
+import argparse
+import ast
+import errno
+import fnmatch
+import glob
+import http
+import importlib
+import importlib.util
+import io
+import logging
+import os
+import re
+import selectors
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AppSpecError", "BadRequest", "FileWrapper", "Limits", "StaticFiles",
+    "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
+    "is_reloader_worker", "load_app", "main", "make_server", "run",
+    "__version__",
+]
+
+logger = logging.getLogger("runserver")
+
+
+# ---- Constants and limits -------------------------------------------------
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HOST_IPV6 = "::1"
+DEFAULT_PORT = 8000
+LISTEN_BACKLOG = 1024           # connections that wait while a worker restarts
+SERVER_SOFTWARE = "runserver.py/%s Python/%s" % (__version__, sys.version.split()[0])
+
+USAGE_EXIT_CODE = 2             # the user's mistake: bad option, unknown module...
+RELOAD_EXIT_CODE = 3            # a worker asking its supervisor for a new worker
+
+SPOOL_MEMORY_LIMIT = 1 << 20    # chunked bodies above this go to a temporary file
+DRAIN_LIMIT = 1 << 20           # unread body bytes discarded to keep a connection
+FILE_BLOCK_SIZE = 1 << 18       # block reads where sendfile cannot be used
+RECV_SIZE = 1 << 16
+
+DEFAULT_RELOAD_INTERVAL = 0.25  # --reload-interval: seconds between two polls
+RELOAD_DEBOUNCE = 0.05          # saves this close together cause one reload
+SLOW_POLL_EVERY = 8             # site-packages and new-file globs: every Nth poll
+
+
+class Limits:
+    """Limits and timeouts of one server; each has the CLI option named beside it."""
+
+    max_request_line = 65536    # --max-request-line: longer request line -> 414
+    max_header_size = 65536     # --max-header-size: larger header block -> 431
+    max_headers = 100           # --max-headers: more header lines -> 431
+    max_body = 1 << 30          # --max-body: larger request body -> 413
+    header_timeout = 10.0       # --header-timeout: to receive a whole request head
+    keepalive_timeout = 5.0     # --keepalive-timeout: idle time between requests
+    body_timeout = 30.0         # --body-timeout: silence allowed inside a body
+    shutdown_timeout = 5.0      # --shutdown-timeout: in-flight grace on exit/reload
+
+    def __init__(self, **overrides):
+        for name, value in overrides.items():
+            if not hasattr(Limits, name):
+                raise TypeError("unknown limit %r" % name)
+            if value is not None:
+                setattr(self, name, value)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+# ---- HTTP grammar and parsing ---------------------------------------------
+# Named after the ABNF of RFC 9110 and RFC 9112; everything validates here.
+
+TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+FIELD_VALUE = rb"[^\x00-\x08\x0a-\x1f\x7f]*"          # VCHAR, obs-text, SP, HTAB
+QUOTED_STRING = rb'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
+REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])" % TOKEN)
+FIELD_LINE = re.compile(rb"(%s):[ \t]*(%s)" % (TOKEN, FIELD_VALUE))
+CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
+CHUNK_HEADER = re.compile(
+    rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*)[ \t]*"
+    % (TOKEN, TOKEN, QUOTED_STRING))
+HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+ABSOLUTE_FORM = re.compile(rb"https?://([^/?#]*)([^#]*)", re.IGNORECASE)
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+STR_TOKEN = re.compile(TOKEN.decode())
+STR_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+STATUS = re.compile(r"([1-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f]*")
+
+HOP_BY_HOP = frozenset((
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade"))
+
+
+class BadRequest(Exception):
+    """A request the server refuses: the HTTP status to answer and why."""
+
+    def __init__(self, status, reason):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class RequestHead:
+    """A parsed and validated request head; `environ` holds its CGI variables."""
+
+    __slots__ = ("method", "target", "version", "environ", "content_length",
+                 "chunked", "keep_alive", "expect_continue", "host")
+
+
+def environ_key(name):
+    """The environ key for a lower-case header name; None for names with '_'."""
+    if b"_" in name:
+        return None           # X_Auth must not impersonate X-Auth
+    if name in (b"content-type", b"content-length"):
+        return name.decode("latin-1").upper().replace("-", "_")
+    return "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+
+
+ENVIRON_KEYS = {}               # header name -> environ key, filled as names are seen
+
+
+def parse_request_head(data, limits=DEFAULT_LIMITS):
+    """Parse a request head (without its final blank line) into a RequestHead.
+
+    Raises BadRequest with the status to answer for anything RFC 9112 forbids.
+    """
+    lines = data.split(b"\r\n")
+    line = lines[0]
+    if len(line) > limits.max_request_line:
+        raise BadRequest(414, "request line longer than %d bytes" % limits.max_request_line)
+    match = REQUEST_LINE.fullmatch(line)
+    if match is None:
+        raise BadRequest(400, describe_bad_request_line(line))
+    method, target, major, minor = match.groups()
+    if major != b"1" or minor not in b"01":
+        raise BadRequest(505, "HTTP version %s.%s is not supported"
+                         % (major.decode(), minor.decode()))
+    if len(lines) - 1 > limits.max_headers:
+        raise BadRequest(431, "more than %d header lines" % limits.max_headers)
+
+    head = RequestHead()
+    head.method = method.decode("ascii")
+    head.version = "HTTP/1.1" if minor == b"1" else "HTTP/1.0"
+    environ = head.environ = {}
+    lengths = []
+    encodings = []
+    hosts = []
+    expect = connection = None
+    for line in lines[1:]:
+        match = FIELD_LINE.fullmatch(line)
+        if match is None:
+            raise BadRequest(400, describe_bad_field_line(line))
+        name = match.group(1).lower()
+        value = match.group(2).rstrip(b" \t")
+        if name == b"content-length":
+            lengths.append(value)
+        elif name == b"transfer-encoding":
+            encodings.append(value)
+        elif name == b"host":
+            hosts.append(value)
+        elif name == b"expect":
+            expect = value
+        elif name == b"connection":
+            connection = value if connection is None else connection + b"," + value
+        key = ENVIRON_KEYS.get(name, False)
+        if key is False:
+            key = ENVIRON_KEYS[name] = environ_key(name)
+        if key is None:
+            continue
+        text = value.decode("latin-1")
+        if key in environ:
+            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        environ[key] = text
+
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise BadRequest(400, "the target * is only allowed with OPTIONS")
+    elif target[:1] != b"/":
+        absolute = ABSOLUTE_FORM.fullmatch(target)
+        if absolute is None:
+            raise BadRequest(400, "request target must start with '/' or be an absolute URL")
+        authority, target = absolute.groups()
+        hosts = [authority]      # RFC 9112 3.2.2: the target's authority wins
+        environ["HTTP_HOST"] = authority.decode("latin-1")
+        target = target or b"/"
+    head.target = target
+
+    if len(hosts) > 1:
+        raise BadRequest(400, "more than one Host header")
+    if not hosts and minor == b"1":
+        raise BadRequest(400, "HTTP/1.1 request without a Host header")
+    head.host = hosts[0] if hosts else None
+    if head.host is not None and HOST.fullmatch(head.host) is None:
+        raise BadRequest(400, "invalid Host header")
+
+    head.chunked = False
+    head.content_length = 0
+    if encodings:
+        if len(encodings) > 1 or encodings[0].lower() != b"chunked":
+            raise BadRequest(501, "Transfer-Encoding other than exactly 'chunked'")
+        if minor == b"0":
+            raise BadRequest(400, "Transfer-Encoding: chunked in an HTTP/1.0 request")
+        if lengths:
+            raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+        head.chunked = True
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+    elif lengths:
+        if len(lengths) > 1:
+            raise BadRequest(400, "more than one Content-Length")
+        if CONTENT_LENGTH.fullmatch(lengths[0]) is None:
+            raise BadRequest(400, "Content-Length is not a plain decimal number")
+        head.content_length = int(lengths[0])
+        if head.content_length > limits.max_body:
+            raise BadRequest(413, "body of %d bytes is over the limit of %d (--max-body)"
+                             % (head.content_length, limits.max_body))
+
+    head.expect_continue = False
+    if expect is not None:
+        if expect.lower() != b"100-continue":
+            raise BadRequest(417, "Expect other than 100-continue")
+        head.expect_continue = minor == b"1"
+
+    tokens = [token.strip(b" \t") for token in connection.lower().split(b",")] \
+        if connection is not None else ()
+    head.keep_alive = b"close" not in tokens if minor == b"1" else b"keep-alive" in tokens
+    return head
+
+
+def describe_bad_request_line(line):
+    """Say what is wrong with a request line that does not match the grammar."""
+    if b"\n" in line or b"\r" in line:
+        return "bare CR or LF as a line ending"
+    if re.search(rb"[\x00-\x1f\x7f]", line):
+        return "control character in the request line"
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return "request line is not 'METHOD target HTTP/x.y'"
+    if not re.fullmatch(TOKEN, parts[0]):
+        return "method is not a token"
+    return "malformed request line"
+
+
+def describe_bad_field_line(line):
+    """Say what is wrong with a header line that does not match the grammar."""
+    if line[:1] in (b" ", b"\t"):
+        return "obsolete line folding in a header"
+    if b"\n" in line or b"\r" in line:
+        return "bare CR or LF as a line ending"
+    name, colon, _ = line.partition(b":")
+    if not colon:
+        return "header line without a colon"
+    if not re.fullmatch(TOKEN, name):
+        if name.rstrip(b" \t") != name:
+            return "whitespace before the colon in a header"
+        return "header name is not a token"
+    return "control character in a header value"
+
+
+def parse_chunk_header(line):
+    """Return the size of a chunk from its header line (without CRLF)."""
+    match = CHUNK_HEADER.fullmatch(line)
+    if match is None:
+        raise BadRequest(400, "invalid chunk header")
+    return int(match.group(1), 16)
+
+
+def escape_control(text):
+    """Make control characters visible, for log lines built from client bytes."""
+    if CONTROL_CHARS.search(text) is None:
+        return text
+    return CONTROL_CHARS.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_date_cache = [0, ""]
+
+
+def http_date(timestamp=None):
+    """An IMF-fixdate (RFC 9110 5.6.7), independent of the locale."""
+    if timestamp is None:
+        now = int(time.time())
+        if now == _date_cache[0]:
+            return _date_cache[1]
+        _date_cache[1] = http_date(now)
+        _date_cache[0] = now
+        return _date_cache[1]
+    t = time.gmtime(timestamp)
+    return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _WEEKDAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
+        t.tm_hour, t.tm_min, t.tm_sec)
+
+
+# ---- Request body readers -------------------------------------------------
+
+class ClientDisconnected(BadRequest):
+    """The client went away (or went silent) in the middle of a request body."""
+
+
+class ContentLengthInput:
+    """wsgi.input for a body of known length: it never reads past the body.
+
+    The first read sends `100 Continue` when the client asked for it.
+    """
+
+    def __init__(self, handler, length):
+        self.handler = handler
+        self.remaining = length
+
+    def _take(self, size):
+        """Return between 1 and `size` bytes of the body."""
+        handler = self.handler
+        if not handler.buffer:
+            handler.receive_body_bytes(min(size, RECV_SIZE * 4))
+        data = handler.buffer[:size]
+        handler.buffer = handler.buffer[len(data):]
+        self.remaining -= len(data)
+        return data
+
+    def read(self, size=-1):
+        if size is None or size < 0 or size > self.remaining:
+            size = self.remaining
+        if size == 0:
+            return b""
+        data = self._take(size)
+        if len(data) == size:
+            return data
+        parts = [data]
+        size -= len(data)
+        while size:
+            data = self._take(size)
+            parts.append(data)
+            size -= len(data)
+        return b"".join(parts)
+
+    def readline(self, size=-1):
+        if size is None or size < 0 or size > self.remaining:
+            size = self.remaining
+        parts = []
+        while size:
+            handler = self.handler
+            if not handler.buffer:
+                handler.receive_body_bytes(size)
+            end = handler.buffer.find(b"\n", 0, size)
+            data = self._take(size if end < 0 else end + 1)
+            parts.append(data)
+            size -= len(data)
+            if end >= 0:
+                break
+        return b"".join(parts)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+def read_chunked_body(handler, max_body):
+    """Decode a chunked body into a spooled file; return (file, decoded length)."""
+    body = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_LIMIT)
+    total = 0
+    try:
+        while True:
+            size = parse_chunk_header(handler.read_line(4096, "chunk header"))
+            if size == 0:
+                break
+            total += size
+            if total > max_body:
+                raise BadRequest(413, "chunked body over the limit of %d bytes (--max-body)"
+                                 % max_body)
+            while size:
+                if not handler.buffer:
+                    handler.receive_body_bytes(size)
+                data = handler.buffer[:size]
+                handler.buffer = handler.buffer[len(data):]
+                body.write(data)
+                size -= len(data)
+            if handler.read_line(2, "chunk data") != b"":
+                raise BadRequest(400, "chunk data not followed by CRLF")
+        for _ in range(handler.limits.max_headers + 1):       # trailer section
+            line = handler.read_line(handler.limits.max_header_size, "trailer")
+            if not line:
+                break
+            if FIELD_LINE.fullmatch(line) is None:
+                raise BadRequest(400, "invalid trailer: " + describe_bad_field_line(line))
+        else:
+            raise BadRequest(431, "too many trailer lines")
+    except BaseException:
+        body.close()
+        raise
+    body.seek(0)
+    return body, total
+
+
+# ---- WSGI request handler -------------------------------------------------
+
+class WSGIRequestHandler(socketserver.BaseRequestHandler):
+    """Serve the HTTP/1.1 requests of one connection to the server's WSGI app.
+
+    Overridable hooks: handle_one_request(), get_environ(), log_request(),
+    log_bad_request(), handle_app_error().
+    """
+
+    def setup(self):
+        server = self.server
+        self.limits = server.limits
+        self.buffer = b""
+        self.idle = True
+        self.connection = self.request
+        if server.address_family != socket.AF_UNIX:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.base_environ = dict(server.base_environ)
+        if isinstance(self.client_address, tuple):
+            self.remote = "%s:%s" % self.client_address[:2]
+            self.base_environ["REMOTE_ADDR"] = self.client_address[0]
+            self.base_environ["REMOTE_PORT"] = str(self.client_address[1])
+        else:                                       # unix socket: a local peer
+            self.remote = "unix"
+            self.base_environ["REMOTE_ADDR"] = "127.0.0.1"
+            self.base_environ["REMOTE_PORT"] = "0"
+        server.track_connection(self, True)
+
+    def finish(self):
+        self.server.track_connection(self, False)
+
+    def handle(self):
+        try:
+            if self.server.ssl_context is not None and not self.start_tls():
+                return
+            while self.handle_one_request():
+                pass
+        except BadRequest as exc:
+            self.log_bad_request(exc)
+            if exc.status and not isinstance(exc, ClientDisconnected):
+                self.send_error(exc.status, exc.reason)
+        except (ConnectionError, socket.timeout):
+            pass                                    # the peer left: nothing to answer
+
+    def start_tls(self):
+        """TLS handshake in this connection's thread; False if it failed."""
+        self.connection.settimeout(self.limits.header_timeout)
+        try:
+            self.connection = self.server.ssl_context.wrap_socket(
+                self.connection, server_side=True)
+        except (OSError, ValueError) as exc:
+            logger.warning("%s TLS handshake failed: %s", self.remote,
+                           escape_control(str(exc)))
+            return False
+        return True
+
+    # -- reading ----------------------------------------------------------
+
+    def receive(self, timeout):
+        """Append what the socket has to the buffer; False at end of stream."""
+        self.connection.settimeout(timeout)
+        data = self.connection.recv(RECV_SIZE)
+        if not data:
+            return False
+        self.buffer += data
+        return True
+
+    def receive_body_bytes(self, wanted):
+        """Fill the empty buffer with body bytes; a silent or closed peer raises."""
+        if self.expect_continue:
+            self.expect_continue = False
+            self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.connection.settimeout(self.limits.body_timeout)
+        try:
+            data = self.connection.recv(max(wanted, RECV_SIZE) if wanted > RECV_SIZE else RECV_SIZE)
+        except socket.timeout:
+            raise ClientDisconnected(408, "body timeout: no data for %gs (--body-timeout)"
+                                     % self.limits.body_timeout) from None
+        if not data:
+            raise ClientDisconnected(400, "client closed the connection in the middle of the body")
+        self.buffer += data
+
+    def read_line(self, limit, what):
+        """Read one CRLF-terminated line of a chunked body, without its CRLF."""
+        while True:
+            end = self.buffer.find(b"\r\n", 0, limit + 2)
+            if end >= 0:
+                line = self.buffer[:end]
+                self.buffer = self.buffer[end + 2:]
+                if b"\n" in line or b"\r" in line:
+                    raise BadRequest(400, "bare CR or LF in a %s" % what)
+                return line
+            if len(self.buffer) >= limit + 2:
+                raise BadRequest(400, "%s longer than %d bytes" % (what, limit))
+            self.receive_body_bytes(RECV_SIZE)
+
+    def read_head(self, first):
+        """Return the next request head without its blank line; None when the
+        client closed the connection or stayed idle between requests."""
+        limits = self.limits
+        if not self.buffer:
+            try:
+                if not self.receive(limits.header_timeout if first else limits.keepalive_timeout):
+                    return None
+            except (socket.timeout, ConnectionError):
+                return None
+            if first and self.buffer[:1] == b"\x16" and self.server.ssl_context is None:
+                raise BadRequest(0, "TLS handshake received: this server speaks HTTP, not "
+                                    "HTTPS (use http:// or start it with --cert/--key)")
+        self.idle = False
+        deadline = time.monotonic() + limits.header_timeout
+        while True:
+            while self.buffer[:2] == b"\r\n":        # RFC 9112 2.2: skip empty lines
+                self.buffer = self.buffer[2:]
+            end = self.buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                head = self.buffer[:end]
+                self.buffer = self.buffer[end + 4:]
+                return head
+            if b"\n\n" in self.buffer:
+                raise BadRequest(400, "bare LF as a line ending")
+            if self.buffer.find(b"\n", 0, limits.max_request_line + 2) < 0 \
+                    and len(self.buffer) > limits.max_request_line + 1:
+                raise BadRequest(414, "request line longer than %d bytes"
+                                 % limits.max_request_line)
+            if len(self.buffer) > limits.max_request_line + limits.max_header_size:
+                raise BadRequest(431, "request head larger than %d bytes (--max-header-size)"
+                                 % limits.max_header_size)
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0 or not self.receive(remaining):
+                    if not self.buffer:
+                        return None
+                    raise BadRequest(400, "client closed the connection in the middle of the head")
+            except socket.timeout:
+                raise BadRequest(408, "request head not received within %gs (--header-timeout)"
+                                 % limits.header_timeout) from None
+
+    # -- one request --------------------------------------------------------
+
+    def handle_one_request(self):
+        """Read, run and answer one request; return whether to keep the connection."""
+        first = not hasattr(self, "requests")
+        self.requests = getattr(self, "requests", 0) + 1
+        head = self.read_head(first)
+        if head is None:
+            return False
+        self.started = time.perf_counter()
+        self.request_line = head[:head.find(b"\r\n")] if b"\r\n" in head else head
+        request = parse_request_head(head, self.limits)
+        server = self.server
+        if request.host is not None and not server.host_allowed(request.host):
+            raise BadRequest(400, "Host %r is not allowed; start the server with "
+                                  "--allowed-hosts %s to allow it"
+                             % (request.host.decode("latin-1"),
+                                request.host.decode("latin-1").rpartition(":")[0]
+                                or request.host.decode("latin-1")))
+        environ = self.get_environ(request)
+        self.method = request.method
+        self.http_version = request.version
+        self.keep_alive = request.keep_alive and server.multithread and not server.stopping
+        self.status = None
+        self.headers_sent = False
+        self.bytes_sent = 0
+        self.expect_continue = request.expect_continue
+
+        if request.chunked:
+            if self.expect_continue:
+                self.expect_continue = False
+                self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body, length = read_chunked_body(self, self.limits.max_body)
+            environ["wsgi.input"] = body
+            environ["CONTENT_LENGTH"] = str(length)
+            self.body = None
+        else:
+            body = self.body = ContentLengthInput(self, request.content_length)
+            environ["wsgi.input"] = body
+
+        try:
+            ok = self.run_app(server.app, environ)
+        finally:
+            if request.chunked:
+                body.close()
+        self.idle = True
+        if not ok:
+            return False
+        if self.body is not None and self.body.remaining:
+            self.discard_body()
+        return self.keep_alive
+
+    def get_environ(self, request):
+        """Build the PEP 3333 environ for a parsed request head."""
+        environ = self.base_environ.copy()
+        environ.update(request.environ)
+        environ["REQUEST_METHOD"] = request.method
+        environ["SERVER_PROTOCOL"] = request.version
+        target = request.target
+        path, _, query = target.partition(b"?")
+        if b"%" in path:
+            path = urllib.parse.unquote_to_bytes(path)
+        environ["PATH_INFO"] = path.decode("latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        environ["REQUEST_URI"] = target.decode("latin-1")
+        return environ
+
+    def discard_body(self):
+        """Read and drop what the app left of the body, or give up the connection."""
+        body = self.body
+        if self.expect_continue or body.remaining > DRAIN_LIMIT:
+            self.keep_alive = False          # the client may never send it: close
+            return
+        try:
+            while body.remaining:
+                body.read(min(body.remaining, RECV_SIZE))
+        except (BadRequest, OSError):
+            self.keep_alive = False
+
+    # -- running the app and writing the response ---------------------------
+
+    def start_response(self, status, headers, exc_info=None):
+        """The PEP 3333 start_response callable; checks what the app gives."""
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        if type(status) is not str or STATUS.fullmatch(status) is None:
+            raise AssertionError("invalid status %r: expected a str like '200 OK'" % (status,))
+        if type(headers) is not list:
+            raise AssertionError("headers must be a list of (name, value) tuples, not %s"
+                                 % type(headers).__name__)
+        length = None
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise AssertionError("header %r is not a (name, value) tuple" % (item,))
+            name, value = item
+            if type(name) is not str or not STR_TOKEN.fullmatch(name):
+                raise AssertionError("invalid header name %r" % (name,))
+            if type(value) is not str or not STR_FIELD_VALUE.fullmatch(value):
+                raise AssertionError("invalid value for header %s: %r (CR, LF or control "
+                                     "character, or not a str)" % (name, value))
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                raise AssertionError("hop-by-hop header %r is the server's to set" % name)
+            if lower == "content-length":
+                if not value.isdigit() or not value.isascii() or length is not None:
+                    raise AssertionError("invalid Content-Length %r" % value)
+                length = int(value)
+        self.status = status
+        self.response_headers = headers
+        self.content_length = length
+        return self.write
+
+    def send_head(self, body_done):
+        """Choose the framing and return the response head as bytes."""
+        code = int(self.status[:3])
+        self.status_code = code
+        no_body = self.method == "HEAD" or code < 200 or code in (204, 304)
+        self.no_body = no_body
+        self.chunked = False
+        self.remaining = self.content_length
+        lines = ["HTTP/1.1 " + self.status, "Date: " + http_date(),
+                 "Server: " + SERVER_SOFTWARE]
+        lines += ["%s: %s" % header for header in self.response_headers]
+        if self.content_length is None and not no_body:
+            if body_done is not None:
+                lines.append("Content-Length: %d" % body_done)
+                self.remaining = body_done
+            elif self.http_version == "HTTP/1.1":
+                lines.append("Transfer-Encoding: chunked")
+                self.chunked = True
+            else:
+                self.keep_alive = False
+        if no_body:
+            self.remaining = 0
+        if not self.keep_alive:
+            lines.append("Connection: close")
+        elif self.http_version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        self.headers_sent = True
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def write(self, data):
+        """Send body bytes (the PEP 3333 write callable, and the iterator's sink)."""
+        if type(data) is not bytes:
+            raise AssertionError("the app gave %s, not bytes, as body data"
+                                 % type(data).__name__)
+        if self.status is None:
+            raise AssertionError("body data before start_response()")
+        head = b"" if self.headers_sent else self.send_head(None)
+        if self.no_body:
+            if head:
+                self.connection.sendall(head)
+            return
+        if self.chunked:
+            if data:
+                self.connection.sendall(b"%s%x\r\n%s\r\n" % (head, len(data), data))
+            elif head:
+                self.connection.sendall(head)
+            self.bytes_sent += len(data)
+            return
+        if self.remaining is not None:
+            if len(data) > self.remaining:
+                data = data[:self.remaining]
+                self.keep_alive = False
+                self.response_error = "the app sent more bytes than its Content-Length"
+            self.remaining -= len(data)
+        self.connection.sendall(head + data if head else data)
+        self.bytes_sent += len(data)
+
+    def run_app(self, app, environ):
+        """Run the app and send its response; False if the connection must close."""
+        self.response_error = None
+        result = None
+        try:
+            result = app(environ, self.start_response)
+            if type(result) is list and len(result) == 1 and self.content_length is None \
+                    and type(result[0]) is bytes and self.status is not None:
+                self.content_length = len(result[0])
+                self.connection.sendall(self.send_head(None) + (b"" if self.no_body else result[0]))
+                self.bytes_sent = 0 if self.no_body else len(result[0])
+            elif isinstance(result, FileWrapper) and self.send_file(result):
+                pass
+            else:
+                for data in result:
+                    if data or self.status is None:
+                        self.write(data)
+                    if self.response_error:
+                        break
+                if not self.headers_sent:
+                    if self.status is None:
+                        raise AssertionError("the app returned without calling start_response()")
+                    self.connection.sendall(self.send_head(0))
+                elif self.chunked:
+                    self.connection.sendall(b"0\r\n\r\n")
+                elif self.remaining:
+                    self.response_error = ("the app sent %d bytes less than its Content-Length"
+                                           % self.remaining)
+        except (ConnectionError, socket.timeout):
+            self.close_result(result)
+            self.log_request(self.status_code if self.headers_sent else 0,
+                             note="client disconnected")
+            return False
+        except BadRequest:
+            self.close_result(result)
+            raise
+        except Exception:
+            self.close_result(result)
+            return self.handle_app_error(environ)
+        if not self.close_result(result):
+            return False
+        if self.response_error:
+            self.log_request(self.status_code, note=self.response_error, level=logging.ERROR)
+            return False
+        self.log_request(self.status_code)
+        return True
+
+    def close_result(self, result):
+        """Call the iterable's close(), as PEP 3333 requires; False if it raised."""
+        close = getattr(result, "close", None)
+        if close is None:
+            return True
+        try:
+            close()
+        except Exception:
+            logger.error("Error in close() of the app's response", exc_info=True)
+            return False
+        return True
+
+    def handle_app_error(self, environ):
+        """The app raised: answer 500 if nothing went out yet, else cut the response."""
+        text = traceback.format_exc()
+        logger.error("Error in the app while serving %s\n%s",
+                     escape_control(self.request_line.decode("latin-1")), text.rstrip())
+        if self.headers_sent:
+            self.log_request(self.status_code, note="response cut short by an app error",
+                             level=logging.ERROR)
+            return False
+        content_type, body = render_error(environ, text if self.server.debug else None)
+        self.status, self.status_code = "500 Internal Server Error", 500
+        try:
+            self.connection.sendall(self.error_head(500, content_type, len(body)) + body)
+        except OSError:
+            pass
+        self.log_request(500)
+        return False
+
+    def send_file(self, wrapper):
+        """Send a FileWrapper with socket.sendfile; False if it must be iterated."""
+        file = wrapper.filelike
+        if self.server.ssl_context is not None or not hasattr(file, "fileno"):
+            return False
+        try:
+            fd = file.fileno()
+            stat = os.fstat(fd)
+            offset = file.tell()
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return False
+        if not (stat.st_mode & 0o170000 == 0o100000):          # regular files only
+            return False
+        available = max(stat.st_size - offset, 0)
+        if self.content_length is None:
+            self.content_length = available
+        count = min(self.content_length, available)
+        self.connection.sendall(self.send_head(None))
+        if not self.no_body and count:
+            self.connection.settimeout(self.limits.body_timeout)
+            sent = self.connection.sendfile(file, offset, count)
+            file.seek(offset + sent)
+            self.bytes_sent += sent
+            self.remaining -= sent
+        if self.remaining:
+            self.response_error = ("the file ended %d bytes before the Content-Length"
+                                   % self.remaining)
+        return True
+
+    # -- errors and logging -----------------------------------------------------
+
+    def error_head(self, status, content_type, length):
+        """Response head of a response the server makes itself; it closes the connection."""
+        return ("HTTP/1.1 %d %s\r\nDate: %s\r\nServer: %s\r\nContent-Type: %s\r\n"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n"
+                % (status, http.HTTPStatus(status).phrase, http_date(), SERVER_SOFTWARE,
+                   content_type, length)).encode("latin-1")
+
+    def send_error(self, status, reason):
+        """Answer a refused request with its status and the reason, then close."""
+        body = ("%d %s: %s\n" % (status, http.HTTPStatus(status).phrase, reason)).encode()
+        try:
+            self.connection.sendall(self.error_head(status, "text/plain; charset=utf-8",
+                                                    len(body)) + body)
+        except OSError:
+            pass
+
+    def log_bad_request(self, exc):
+        """One log line for a refused request: who, what status, why."""
+        line = getattr(self, "request_line", b"") if not self.idle else b""
+        logger.warning("%s %s %s: %s", self.remote,
+                       '"%s"' % escape_control(line[:200].decode("latin-1")) if line else "-",
+                       exc.status or "-", escape_control(exc.reason),
+                       extra={"status": exc.status or 400})
+        self.request_line = b""
+
+    def log_request(self, status, note=None, level=logging.INFO):
+        """The access log line: request line, status, bytes sent, duration."""
+        if self.server.quiet and level == logging.INFO:
+            return
+        duration = (time.perf_counter() - self.started) * 1000
+        message = '"%s" %s %d %.1fms' % (escape_control(self.request_line.decode("latin-1")),
+                                         status or "-", self.bytes_sent, duration)
+        if note:
+            message += " (%s)" % note
+        logger.log(level, message, extra={"status": status or 0})
+
+
+def render_error(environ, text):
+    """The body of a 500 page: the traceback (HTML or plain text), or a short note."""
+    if text is None:
+        text = "500 Internal Server Error\n\nThe application raised an exception; " \
+               "the server's log has the traceback.\n"
+    else:
+        text = "500 Internal Server Error\n\n" + text
+    if "text/html" in environ.get("HTTP_ACCEPT", ""):
+        import html
+        page = ("<!doctype html><meta charset=utf-8><title>500 Internal Server Error</title>"
+                "<pre style='white-space:pre-wrap'>%s</pre>" % html.escape(text))
+        return "text/html; charset=utf-8", page.encode("utf-8", "replace")
+    return "text/plain; charset=utf-8", text.encode("utf-8", "replace")
+
+
+# ---- File serving -----------------------------------------------------------
+
+class FileWrapper:
+    """wsgi.file_wrapper: the server sends regular files with sendfile(), from the
+    file's current position and never past the response's Content-Length."""
+
+    def __init__(self, filelike, blksize=FILE_BLOCK_SIZE):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        read = self.filelike.read
+        while True:
+            data = read(self.blksize)
+            if not data:
+                return
+            yield data
+
+
+class StaticFiles:
+    """WSGI middleware: serve files under URL prefixes from directories (GET and
+    HEAD, conditional and range requests); everything else goes to the app."""
+
+    def __init__(self, app, mounts):
+        self.app = app
+        self.mounts = sorted(
+            (("/" + prefix.strip("/") + "/").replace("//", "/"), os.path.realpath(directory))
+            for prefix, directory in mounts)[::-1]
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        for prefix, root in self.mounts:
+            if path.startswith(prefix) or path == prefix[:-1]:
+                return self.serve(environ, start_response, prefix, root)
+        return self.app(environ, start_response)
+
+    def serve(self, environ, start_response, prefix, root):
+        """Serve one request under `prefix` from the directory `root`."""
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return self.respond(start_response, "405 Method Not Allowed",
+                                [("Allow", "GET, HEAD")], "Only GET and HEAD are allowed here.\n")
+        raw = environ.get("REQUEST_URI", "").partition("?")[0].lower()
+        path = environ["PATH_INFO"][len(prefix):]
+        parts = [part for part in path.split("/") if part and part != "."]
+        if "%2f" in raw or "%5c" in raw or any(
+                part == ".." or "\\" in part or "\x00" in part for part in parts):
+            return self.not_found(start_response)
+        try:
+            names = [part.encode("latin-1").decode("utf-8", "surrogateescape") for part in parts]
+        except UnicodeEncodeError:
+            return self.not_found(start_response)
+        filename = os.path.join(root, *names)
+        real = os.path.realpath(filename)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            return self.not_found(start_response)       # a symlink that leaves the root
+        if os.path.isdir(real):
+            if not environ["PATH_INFO"].endswith("/"):
+                location = urllib.parse.quote(environ.get("SCRIPT_NAME", "")
+                                              + environ["PATH_INFO"] + "/", safe="/%")
+                if environ.get("QUERY_STRING"):
+                    location += "?" + environ["QUERY_STRING"]
+                return self.respond(start_response, "301 Moved Permanently",
+                                    [("Location", location)], "Moved to %s\n" % location)
+            index = os.path.join(real, "index.html")
+            if not os.path.isfile(index):
+                return self.listing(environ, start_response, real)
+            real = index
+        try:
+            file = open(real, "rb")
+        except OSError:
+            return self.not_found(start_response)
+        try:
+            return self.send(environ, start_response, file, real)
+        except BaseException:
+            file.close()
+            raise
+
+    def send(self, environ, start_response, file, filename):
+        """Answer with the file, a 304, a 206 range, or a 416."""
+        import mimetypes
+        stat = os.fstat(file.fileno())
+        if not (stat.st_mode & 0o170000 == 0o100000):
+            file.close()
+            return self.not_found(start_response)
+        size = stat.st_size
+        etag = '"%x-%x-%x"' % (stat.st_mtime_ns, size, stat.st_ino)
+        content_type, encoding = mimetypes.guess_type(filename)
+        if content_type is None or encoding is not None:
+            content_type = "application/octet-stream"
+        elif content_type.startswith("text/") or content_type in (
+                "application/javascript", "application/json", "image/svg+xml"):
+            content_type += "; charset=utf-8"
+        headers = [("Content-Type", content_type),
+                   ("Last-Modified", http_date(stat.st_mtime)), ("ETag", etag),
+                   ("Cache-Control", "no-cache"), ("Accept-Ranges", "bytes")]
+        if not_modified(environ, etag, stat.st_mtime):
+            file.close()
+            start_response("304 Not Modified", headers[1:4])
+            return []
+        start, end = 0, size
+        status = "200 OK"
+        byte_range = environ.get("HTTP_RANGE")
+        if byte_range and environ["REQUEST_METHOD"] == "GET" \
+                and if_range_matches(environ, etag, stat.st_mtime):
+            parsed = parse_range(byte_range, size)
+            if parsed == "unsatisfiable":
+                file.close()
+                return self.respond(start_response, "416 Range Not Satisfiable",
+                                    [("Content-Range", "bytes */%d" % size)],
+                                    "Range not satisfiable for a file of %d bytes.\n" % size)
+            if parsed is not None:
+                start, end = parsed
+                status = "206 Partial Content"
+                headers.append(("Content-Range", "bytes %d-%d/%d" % (start, end - 1, size)))
+        headers.append(("Content-Length", str(end - start)))
+        file.seek(start)
+        start_response(status, headers)
+        return environ.get("wsgi.file_wrapper", FileWrapper)(file)
+
+    def listing(self, environ, start_response, directory):
+        """A plain HTML list of a directory without index.html."""
+        import html
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            return self.not_found(start_response)
+        title = html.escape(environ["PATH_INFO"])
+        items = []
+        for name in names:
+            shown = name + "/" if os.path.isdir(os.path.join(directory, name)) else name
+            href = urllib.parse.quote(shown, errors="surrogateescape")
+            items.append('<li><a href="%s">%s</a></li>'
+                         % (href, html.escape(shown.encode("utf-8", "surrogateescape")
+                                              .decode("utf-8", "replace"))))
+        page = ("<!doctype html><meta charset=utf-8><title>Index of %s</title>"
+                "<h1>Index of %s</h1><ul>%s</ul>\n" % (title, title, "".join(items)))
+        return self.respond(start_response, "200 OK", [("Cache-Control", "no-cache")], page,
+                            "text/html; charset=utf-8")
+
+    def not_found(self, start_response):
+        return self.respond(start_response, "404 Not Found", [], "Not Found\n")
+
+    @staticmethod
+    def respond(start_response, status, headers, text, content_type="text/plain; charset=utf-8"):
+        body = text.encode("utf-8", "surrogateescape")
+        start_response(status, headers + [("Content-Type", content_type),
+                                          ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def parse_http_date(value):
+    """Seconds since the epoch for an HTTP date, or None if it is not one."""
+    from email.utils import parsedate_to_datetime
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def not_modified(environ, etag, mtime):
+    """Whether If-None-Match (first) or If-Modified-Since allows a 304."""
+    none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if none_match is not None:
+        tags = [tag.strip() for tag in none_match.split(",")]
+        return "*" in tags or etag in tags or ("W/" + etag) in tags
+    since = environ.get("HTTP_IF_MODIFIED_SINCE")
+    if since is not None:
+        timestamp = parse_http_date(since)
+        return timestamp is not None and int(mtime) <= timestamp
+    return False
+
+
+def if_range_matches(environ, etag, mtime):
+    """Whether a Range may be honoured under If-Range (a strong ETag or a date)."""
+    condition = environ.get("HTTP_IF_RANGE")
+    if condition is None:
+        return True
+    condition = condition.strip()
+    if condition.startswith('"'):
+        return condition == etag
+    timestamp = parse_http_date(condition)
+    return timestamp is not None and int(mtime) == timestamp
+
+
+def parse_range(value, size):
+    """(start, end) for a single satisfiable `bytes=` range, "unsatisfiable",
+    or None when the range is to be ignored (bad syntax, several ranges)."""
+    match = re.fullmatch(r"bytes=[ \t]*([0-9]*)-([0-9]*)[ \t]*", value.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:                                   # suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            return "unsatisfiable"
+        return max(size - length, 0), size
+    start = int(first)
+    end = size if not last else int(last) + 1
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(end, size)
+
+
+# ---- Server classes -----------------------------------------------------------
+
+class WSGIServer(socketserver.TCPServer):
+    """A TCP server handing each connection to WSGIRequestHandler.
+
+    make_server() composes it with socketserver.ThreadingMixIn.  Besides the
+    socketserver hooks, request_stop() and close_idle_and_wait() give a
+    graceful stop; serve_forever() wakes at once, with no polling interval.
+    """
+
+    allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
+    owns_socket_file = False
+
+    def __init__(self, server_address, app, *, handler_class=WSGIRequestHandler,
+                 ipv6=False, listen_socket=None, ssl_context=None, limits=None,
+                 quiet=False, debug=False, allowed_hosts=None):
+        if ipv6:
+            self.address_family = socket.AF_INET6
+        self.app = app
+        self.ssl_context = ssl_context
+        self.limits = limits or DEFAULT_LIMITS
+        self.quiet = quiet
+        self.debug = debug
+        self.stopping = False
+        self.multithread = isinstance(self, socketserver.ThreadingMixIn)
+        if listen_socket is None:
+            super().__init__(server_address, handler_class)
+        else:                           # a reloader worker inherits a bound socket
+            self.address_family = listen_socket.family
+            super().__init__(server_address, handler_class, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listen_socket
+            self.server_address = listen_socket.getsockname()
+        self.socket.setblocking(False)
+        self.allowed_hosts = allowed_hosts if allowed_hosts is not None \
+            else default_allowed_hosts(self)
+        self._host_cache = {}
+        self._connections = set()
+        self._connections_changed = threading.Condition()
+        self._stop_requested = False
+        self._loop_done = threading.Event()
+        self._loop_done.set()
+        self._wakeup_read, self._wakeup_write = os.pipe()
+        os.set_blocking(self._wakeup_write, False)
+        self.base_environ = self.make_base_environ()
+
+    def server_bind(self):
+        """Bind, accepting IPv4 too on '::' where the system allows (dual stack)."""
+        if self.address_family == socket.AF_INET6 and self.server_address[0] in ("::", ""):
+            try:
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except OSError:
+                pass
+        super().server_bind()
+
+    @property
+    def server_port(self):
+        return self.server_address[1] if isinstance(self.server_address, tuple) else None
+
+    def make_base_environ(self):
+        """The environ keys that are the same for every request."""
+        if isinstance(self.server_address, tuple):
+            name, port = self.server_address[0], str(self.server_address[1])
+        else:
+            name, port = "localhost", "443" if self.ssl_context else "80"
+        return {
+            "SERVER_NAME": name, "SERVER_PORT": port, "SCRIPT_NAME": "",
+            "SERVER_SOFTWARE": SERVER_SOFTWARE, "GATEWAY_INTERFACE": "CGI/1.1",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if self.ssl_context else "http",
+            "wsgi.errors": sys.stderr, "wsgi.multithread": self.multithread,
+            "wsgi.multiprocess": False, "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper, "wsgi.input_terminated": True,
+        }
+
+    def serve_forever(self, poll_interval=None):
+        """Accept connections until request_stop() or shutdown() is called."""
+        self._loop_done.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.socket, selectors.EVENT_READ)
+                selector.register(self._wakeup_read, selectors.EVENT_READ)
+                while not self._stop_requested:
+                    for key, _ in selector.select():
+                        if key.fd == self._wakeup_read:
+                            os.read(self._wakeup_read, 512)
+                        elif not self._stop_requested:
+                            self._handle_request_noblock()
+        finally:
+            self._loop_done.set()
+
+    def request_stop(self):
+        """Make serve_forever() return soon; safe in signal handlers and threads."""
+        self._stop_requested = True
+        try:
+            os.write(self._wakeup_write, b"\0")
+        except OSError:
+            pass
+
+    def shutdown(self):
+        """Stop serve_forever() and wait until it has returned."""
+        self.request_stop()
+        self._loop_done.wait()
+
+    def track_connection(self, handler, opened):
+        with self._connections_changed:
+            if opened:
+                self._connections.add(handler)
+            else:
+                self._connections.discard(handler)
+                self._connections_changed.notify_all()
+
+    def close_idle_and_wait(self, timeout):
+        """Close idle connections, give busy ones `timeout` seconds to finish
+        their request; return how many were still busy then."""
+        self.stopping = True
+        deadline = time.monotonic() + timeout
+        with self._connections_changed:
+            while self._connections:
+                for handler in list(self._connections):
+                    if handler.idle:
+                        try:
+                            handler.request.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._connections_changed.wait(min(remaining, 0.05))
+            return len(self._connections)
+
+    def server_close(self):
+        super().server_close()
+        for fd in (self._wakeup_read, self._wakeup_write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wakeup_read = self._wakeup_write = -1
+
+    def host_allowed(self, host):
+        """Whether a Host header (bytes) passes the DNS-rebinding check."""
+        allowed = self._host_cache.get(host)
+        if allowed is None:
+            allowed = host_matches(host.decode("latin-1"), self.allowed_hosts)
+            if len(self._host_cache) < 256:
+                self._host_cache[host] = allowed
+        return allowed
+
+    def handle_error(self, request, client_address):
+        logger.error("Internal error while serving %s", client_address, exc_info=True)
+
+
+class UnixWSGIServer(WSGIServer):
+    """WSGIServer on a unix domain socket (ADDRPORT unix:/path/to.sock)."""
+
+    address_family = socket.AF_UNIX
+
+    def server_bind(self):
+        remove_stale_socket(self.server_address)
+        self.socket.bind(self.server_address)
+        self.owns_socket_file = True
+
+    def server_close(self):
+        super().server_close()
+        if self.owns_socket_file:
+            try:
+                os.unlink(self.server_address)
+            except OSError:
+                pass
+
+
+def remove_stale_socket(path):
+    """Remove a socket file left by a dead server; refuse anything else."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if mode & 0o170000 != 0o140000:
+        raise OSError(errno.EEXIST, "%s exists and is not a socket; not removing it" % path)
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+        return
+    except OSError:
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, "another server is listening on %s" % path)
+
+
+def is_loopback(host):
+    return host == "localhost" or host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1")
+
+
+def default_allowed_hosts(server):
+    """Loopback servers answer only local Host names; others answer any."""
+    if not isinstance(server.server_address, tuple) or not is_loopback(server.server_address[0]):
+        return ["*"]
+    return ["localhost", ".localhost", "127.0.0.1", "[::1]", server.server_address[0]]
+
+
+def host_matches(host, allowed):
+    """Whether a Host value matches one of `allowed` ('*', '.domain', or a name)."""
+    if "*" in allowed:
+        return True
+    name = host.lower()
+    if name.startswith("["):
+        name = name[:name.find("]") + 1]
+    else:
+        name = name.rpartition(":")[0] or name if ":" in name else name
+    name = name.rstrip(".")
+    for entry in allowed:
+        entry = entry.lower()
+        if ":" in entry and not entry.startswith("["):
+            entry = "[%s]" % entry                     # a bare IPv6 address
+        if name == entry or entry.startswith(".") and (name == entry[1:] or name.endswith(entry)):
+            return True
+    return False
+
+
+def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threading=True,
+                unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
+                debug=None, allowed_hosts=None, listen_socket=None,
+                handler_class=WSGIRequestHandler):
+    """Bind a server for the WSGI `app` and return it, ready for serve_forever().
+
+    port 0 picks a free port (server.server_port tells which).  unix_socket is
+    a path to listen on instead of host and port.  static is a list of
+    (url_prefix, directory) pairs served before the app.  debug (default: on
+    for loopback addresses) puts tracebacks in 500 pages.  allowed_hosts
+    (default: local names on loopback, any elsewhere) guards against DNS
+    rebinding.  limits is a Limits().  Stop it with shutdown() from another
+    thread, then server_close().
+    """
+    base = UnixWSGIServer if unix_socket else WSGIServer
+    if threading:
+        # The mixin comes first so that its process_request() wins in the MRO.
+        server_class = type("WSGIServer", (socketserver.ThreadingMixIn, base),
+                            {"daemon_threads": True})
+    else:
+        server_class = base
+    if static:
+        app = StaticFiles(app, static)
+    if ipv6 is None:
+        ipv6 = ":" in host
+    if debug is None:
+        debug = bool(unix_socket) or is_loopback(host)
+    address = unix_socket if unix_socket else (host, port)
+    return server_class(address, app, handler_class=handler_class, ipv6=ipv6,
+                        listen_socket=listen_socket, ssl_context=ssl_context, limits=limits,
+                        quiet=quiet, debug=debug, allowed_hosts=allowed_hosts)
+
+
+# ---- Reloader -----------------------------------------------------------------
+# The supervisor holds the socket and restarts workers; each worker polls files.
+
+ENV_LISTEN_FD = "RUNSERVER_LISTEN_FD"           # the inherited listening socket
+ENV_SUPERVISOR_FD = "RUNSERVER_SUPERVISOR_FD"   # reaches EOF when the supervisor dies
+ENV_RESTARTS = "RUNSERVER_RESTARTS"             # how many workers came before
+ENV_WATCHLIST = "RUNSERVER_WATCHLIST"           # where a worker lists its watched files
+
+_worker = {}                                    # this worker's ENV_* values, taken once
+
+
+def is_reloader_worker():
+    """True in a worker process started by a reloading supervisor."""
+    return ENV_LISTEN_FD in os.environ or bool(_worker)
+
+
+def take_worker_environment():
+    """Move the ENV_* variables out of os.environ, so the app's own child
+    processes do not inherit them; return them."""
+    if not _worker and ENV_LISTEN_FD in os.environ:
+        for name in (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_RESTARTS, ENV_WATCHLIST):
+            _worker[name] = os.environ.pop(name, "")
+    return _worker
+
+
+def stat_key(path):
+    """What identifies a version of a file: (mtime_ns, size, inode); None if missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def module_source(module):
+    """The file to watch for a module: its .py source, or its zip archive."""
+    filename = getattr(module, "__file__", None)
+    if not filename or not isinstance(filename, str):
+        return None
+    archive = getattr(getattr(module, "__loader__", None), "archive", None)
+    if isinstance(archive, str):
+        return archive
+    if filename.endswith(".pyc"):
+        try:
+            source = importlib.util.source_from_cache(filename)
+        except (ValueError, NotImplementedError):
+            return filename
+        return source if os.path.exists(source) else filename
+    return filename
+
+
+class FileWatcher:
+    """Poll files for changes of (mtime_ns, size, inode), appearance or removal.
+
+    Watched: the source of every imported module outside the standard library
+    (site-packages every SLOW_POLL_EVERY polls), `extra_files`, the `include`
+    paths and globs, minus the `exclude` globs; and new .py files in the
+    directories of the project's modules.
+    """
+
+    def __init__(self, include=(), exclude=(), extra_files=(), watch_modules=True):
+        import site
+        import sysconfig
+        self.include = list(include)
+        self.exclude = list(exclude)
+        self.extra_files = {os.path.abspath(path) for path in extra_files}
+        self.watch_modules = watch_modules
+        paths = sysconfig.get_paths()
+        site_dirs = {paths["purelib"], paths["platlib"]}
+        site_dirs.update(getattr(site, "getsitepackages", lambda: [])())
+        site_dirs.add(getattr(site, "USER_SITE", None) or paths["purelib"])
+        self.site_dirs = tuple(os.path.join(path, "") for path in site_dirs)
+        self.stdlib_dirs = tuple(os.path.join(paths[key], "") for key in ("stdlib", "platstdlib"))
+        self.fast, self.slow, self.included = set(), set(), set()
+        self.directories = {}          # project directory -> (mtime_ns, its .py names)
+        self.snapshot = {}
+        self.module_count = -1
+        self.polls = 0
+        self.on_files_changed = None   # called with the new set of watched files
+
+    def excluded(self, path):
+        return any(fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(os.path.basename(path), pattern)
+                   for pattern in self.exclude)
+
+    def refresh(self, slow_turn):
+        """Recompute the file lists when modules were imported, and globs on slow turns."""
+        changed = False
+        if self.watch_modules and len(sys.modules) != self.module_count:
+            self.module_count = len(sys.modules)
+            fast, slow = set(self.extra_files), set()
+            for module in list(sys.modules.values()):
+                path = module_source(module)
+                if path is None:
+                    continue
+                path = os.path.abspath(path)
+                if path.startswith(self.site_dirs):
+                    slow.add(path)
+                elif not path.startswith(self.stdlib_dirs):
+                    fast.add(path)
+            changed = (fast, slow) != (self.fast, self.slow)
+            self.fast, self.slow = fast, slow
+        elif not self.watch_modules and not self.fast:
+            self.fast = set(self.extra_files)
+            changed = True
+        if self.include and (slow_turn or self.polls == 1):
+            included = set()
+            for entry in self.include:
+                for path in (glob.glob(entry, recursive=True) if glob.has_magic(entry) else [entry]):
+                    if os.path.isdir(path):
+                        for top, _, names in os.walk(path):
+                            included.update(os.path.join(top, name) for name in names)
+                    else:
+                        included.add(os.path.abspath(path))
+            appeared = included - self.included
+            changed = changed or bool(appeared)
+            if self.polls > 1:
+                for path in appeared:
+                    self.snapshot[path] = None          # new since the last look: a change
+            self.included = included
+        if changed:
+            for path in self.fast:
+                if path.endswith(".py"):
+                    self.directories.setdefault(os.path.dirname(path), None)
+            if self.on_files_changed is not None:
+                self.on_files_changed(self.watched())
+
+    def watched(self):
+        return {path for path in self.fast | self.slow | self.included if not self.excluded(path)}
+
+    def poll(self):
+        """Stat the watched files once; return the paths that changed."""
+        self.polls += 1
+        slow_turn = self.polls % SLOW_POLL_EVERY == 0
+        self.refresh(slow_turn)
+        changed = []
+        snapshot = self.snapshot
+        groups = (self.fast, self.included, self.slow) if slow_turn else (self.fast, self.included)
+        for group in groups:
+            for path in group:
+                key = stat_key(path)
+                if path not in snapshot:
+                    snapshot[path] = key
+                elif snapshot[path] != key:
+                    snapshot[path] = key
+                    if not self.excluded(path):
+                        changed.append(path)
+        for directory, seen in list(self.directories.items()):
+            key = stat_key(directory)
+            if seen is not None and seen[0] == key:
+                continue
+            try:
+                names = {name for name in os.listdir(directory) if name.endswith(".py")}
+            except OSError:
+                names = set()
+            if seen is not None:
+                changed.extend(os.path.join(directory, name) for name in sorted(names - seen[1])
+                               if not self.excluded(os.path.join(directory, name)))
+            self.directories[directory] = (key, names)
+        return changed
+
+    def wait_for_change(self, interval, stop=None):
+        """Block until a watched file changes and return its path (None if `stop`
+        is set).  A burst of saves within RELOAD_DEBOUNCE counts as one change."""
+        stop = stop or threading.Event()
+        self.poll()
+        while not stop.wait(interval):
+            changed = self.poll()
+            if changed:
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline and not stop.wait(RELOAD_DEBOUNCE):
+                    if not self.poll():
+                        break
+                return changed[0]
+        return None
+
+
+def worker_command():
+    """The command line that started this process, to start a worker with."""
+    if hasattr(sys, "orig_argv"):
+        return [sys.executable] + sys.orig_argv[1:]
+    main_module = sys.modules["__main__"]
+    spec = getattr(main_module, "__spec__", None)
+    flags = subprocess._args_from_interpreter_flags()
+    if spec is not None and spec.name:
+        name = spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
+        return [sys.executable] + flags + ["-m", name] + sys.argv[1:]
+    return [sys.executable] + flags + sys.argv
+
+
+def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
+                   reload_interval=DEFAULT_RELOAD_INTERVAL):
+    """Keep a worker serving on `server`'s socket, restart it when it asks to;
+    return the exit status.  The supervisor itself never imports the app."""
+    state = {"worker": None, "stopping": False}
+
+    def stop(signum, frame):
+        state["stopping"] = True
+        worker = state["worker"]
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            killer = threading.Timer(shutdown_timeout + 1, kill_process, (worker,))
+            killer.daemon = True
+            killer.start()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    terminal = save_terminal()
+    listen_fd = server.socket.fileno()
+    scratch = tempfile.mkdtemp(prefix="runserver-")
+    watchlist = os.path.join(scratch, "watched")
+    restarts = 0
+    try:
+        while True:
+            read_end, write_end = os.pipe()
+            environ = dict(os.environ)
+            environ.update({ENV_LISTEN_FD: str(listen_fd), ENV_SUPERVISOR_FD: str(read_end),
+                            ENV_RESTARTS: str(restarts), ENV_WATCHLIST: watchlist})
+            try:
+                state["worker"] = subprocess.Popen(worker_command(), env=environ,
+                                                   pass_fds=(listen_fd, read_end))
+            finally:
+                os.close(read_end)
+            if state["stopping"]:
+                stop(signal.SIGTERM, None)
+            code = state["worker"].wait()
+            os.close(write_end)
+            if state["stopping"]:
+                print("Server stopped.", flush=True)
+                return 0
+            if code == RELOAD_EXIT_CODE:
+                restarts += 1
+                continue
+            if code == 0 or (code == USAGE_EXIT_CODE and restarts == 0):
+                return code
+            print("The server process %s; save a file to restart it." % describe_exit(code),
+                  file=sys.stderr, flush=True)
+            if wait_for_crash_fix(watchlist, reload_interval, state) is None:
+                return 0
+            restarts += 1
+    finally:
+        worker = state["worker"]
+        if worker is not None and worker.poll() is None:
+            kill_process(worker)
+            worker.wait()
+        import shutil
+        shutil.rmtree(scratch, ignore_errors=True)
+        restore_terminal(terminal)
+        server.server_close()
+
+
+def wait_for_crash_fix(watchlist, interval, state):
+    """After a worker crash, wait for one of the files it watched to change."""
+    try:
+        with open(watchlist, encoding="utf-8") as file:
+            files = [line for line in file.read().splitlines() if line]
+    except OSError:
+        files = []
+    watcher = FileWatcher(extra_files=files or [os.path.abspath(sys.argv[0])],
+                          watch_modules=False)
+    watcher.poll()
+    while not state["stopping"]:
+        time.sleep(interval)
+        changed = watcher.poll()
+        if changed:
+            logger.info("%s changed, restarting.", changed[0])
+            return changed[0]
+    return None
+
+
+def describe_exit(code):
+    if code < 0:
+        try:
+            return "was killed by %s" % signal.Signals(-code).name
+        except ValueError:
+            return "was killed by signal %d" % -code
+    return "exited with status %d" % code
+
+
+def kill_process(process):
+    try:
+        process.kill()
+    except OSError:
+        pass
+
+
+def save_terminal():
+    """The terminal's settings, to restore on exit (pdb can leave echo off)."""
+    try:
+        import termios
+        if sys.stdin is not None and sys.stdin.isatty():
+            return termios.tcgetattr(sys.stdin.fileno())
+    except (ImportError, OSError, ValueError):
+        pass
+    return None
+
+
+def restore_terminal(saved):
+    if saved is not None:
+        import termios
+        try:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+        except (OSError, ValueError):
+            pass
+
+
+def watch_supervisor(fd):
+    """In a worker: exit as soon as the supervisor is gone (its pipe hits EOF)."""
+    def wait():
+        try:
+            while os.read(fd, 64):
+                pass
+        except OSError:
+            pass
+        os._exit(1)
+    threading.Thread(target=wait, name="runserver-supervisor-watch", daemon=True).start()
+
+
+def start_file_watcher(server, interval, include, exclude, extra_files, watchlist):
+    """In a worker: poll files in a thread and stop the server for a reload."""
+    watcher = FileWatcher(include, exclude, extra_files)
+    if watchlist:
+        def save(files):
+            temporary = watchlist + ".tmp"
+            try:
+                with open(temporary, "w", encoding="utf-8") as file:
+                    file.write("\n".join(sorted(files)))
+                os.replace(temporary, watchlist)
+            except OSError:
+                pass
+        watcher.on_files_changed = save
+
+    def watch():
+        path = watcher.wait_for_change(interval)
+        if path is not None:
+            logger.info("%s changed, reloading.", path)
+            server.reload_requested = True
+            server.request_stop()
+    threading.Thread(target=watch, name="runserver-reloader", daemon=True).start()
+
+
+# ---- App loading ----------------------------------------------------------------
+
+class AppSpecError(Exception):
+    """APP does not name a WSGI application; the message says why, for a person."""
+
+
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def load_app(spec):
+    """Import the WSGI app named by `spec`: 'module', 'module:attr',
+    'path/to/file.py:attr' or 'module:factory(literal, args)'."""
+    module_name, _, expression = spec.partition(":")
+    if module_name.endswith(".py") or "/" in module_name:
+        module = import_file(module_name)
+    elif MODULE_NAME.fullmatch(module_name):
+        module = import_module(module_name)
+    else:
+        raise AppSpecError('"%s" is not a module name or a path to a .py file; expected '
+                           'APP like hello:app, hello or path/to/hello.py:app' % module_name)
+    if not expression:
+        for name in ("application", "app"):
+            if callable(getattr(module, name, None)):
+                return getattr(module, name)
+        raise AppSpecError('module "%s" has no callable "application" or "app"; name it '
+                           'as %s:NAME' % (module_name, module_name))
+    app = evaluate_app_expression(module, module_name, expression)
+    if not callable(app):
+        raise AppSpecError('"%s" is a %s, not a WSGI application (a callable)'
+                           % (spec, type(app).__name__))
+    return app
+
+
+def import_module(name):
+    """Import a module, telling a missing module from an ImportError inside it."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise AppSpecError('no module named "%s" (looked in the current directory and '
+                               'on sys.path)' % exc.name) from None
+        raise
+
+
+def import_file(path):
+    """Import a .py file as a module named after it, its directory on sys.path."""
+    filename = os.path.abspath(path)
+    if not os.path.isfile(filename):
+        raise AppSpecError('no file "%s"' % path)
+    directory = os.path.dirname(filename)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    name = os.path.splitext(os.path.basename(filename))[0]
+    spec = importlib.util.spec_from_file_location(name, filename)
+    if spec is None:
+        raise AppSpecError('"%s" is not a Python file' % path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def evaluate_app_expression(module, module_name, expression):
+    """Resolve 'attr', 'a.b' or 'factory(literal args)' in a module, without eval."""
+    try:
+        node = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError:
+        node = None
+    call = node if isinstance(node, ast.Call) else None
+    target = call.func if call else node
+    names = []
+    while isinstance(target, ast.Attribute):
+        names.insert(0, target.attr)
+        target = target.value
+    if not isinstance(target, ast.Name):
+        raise AppSpecError('"%s" is not an attribute name or a factory call like '
+                           'create_app() or create_app("dev", debug=True)' % expression)
+    names.insert(0, target.id)
+    args, kwargs = [], {}
+    if call:
+        try:
+            args = [ast.literal_eval(arg) for arg in call.args]
+            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+        except ValueError:
+            raise AppSpecError('the arguments of "%s" must be literals (strings, numbers, '
+                               'True, None, lists...)' % expression) from None
+        if any(kw.arg is None for kw in call.keywords):
+            raise AppSpecError('"%s": ** arguments are not supported' % expression)
+    obj = module
+    for depth, name in enumerate(names):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise AppSpecError('module "%s" has no attribute "%s"'
+                               % (module_name, ".".join(names[:depth + 1]))) from None
+    if call:
+        if not callable(obj):
+            raise AppSpecError('"%s" is not callable, so it cannot be called as a factory'
+                               % ".".join(names))
+        obj = obj(*args, **kwargs)
+    return obj
+
+
+def demo_app(environ, start_response):
+    """The app served when no APP is given: proof that it works, and an echo."""
+    body = environ["wsgi.input"].read()
+    lines = ["runserver.py %s is working." % __version__, "",
+             "You sent: %s %s%s %s" % (environ["REQUEST_METHOD"], environ["PATH_INFO"],
+                                        "?" + environ["QUERY_STRING"] if environ["QUERY_STRING"] else "",
+                                        environ["SERVER_PROTOCOL"])]
+    lines += ["  %s: %s" % (key[5:].replace("_", "-").title(), value)
+              for key, value in sorted(environ.items()) if key.startswith("HTTP_")]
+    if body:
+        lines += ["", "Body: %d bytes" % len(body), body[:1000].decode("utf-8", "replace")]
+    lines += ["", "Serve your own app:  python runserver.py module:app [ADDRPORT]",
+              "See all the options: python runserver.py --help"]
+    text = "\n".join(lines) + "\n"
+    if "text/html" in environ.get("HTTP_ACCEPT", ""):
+        import html
+        page = ("<!doctype html><meta charset=utf-8><title>runserver.py</title>"
+                "<h1>It works!</h1><pre>%s</pre>\n" % html.escape(text))
+        data, content_type = page.encode("utf-8"), "text/html; charset=utf-8"
+    else:
+        data, content_type = text.encode("utf-8"), "text/plain; charset=utf-8"
+    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def error_app(text):
+    """The app a worker serves while the real one fails to import: a 500 with `text`."""
+    def import_failed(environ, start_response):
+        content_type, body = render_error(environ, text)
+        start_response("500 Internal Server Error",
+                       [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [body]
+    return import_failed
+
+
+# ---- Command line -----------------------------------------------------------------
+
+naiveip_re = re.compile(r"""^(?:
+(?P<addr>
+    (?P<ipv4>\d{1,3}(?:\.\d{1,3}){3}) |         # IPv4 address
+    \[(?P<ipv6>[a-fA-F0-9:.]+)\] |               # IPv6 address, in brackets
+    (?P<fqdn>[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*)  # FQDN
+):)?(?P<port>\d+)$""", re.X)
+
+ERRNO_MESSAGES = {
+    errno.EACCES: "You don't have permission to access that port.",
+    errno.EADDRINUSE: "That port is already in use.",
+    errno.EADDRNOTAVAIL: "That IP address can't be assigned to.",
+    errno.EAFNOSUPPORT: "This system does not support that address family (no IPv6?).",
+}
+
+COLORS = {2: "", 3: "\x1b[32m", 304: "\x1b[36m", 4: "\x1b[33m", 5: "\x1b[1;31m"}
+
+
+class UsageError(Exception):
+    """A mistake on the command line: one line for the user, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not the whole usage text."""
+
+    def error(self, message):
+        self.exit(USAGE_EXIT_CODE, "%s: error: %s (see --help)\n" % (self.prog, message))
+
+
+def add_arguments(parser):
+    """The command line, with Django's names where Django has the option."""
+    parser.add_argument("app", nargs="?", metavar="APP",
+                        help="the WSGI app: module:attr, module (then 'application' or 'app'), "
+                             "path/to/file.py:attr or module:factory('literal', arg=1); "
+                             "none serves a demo app")
+    parser.add_argument("addrport", nargs="?", metavar="ADDRPORT",
+                        help="PORT, IPv4:PORT, [IPv6]:PORT, FQDN:PORT, 0:PORT (all "
+                             "interfaces) or unix:/path/to.sock (default 127.0.0.1:%d)"
+                             % DEFAULT_PORT)
+    parser.add_argument("--version", action="version", version="runserver.py " + __version__)
+    server = parser.add_argument_group("server")
+    server.add_argument("--ipv6", "-6", action="store_true", help="use an IPv6 address (::1)")
+    server.add_argument("--nothreading", action="store_true",
+                        help="one request at a time, without keep-alive")
+    server.add_argument("--static", action="append", default=[], metavar="URL_PREFIX=DIRECTORY",
+                        help="serve DIRECTORY's files under URL_PREFIX (repeatable)")
+    server.add_argument("--cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    server.add_argument("--key", metavar="FILE", help="the private key for --cert (PEM)")
+    server.add_argument("--allowed-hosts", metavar="HOST[,HOST...]",
+                        help="Host header values to answer ('*' any, '.example.test' a domain "
+                             "and its subdomains); default: local names when bound to loopback")
+    server.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
+                        help="tracebacks in 500 pages (default: on for loopback addresses)")
+    reloader = parser.add_argument_group("reloader")
+    reloader.add_argument("--noreload", action="store_true", help="do not use the autoreloader")
+    reloader.add_argument("--reload-interval", type=positive_float, metavar="SECONDS",
+                          default=DEFAULT_RELOAD_INTERVAL,
+                          help="seconds between two looks at the files (default %g)"
+                               % DEFAULT_RELOAD_INTERVAL)
+    reloader.add_argument("--reload-include", action="append", default=[], metavar="PATH_OR_GLOB",
+                          help="also watch these files or directories (repeatable)")
+    reloader.add_argument("--reload-exclude", action="append", default=[], metavar="GLOB",
+                          help="do not watch files matching GLOB (repeatable)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--quiet", "-q", action="store_true", help="no access log")
+    output.add_argument("--no-color", action="store_true",
+                        help="no colours (also when NO_COLOR is set or not on a terminal)")
+    limits = parser.add_argument_group("limits")
+    for name, kind, unit in (
+            ("max_request_line", int, "BYTES"), ("max_header_size", parse_size, "BYTES"),
+            ("max_headers", int, "N"), ("max_body", parse_size, "BYTES"),
+            ("header_timeout", positive_float, "SECONDS"),
+            ("keepalive_timeout", positive_float, "SECONDS"),
+            ("body_timeout", positive_float, "SECONDS"),
+            ("shutdown_timeout", positive_float, "SECONDS")):
+        limits.add_argument("--" + name.replace("_", "-"), type=kind, metavar=unit,
+                            help="default %s" % getattr(Limits, name))
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("%r is not a positive number" % text)
+    return value
+
+
+def parse_size(text):
+    """A byte count, with an optional K, M or G suffix (powers of 1024)."""
+    match = re.fullmatch(r"([0-9]+)([KMG]?)i?B?", text.strip(), re.IGNORECASE)
+    if match is None:
+        raise argparse.ArgumentTypeError("%r is not a size like 65536, 64K, 10M or 1G" % text)
+    return int(match.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[match.group(2).upper()]
+
+
+def looks_like_addrport(text):
+    """A lone positional is ADDRPORT, not APP, if it looks like one."""
+    return bool(text[:1].isdigit() or text.startswith(("[", "unix:"))
+                or re.fullmatch(r"[^:]+:[0-9].*", text))
+
+
+def parse_addrport(addrport, use_ipv6):
+    """Validate ADDRPORT; return (host, port, unix_socket_path, ipv6)."""
+    if addrport is None:
+        return (DEFAULT_HOST_IPV6 if use_ipv6 else DEFAULT_HOST), DEFAULT_PORT, None, use_ipv6
+    if addrport.startswith("unix:"):
+        path = addrport[len("unix:"):]
+        if not path:
+            raise UsageError('"unix:" needs a path, like unix:/tmp/app.sock')
+        if use_ipv6:
+            raise UsageError("-6/--ipv6 cannot be used with a unix socket")
+        return None, None, os.path.abspath(path), False
+    match = naiveip_re.match(addrport)
+    if match is None:
+        raise UsageError('"%s" is not a valid port number or address:port pair.' % addrport)
+    addr, ipv4, ipv6, fqdn, port = match.group("addr", "ipv4", "ipv6", "fqdn", "port")
+    if len(port) > 5 or int(port) > 65535:
+        raise UsageError('"%s" is not a valid port number: expected 0 to 65535.' % port)
+    port = int(port)
+    if ipv4 and any(int(octet) > 255 for octet in ipv4.split(".")):
+        raise UsageError('"%s" is not a valid IPv4 address: each number must be 0 to 255.' % ipv4)
+    if ipv6 is not None:
+        try:
+            socket.inet_pton(socket.AF_INET6, ipv6)
+        except OSError:
+            raise UsageError('"%s" is not a valid IPv6 address.' % ipv6) from None
+        return ipv6, port, None, True
+    if fqdn == "0":
+        fqdn = "0.0.0.0"
+    elif fqdn and re.fullmatch(r"[0-9.]+", fqdn):
+        raise UsageError('"%s" is not a valid IPv4 address.' % fqdn)
+    host = ipv4 or fqdn
+    if host and use_ipv6:
+        raise UsageError('-6/--ipv6 needs an IPv6 address like [::1]:%d, not "%s".' % (port, host))
+    if not addr:
+        host = DEFAULT_HOST_IPV6 if use_ipv6 else DEFAULT_HOST
+    return host, port, None, use_ipv6
+
+
+def handle(options):
+    """Check the parsed command line and run the server; return the exit status."""
+    app, addrport = options.app, options.addrport
+    if addrport is None and app is not None and looks_like_addrport(app):
+        app, addrport = None, app
+    host, port, unix_socket, ipv6 = parse_addrport(addrport, options.ipv6)
+    if app is not None and not (":" in app or MODULE_NAME.fullmatch(app) or app.endswith(".py")):
+        raise UsageError('"%s" is not a valid APP: expected module:attr, module or '
+                         'path/to/file.py:attr' % app)
+    static = []
+    for item in options.static:
+        prefix, equals, directory = item.partition("=")
+        if not equals or not prefix.startswith("/"):
+            raise UsageError('--static "%s": expected URL_PREFIX=DIRECTORY, like /static=./public'
+                             % item)
+        if not os.path.isdir(directory):
+            raise UsageError('--static "%s": "%s" is not a directory' % (item, directory))
+        static.append((prefix, directory))
+    if bool(options.cert) != bool(options.key):
+        raise UsageError("--cert and --key go together: give both for HTTPS")
+    ssl_context = make_ssl_context(options.cert, options.key) if options.cert else None
+    allowed_hosts = None
+    if options.allowed_hosts is not None:
+        allowed_hosts = [host.strip() for host in options.allowed_hosts.split(",") if host.strip()]
+    limits = Limits(**{name: getattr(options, name) for name in (
+        "max_request_line", "max_header_size", "max_headers", "max_body", "header_timeout",
+        "keepalive_timeout", "body_timeout", "shutdown_timeout")})
+    run(app, host, port, ipv6=ipv6, threading=not options.nothreading,
+        reload=not options.noreload, unix_socket=unix_socket, ssl_context=ssl_context,
+        static=static, limits=limits, quiet=options.quiet, debug=options.debug,
+        allowed_hosts=allowed_hosts, reload_interval=options.reload_interval,
+        reload_include=options.reload_include, reload_exclude=options.reload_exclude,
+        color=False if options.no_color else None)
+    return 0
+
+
+def make_ssl_context(cert, key):
+    """A TLS 1.2+ server context; an unreadable or mismatched pair is a UsageError."""
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for path in (cert, key):
+        if not os.access(path, os.R_OK):
+            raise UsageError('cannot read "%s": %s' % (
+                path, "no such file" if not os.path.exists(path) else "permission denied"))
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise UsageError('cannot use --cert "%s" with --key "%s": %s (the key must be the '
+                         "certificate's, both in PEM)" % (cert, key, exc.reason or exc)) from None
+    return context
+
+
+class LogFormatter(logging.Formatter):
+    """`[27/Nov/2026 14:00:00] message`, coloured by HTTP status on a terminal."""
+
+    def __init__(self, color):
+        super().__init__("[%(asctime)s] %(message)s", "%d/%b/%Y %H:%M:%S")
+        self.color = color
+
+    def format(self, record):
+        text = super().format(record)
+        if not self.color:
+            return text
+        status = getattr(record, "status", 0)
+        color = COLORS.get(status) or COLORS.get(status // 100, "")
+        if not status and record.levelno >= logging.WARNING:
+            color = COLORS[5]
+        return color + text + "\x1b[0m" if color else text
+
+
+def configure_logging(color=None):
+    """Send the 'runserver' logger to stderr, unless the program configured it."""
+    if logger.handlers:
+        return
+    if color is None:
+        color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogFormatter(color))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading=True,
+        reload=True, unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
+        debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
+        reload_include=(), reload_exclude=(), color=None):
+    """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
+    (imported in the worker only), or None for the demo app.
+
+    With reload=True (the default) the calling program is run again as a worker
+    process, and this process supervises it: call run() under
+    `if __name__ == "__main__":`.  The other arguments are make_server()'s,
+    plus reload_interval, reload_include and reload_exclude for the reloader
+    and color for the log (None: on a terminal without NO_COLOR).  A bind
+    error is one line on stderr and SystemExit(1).
+    """
+    configure_logging(color)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    limits = limits or Limits()
+    settings = dict(host=host, port=port, ipv6=ipv6, threading=threading,
+                    unix_socket=unix_socket, ssl_context=ssl_context, static=static,
+                    limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts)
+    if reload and not is_reloader_worker():
+        server = bind_or_exit(None, settings)
+        sys.exit(run_supervisor(server, limits.shutdown_timeout, reload_interval))
+    inner_run(app, settings, reload=reload, reload_interval=reload_interval,
+              reload_include=reload_include, reload_exclude=reload_exclude)
+
+
+def bind_or_exit(app, settings, listen_socket=None):
+    """make_server(), with bind errors as one friendly line and SystemExit(1)."""
+    try:
+        return make_server(app, listen_socket=listen_socket, **settings)
+    except OSError as exc:
+        where = settings["unix_socket"] or "%s:%s" % (settings["host"], settings["port"])
+        if isinstance(exc, socket.gaierror):
+            message = 'Cannot resolve the host name "%s".' % settings["host"]
+        elif exc.errno == errno.ENOENT and settings["unix_socket"]:
+            message = "The directory of %s does not exist." % where
+        elif exc.errno in ERRNO_MESSAGES:
+            message = ERRNO_MESSAGES[exc.errno]
+        else:
+            message = exc.strerror or str(exc)
+        if exc.filename is None and isinstance(exc.args[-1], str) and where in exc.args[-1]:
+            message = exc.args[-1][0].upper() + exc.args[-1][1:] + "."
+        print("Error: %s (%s)" % (message, where), file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_exclude):
+    """Load the app, serve it until stopped or a reload, as worker or alone."""
+    worker = take_worker_environment()
+    restarts = int(worker.get(ENV_RESTARTS) or 0)
+    app_files = []
+    spec = app if isinstance(app, str) else None
+    try:
+        app = demo_app if app is None else load_app(app) if spec else app
+    except AppSpecError as exc:
+        if not worker or restarts == 0:
+            print("Error: %s." % str(exc).rstrip("."), file=sys.stderr, flush=True)
+            raise SystemExit(USAGE_EXIT_CODE) from None
+        app = error_app("Cannot load %s: %s.\n" % (spec, exc))
+    except (Exception, SystemExit) as exc:
+        if not worker:
+            raise
+        text = format_user_traceback(exc)
+        print(text, file=sys.stderr, end="", flush=True)
+        app = error_app(text)
+        app_files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
+        if isinstance(exc, SyntaxError) and exc.filename:
+            app_files.append(exc.filename)
+    if spec:
+        module_part = spec.partition(":")[0]
+        if module_part.endswith(".py"):
+            app_files.append(module_part)
+
+    listen_socket = None
+    if worker:
+        listen_socket = socket.socket(fileno=int(worker[ENV_LISTEN_FD]))
+        watch_supervisor(int(worker[ENV_SUPERVISOR_FD]))
+    server = bind_or_exit(app, settings, listen_socket)
+    server.reload_requested = False
+    if restarts == 0:
+        print_banner(server, spec, reload, settings)
+    if reload:
+        start_file_watcher(server, reload_interval, reload_include, reload_exclude,
+                           [path for path in app_files if os.path.isfile(path)],
+                           worker.get(ENV_WATCHLIST))
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: server.request_stop())
+    try:
+        server.serve_forever()
+    finally:
+        busy = server.close_idle_and_wait(settings["limits"].shutdown_timeout)
+        if busy:
+            logger.warning("%d request(s) still running after %gs; leaving them.",
+                           busy, settings["limits"].shutdown_timeout)
+        if server.reload_requested:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(RELOAD_EXIT_CODE)
+        server.server_close()
+    if not worker:
+        print("Server stopped.", flush=True)
+
+
+def format_user_traceback(exc):
+    """A traceback of the app's import without the frames of the import machinery."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    kept = [frame for frame in frames if frame.filename != __file__
+            and not frame.filename.startswith("<frozen importlib")
+            and os.path.dirname(frame.filename) != os.path.dirname(importlib.__file__)]
+    lines = ["Traceback (most recent call last):\n"] if kept else []
+    lines += traceback.format_list(kept)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def print_banner(server, spec, reload, settings):
+    """Django's banner, printed once the socket listens, flushed for scripts."""
+    scheme = "https" if settings["ssl_context"] else "http"
+    lines = [time.strftime("%B %d, %Y - %X"),
+             "runserver.py %s (Python %s), serving %s%s" % (
+                 __version__, sys.version.split()[0], spec or "the demo app",
+                 ", reloading on changes" if reload else "")]
+    if isinstance(server.server_address, tuple):
+        host, port = server.server_address[:2]
+        shown = "[%s]" % host if ":" in host else host
+        lines.append("Starting development server at %s://%s:%d/" % (scheme, shown, port))
+        if host in ("0.0.0.0", "::"):
+            for address in lan_addresses(server.address_family):
+                lines.append("  on your network: %s://%s:%d/" % (
+                    scheme, "[%s]" % address if ":" in address else address, port))
+    else:
+        lines.append("Starting development server at unix:%s" % server.server_address)
+        lines.append("  try: curl --unix-socket %s %s://localhost/" % (server.server_address, scheme))
+    lines.append("Quit the server with CONTROL-C.")
+    print("\n".join(lines), flush=True)
+
+
+def lan_addresses(family):
+    """This machine's non-loopback addresses, from its host name (no traffic)."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
+    except OSError:
+        return []
+    found = []
+    for info in infos:
+        address = info[4][0]
+        if not is_loopback(address) and address not in found:
+            found.append(address)
+    return found[:2]
+
+
+def main(argv=None):
+    """The command line: python runserver.py [APP] [ADDRPORT] [options]."""
+    parser = ArgumentParser(
+        prog="runserver.py",
+        description="A development server for any WSGI application, like Django's "
+                    "runserver: keep-alive HTTP/1.1, autoreloading, static files, HTTPS.",
+        epilog="examples:\n"
+               "  python runserver.py                     the demo app on 127.0.0.1:8000\n"
+               "  python runserver.py hello:app 8080      hello.py's app on port 8080\n"
+               "  python runserver.py hello:app 0:8000    on every interface\n"
+               "  python runserver.py 'factory:create_app(\"dev\")' --static /static=public\n"
+               "  python runserver.py hello:app unix:/tmp/hello.sock --noreload",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    options = parser.parse_args(argv)
+    try:
+        return handle(options)
+    except UsageError as exc:
+        print("%s: error: %s" % (parser.prog, exc), file=sys.stderr, flush=True)
+        return USAGE_EXIT_CODE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
