@@ -709,21 +709,24 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.content_length = length
         return self.write
 
-    def send_head(self, body_done):
-        """Choose the framing and return the response head as bytes."""
+    def send_head(self, length):
+        """Choose the framing and return the response head as bytes; `length`
+        is the body's size when the server knows it and the app did not say."""
         code = int(self.status[:3])
         self.status_code = code
-        no_body = self.method == "HEAD" or code < 200 or code in (204, 304)
-        self.no_body = no_body
+        bodiless_status = code < 200 or code in (204, 304)
+        no_body = self.no_body = bodiless_status or self.method == "HEAD"
         self.chunked = False
         self.remaining = self.content_length
         lines = ["HTTP/1.1 " + self.status, "Date: " + http_date(),
                  "Server: " + SERVER_SOFTWARE]
         lines += ["%s: %s" % header for header in self.response_headers]
-        if self.content_length is None and not no_body:
-            if body_done is not None:
-                lines.append("Content-Length: %d" % body_done)
-                self.remaining = body_done
+        if self.content_length is None and not bodiless_status:
+            if length is not None:
+                lines.append("Content-Length: %d" % length)
+                self.remaining = length
+            elif no_body:
+                pass                            # HEAD: the length is unknown
             elif self.http_version == "HTTP/1.1":
                 lines.append("Transfer-Encoding: chunked")
                 self.chunked = True
@@ -731,6 +734,10 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 self.keep_alive = False
         if no_body:
             self.remaining = 0
+        body = self.body
+        if body is not None and body.remaining and (self.expect_continue
+                                                     or body.remaining > DRAIN_LIMIT):
+            self.keep_alive = False             # the unread body will not be drained
         if not self.keep_alive:
             lines.append("Connection: close")
         elif self.http_version == "HTTP/1.0":
@@ -774,8 +781,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             result = app(environ, self.start_response)
             if type(result) is list and len(result) == 1 and self.content_length is None \
                     and type(result[0]) is bytes and self.status is not None:
-                self.content_length = len(result[0])
-                self.connection.sendall(self.send_head(None) + (b"" if self.no_body else result[0]))
+                self.connection.sendall(self.send_head(len(result[0]))
+                                        + (b"" if self.no_body else result[0]))
                 self.bytes_sent = 0 if self.no_body else len(result[0])
             elif isinstance(result, FileWrapper) and self.send_file(result):
                 pass
@@ -857,10 +864,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         if not (stat.st_mode & 0o170000 == 0o100000):          # regular files only
             return False
         available = max(stat.st_size - offset, 0)
-        if self.content_length is None:
-            self.content_length = available
-        count = min(self.content_length, available)
-        self.connection.sendall(self.send_head(None))
+        count = available if self.content_length is None else min(self.content_length, available)
+        self.connection.sendall(self.send_head(available))
         if not self.no_body and count:
             self.connection.settimeout(self.limits.body_timeout)
             sent = self.connection.sendfile(file, offset, count)
@@ -901,7 +906,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
     def log_request(self, status, note=None, level=logging.INFO):
         """The access log line: request line, status, bytes sent, duration."""
-        if self.server.quiet and level == logging.INFO:
+        if self.server.quiet and note is None:
             return
         duration = (time.perf_counter() - self.started) * 1000
         message = '"%s" %s %d %.1fms' % (escape_control(self.request_line.decode("latin-1")),
@@ -1161,6 +1166,8 @@ class WSGIServer(socketserver.TCPServer):
         self.debug = debug
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
+        self._wakeup_read, self._wakeup_write = os.pipe()
+        os.set_blocking(self._wakeup_write, False)
         if listen_socket is None:
             super().__init__(server_address, handler_class)
         else:                           # a reloader worker inherits a bound socket
@@ -1178,8 +1185,6 @@ class WSGIServer(socketserver.TCPServer):
         self._stop_requested = False
         self._loop_done = threading.Event()
         self._loop_done.set()
-        self._wakeup_read, self._wakeup_write = os.pipe()
-        os.set_blocking(self._wakeup_write, False)
         self.base_environ = self.make_base_environ()
 
     def server_bind(self):
@@ -2181,15 +2186,15 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         watch_supervisor(int(worker[ENV_SUPERVISOR_FD]))
     server = bind_or_exit(app, settings, listen_socket)
     server.reload_requested = False
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: server.request_stop())
     if restarts == 0:
         print_banner(server, spec, reload, settings)
     if reload:
         start_file_watcher(server, reload_interval, reload_include, reload_exclude,
                            [path for path in app_files if os.path.isfile(path)],
                            worker.get(ENV_WATCHLIST))
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda signum, frame: server.request_stop())
     try:
         server.serve_forever()
     finally:
