@@ -77,6 +77,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HOST_IPV6 = "::1"
 DEFAULT_PORT = 8000
 LISTEN_BACKLOG = 1024           # connections that wait while a worker restarts
+FIRST_REQUEST_GRACE = 0.2       # a connection this new is not idle: its request is on the way
 SERVER_SOFTWARE = "runserver.py/%s Python/%s" % (__version__, sys.version.split()[0])
 
 USAGE_EXIT_CODE = 2             # the user's mistake: bad option, unknown module...
@@ -129,6 +130,7 @@ CHUNK_HEADER = re.compile(
     % (TOKEN, TOKEN, QUOTED_STRING))
 HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 ABSOLUTE_FORM = re.compile(rb"https?://([^/?#]*)([^#]*)", re.IGNORECASE)
+EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 STR_TOKEN = re.compile(TOKEN.decode())
 STR_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -183,6 +185,9 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
     if major != b"1" or minor not in b"01":
         raise BadRequest(505, "HTTP version %s.%s is not supported"
                          % (major.decode(), minor.decode()))
+    if len(data) - len(line) > limits.max_header_size:
+        raise BadRequest(431, "header section larger than %d bytes (--max-header-size)"
+                         % limits.max_header_size)
     if len(lines) - 1 > limits.max_headers:
         raise BadRequest(431, "more than %d header lines" % limits.max_headers)
 
@@ -207,7 +212,7 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
         elif name == b"host":
             hosts.append(value)
         elif name == b"expect":
-            expect = value
+            expect = value if expect is None else expect + b"," + value
         elif name == b"connection":
             connection = value if connection is None else connection + b"," + value
         key = ENVIRON_KEYS.get(name, False)
@@ -436,8 +441,11 @@ def read_chunked_body(handler, max_body):
                 handler.buffer = handler.buffer[len(data):]
                 body.write(data)
                 size -= len(data)
-            if handler.read_line(2, "chunk data") != b"":
+            while len(handler.buffer) < 2:
+                handler.receive_body_bytes(2)
+            if handler.buffer[:2] != b"\r\n":
                 raise BadRequest(400, "chunk data not followed by CRLF")
+            handler.buffer = handler.buffer[2:]
         for _ in range(handler.limits.max_headers + 1):       # trailer section
             line = handler.read_line(handler.limits.max_header_size, "trailer")
             if not line:
@@ -467,6 +475,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.limits = server.limits
         self.buffer = b""
         self.idle = True
+        self.opened = time.monotonic()
         self.connection = self.request
         if server.address_family != socket.AF_UNIX:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -482,6 +491,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         server.track_connection(self, True)
 
     def finish(self):
+        if self.connection is not self.request:
+            self.connection.close()     # the TLS socket; socketserver closes only the plain one
         self.server.track_connection(self, False)
 
     def handle(self):
@@ -492,7 +503,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 pass
         except BadRequest as exc:
             self.log_bad_request(exc)
-            if exc.status and not isinstance(exc, ClientDisconnected):
+            # A peer that only half-closed still reads why; a started response
+            # cannot be followed by another.
+            if exc.status and not (isinstance(exc, ClientDisconnected) and self.headers_sent):
                 self.send_error(exc.status, exc.reason)
         except (ConnectionError, socket.timeout):
             pass                                    # the peer left: nothing to answer
@@ -501,11 +514,15 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         """TLS handshake in this connection's thread; False if it failed."""
         self.connection.settimeout(self.limits.header_timeout)
         try:
+            # Handshake once self.connection is the TLS socket, so that
+            # close_idle_and_wait() can interrupt a client that sends nothing.
             self.connection = self.server.ssl_context.wrap_socket(
-                self.connection, server_side=True)
+                self.connection, server_side=True, do_handshake_on_connect=False)
+            self.connection.do_handshake()
         except (OSError, ValueError) as exc:
-            logger.warning("%s TLS handshake failed: %s", self.remote,
-                           escape_control(str(exc)))
+            if not self.server.stopping:
+                logger.warning("%s TLS handshake failed: %s", self.remote,
+                               escape_control(str(exc)))
             return False
         return True
 
@@ -554,10 +571,15 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         client closed the connection or stayed idle between requests."""
         limits = self.limits
         if not self.buffer:
+            timeout = limits.header_timeout if first else limits.keepalive_timeout
             try:
-                if not self.receive(limits.header_timeout if first else limits.keepalive_timeout):
+                if not self.receive(timeout):
                     return None
-            except (socket.timeout, ConnectionError):
+            except socket.timeout:
+                logger.debug("%s closed: no request within %gs (%s)", self.remote, timeout,
+                             "--header-timeout" if first else "--keepalive-timeout")
+                return None
+            except ConnectionError:
                 return None
             if first and self.buffer[:1] == b"\x16" and self.server.ssl_context is None:
                 raise BadRequest(0, "TLS handshake received: this server speaks HTTP, not "
@@ -565,8 +587,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.idle = False
         deadline = time.monotonic() + limits.header_timeout
         while True:
-            while self.buffer[:2] == b"\r\n":        # RFC 9112 2.2: skip empty lines
-                self.buffer = self.buffer[2:]
+            if self.buffer[:2] == b"\r\n":           # RFC 9112 2.2: skip empty lines
+                self.buffer = self.buffer[EMPTY_LINES.match(self.buffer).end():]
             end = self.buffer.find(b"\r\n\r\n")
             if end >= 0:
                 head = self.buffer[:end]
@@ -775,6 +797,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
     def run_app(self, app, environ):
         """Run the app and send its response; False if the connection must close."""
+        self.connection.settimeout(self.limits.body_timeout)   # not what is left of the head's
         self.response_error = None
         result = None
         try:
@@ -788,7 +811,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 pass
             else:
                 for data in result:
-                    if data or self.status is None:
+                    if data or type(data) is not bytes or self.status is None:
                         self.write(data)
                     if self.response_error:
                         break
@@ -851,9 +874,10 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         return False
 
     def send_file(self, wrapper):
-        """Send a FileWrapper with socket.sendfile; False if it must be iterated."""
+        """Send a FileWrapper with socket.sendfile (which falls back to block
+        reads under TLS); False if it must be iterated."""
         file = wrapper.filelike
-        if self.server.ssl_context is not None or not hasattr(file, "fileno"):
+        if not hasattr(file, "fileno"):
             return False
         try:
             fd = file.fileno()
@@ -991,14 +1015,17 @@ class StaticFiles:
         if os.path.isdir(real):
             if not environ["PATH_INFO"].endswith("/"):
                 location = urllib.parse.quote(environ.get("SCRIPT_NAME", "")
-                                              + environ["PATH_INFO"] + "/", safe="/%")
+                                              + environ["PATH_INFO"] + "/", safe="/",
+                                              encoding="latin-1")
                 if environ.get("QUERY_STRING"):
                     location += "?" + environ["QUERY_STRING"]
                 return self.respond(start_response, "301 Moved Permanently",
                                     [("Location", location)], "Moved to %s\n" % location)
-            index = os.path.join(real, "index.html")
+            index = os.path.realpath(os.path.join(real, "index.html"))
             if not os.path.isfile(index):
                 return self.listing(environ, start_response, real)
+            if not index.startswith(root.rstrip(os.sep) + os.sep):
+                return self.not_found(start_response)   # index.html links out of the root
             real = index
         try:
             file = open(real, "rb")
@@ -1120,7 +1147,7 @@ def if_range_matches(environ, etag, mtime):
 def parse_range(value, size):
     """(start, end) for a single satisfiable `bytes=` range, "unsatisfiable",
     or None when the range is to be ignored (bad syntax, several ranges)."""
-    match = re.fullmatch(r"bytes=[ \t]*([0-9]*)-([0-9]*)[ \t]*", value.strip())
+    match = re.fullmatch(r"bytes=[ \t]*([0-9]{0,18})-([0-9]{0,18})[ \t]*", value.strip())
     if match is None:
         return None
     first, last = match.groups()
@@ -1255,15 +1282,18 @@ class WSGIServer(socketserver.TCPServer):
 
     def close_idle_and_wait(self, timeout):
         """Close idle connections, give busy ones `timeout` seconds to finish
-        their request; return how many were still busy then."""
+        their request; return how many were still busy then.  Only the reading
+        side is shut, so a request that arrives as it happens still gets its
+        response (on Linux, which reads what came before the shutdown)."""
         self.stopping = True
         deadline = time.monotonic() + timeout
         with self._connections_changed:
             while self._connections:
+                now = time.monotonic()
                 for handler in list(self._connections):
-                    if handler.idle:
-                        try:
-                            handler.request.shutdown(socket.SHUT_RDWR)
+                    if handler.idle and now - handler.opened >= FIRST_REQUEST_GRACE:
+                        try:            # on the socket, under any TLS layer
+                            socket.socket.shutdown(handler.connection, socket.SHUT_RD)
                         except OSError:
                             pass
                 remaining = deadline - time.monotonic()
@@ -2062,10 +2092,15 @@ def make_ssl_context(cert, key):
     import ssl
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A peer gone without close_notify, or one close_idle_and_wait() shuts out,
+    # is an ordinary end of the connection: no decode_error alert sent to it.
+    context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     for path in (cert, key):
-        if not os.access(path, os.R_OK):
+        if not os.path.isfile(path):
             raise UsageError('cannot read "%s": %s' % (
-                path, "no such file" if not os.path.exists(path) else "permission denied"))
+                path, "not a file" if os.path.exists(path) else "no such file"))
+        if not os.access(path, os.R_OK):
+            raise UsageError('cannot read "%s": permission denied' % path)
     try:
         context.load_cert_chain(cert, key)
     except ssl.SSLError as exc:
@@ -2240,7 +2275,9 @@ def print_banner(server, spec, reload, settings):
                     scheme, "[%s]" % address if ":" in address else address, port))
     else:
         lines.append("Starting development server at unix:%s" % server.server_address)
-        lines.append("  try: curl --unix-socket %s %s://localhost/" % (server.server_address, scheme))
+        import shlex
+        lines.append("  try: curl --unix-socket %s %s://localhost/"
+                     % (shlex.quote(server.server_address), scheme))
     lines.append("Quit the server with CONTROL-C.")
     print("\n".join(lines), flush=True)
 

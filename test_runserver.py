@@ -8,6 +8,8 @@ fixed sleeps.
 """
 
 import contextlib
+import email.utils
+import errno
 import hashlib
 import io
 import logging
@@ -16,6 +18,8 @@ import re
 import shutil
 import signal
 import socket
+import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -867,6 +871,1442 @@ class LoggingTests(ServerTestCase):
         line = LOG.wait_for(r"400")
         self.assertNotIn("\x1b", line)
         self.assertIn("\\x1b", line)
+
+
+# ---- Hardening: hostile input, host checks, limits, load and app faults -----------
+
+HOST = b"Host: 127.0.0.1\r\n"
+POST = b"POST / HTTP/1.1\r\n" + HOST
+CHUNKED = POST + b"Transfer-Encoding: chunked\r\n\r\n"
+HALF_CLOSE = b"<client half-closes>"    # a row ending with this shuts down the sending side
+
+HOSTILE_LIMITS = dict(max_request_line=1024, max_header_size=2048, max_headers=20, max_body=1000)
+
+# (name, raw request, expected status, regex for the reason in the log line).
+# The server above uses HOSTILE_LIMITS; every row must be refused and closed.
+HOSTILE_REQUESTS = [
+    ("no version", b"GET /\r\n" + HOST + b"\r\n", 400, "not 'METHOD target HTTP/x.y'"),
+    ("two spaces", b"GET  / HTTP/1.1\r\n" + HOST + b"\r\n", 400, "not 'METHOD target"),
+    ("trailing space", b"GET / HTTP/1.1 \r\n" + HOST + b"\r\n", 400, "not 'METHOD target"),
+    ("tab separator", b"GET\t/\tHTTP/1.1\r\n" + HOST + b"\r\n", 400, "control character"),
+    ("space in target", b"GET /a b HTTP/1.1\r\n" + HOST + b"\r\n", 400, "not 'METHOD target"),
+    ("lower-case version", b"GET / http/1.1\r\n" + HOST + b"\r\n", 400, "malformed request line"),
+    ("version without minor", b"GET / HTTP/1\r\n" + HOST + b"\r\n", 400, "malformed request line"),
+    ("two-digit major", b"GET / HTTP/11.1\r\n" + HOST + b"\r\n", 400, "malformed request line"),
+    ("method not a token", b"G@T / HTTP/1.1\r\n" + HOST + b"\r\n", 400, "method is not a token"),
+    ("method with bracket", b"GET[] / HTTP/1.1\r\n" + HOST + b"\r\n", 400, "method is not a token"),
+    ("relative target", b"GET foo HTTP/1.1\r\n" + HOST + b"\r\n", 400, "must start with '/'"),
+    ("bare LF everywhere", b"GET / HTTP/1.1\nHost: 127.0.0.1\n\n", 400, "bare LF"),
+    ("bare LF after request line", b"GET / HTTP/1.1\n" + HOST + b"\r\n", 400, "bare CR or LF"),
+    ("bare LF in header", b"GET / HTTP/1.1\r\nX: a\nY: b\r\n" + HOST + b"\r\n", 400, "bare CR or LF"),
+    ("bare CR after request line", b"GET / HTTP/1.1\r" + HOST + b"\r\n", 400, "bare CR or LF"),
+    ("bare CR in header", b"GET / HTTP/1.1\r\nX: a\rY: b\r\n" + HOST + b"\r\n", 400, "bare CR or LF"),
+    ("NUL in target", b"GET /\x00 HTTP/1.1\r\n" + HOST + b"\r\n", 400, "control character in the request line"),
+    ("ESC in target", b"GET /\x1b[31m HTTP/1.1\r\n" + HOST + b"\r\n", 400, "control character in the request line"),
+    ("NUL in header value", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\x00b\r\n\r\n", 400, "control character in a header value"),
+    ("ESC in header value", b"GET / HTTP/1.1\r\n" + HOST + b"X: \x1b[2J\r\n\r\n", 400, "control character in a header value"),
+    ("DEL in header value", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\x7f\r\n\r\n", 400, "control character in a header value"),
+    ("header name not a token", b"GET / HTTP/1.1\r\n" + HOST + b"X Y: z\r\n\r\n", 400, "header name is not a token"),
+    ("header name with bracket", b"GET / HTTP/1.1\r\n" + HOST + b"X[1]: z\r\n\r\n", 400, "header name is not a token"),
+    ("empty header name", b"GET / HTTP/1.1\r\n" + HOST + b": z\r\n\r\n", 400, "header name is not a token"),
+    ("header without colon", b"GET / HTTP/1.1\r\n" + HOST + b"X-Y\r\n\r\n", 400, "without a colon"),
+    ("space before colon", b"GET / HTTP/1.1\r\n" + HOST + b"X-Y : z\r\n\r\n", 400, "whitespace before the colon"),
+    ("tab before colon", b"GET / HTTP/1.1\r\n" + HOST + b"X-Y\t: z\r\n\r\n", 400, "whitespace before the colon"),
+    ("obs-fold with space", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\r\n b\r\n\r\n", 400, "obsolete line folding"),
+    ("obs-fold with tab", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\r\n\tb\r\n\r\n", 400, "obsolete line folding"),
+    ("fold before first header", b"GET / HTTP/1.1\r\n " + HOST + b"\r\n", 400, "obsolete line folding"),
+    ("CL with plus", POST + b"Content-Length: +5\r\n\r\nhello", 400, "Content-Length is not"),
+    ("CL negative", POST + b"Content-Length: -5\r\n\r\nhello", 400, "Content-Length is not"),
+    ("CL hex", POST + b"Content-Length: 0x5\r\n\r\nhello", 400, "Content-Length is not"),
+    ("CL underscore", POST + b"Content-Length: 5_0\r\n\r\nhello", 400, "Content-Length is not"),
+    ("CL inner space", POST + b"Content-Length: 5 5\r\n\r\nhello", 400, "Content-Length is not"),
+    ("CL empty", POST + b"Content-Length: \r\n\r\nhello", 400, "Content-Length is not"),
+    ("CL Arabic-Indic digit", POST + "Content-Length: \u0665\r\n\r\nhello".encode(), 400, "Content-Length is not"),
+    ("CL superscript two", POST + b"Content-Length: \xb2\r\n\r\nhi", 400, "Content-Length is not"),
+    ("CL fullwidth digit", POST + "Content-Length: \uff15\r\n\r\nhello".encode(), 400, "Content-Length is not"),
+    ("CL absurdly long", POST + b"Content-Length: " + b"9" * 40 + b"\r\n\r\n", 400, "Content-Length is not"),
+    ("CL long run of zeros", POST + b"Content-Length: " + b"0" * 30 + b"5\r\n\r\nhello", 400, "Content-Length is not"),
+    ("two CL", POST + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400, "more than one Content-Length"),
+    ("CL list", POST + b"Content-Length: 5, 5\r\n\r\nhello", 400, "Content-Length is not"),
+    ("CL and TE", POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "both Content-Length and Transfer-Encoding"),
+    ("TE and CL", POST + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400, "both Content-Length and Transfer-Encoding"),
+    ("TE chunked on HTTP/1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "HTTP/1.0"),
+    ("TE gzip", POST + b"Transfer-Encoding: gzip\r\n\r\n", 501, "other than exactly 'chunked'"),
+    ("TE identity", POST + b"Transfer-Encoding: identity\r\n\r\n", 501, "other than exactly 'chunked'"),
+    ("TE gzip, chunked", POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, "other than exactly 'chunked'"),
+    ("TE chunked, chunked", POST + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 501, "other than exactly 'chunked'"),
+    ("two TE lines", POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501, "other than exactly 'chunked'"),
+    ("TE xchunked", POST + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 501, "other than exactly 'chunked'"),
+    ("TE with vertical tab", POST + b"Transfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n", 400, "control character in a header value"),
+    ("chunk size not hex", CHUNKED + b"zz\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk header"),
+    ("chunk size signed", CHUNKED + b"-5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk header"),
+    ("chunk size with plus", CHUNKED + b"+5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk header"),
+    ("chunk size with 0x", CHUNKED + b"0x5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk header"),
+    ("chunk size empty", CHUNKED + b"\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk header"),
+    ("chunk size too long", CHUNKED + b"0" * 17 + b"5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk header"),
+    ("chunk size line endless", CHUNKED + b"5" * 5000, 400, "chunk header longer than"),
+    ("chunk extension without name", CHUNKED + b"5;\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk header"),
+    ("chunk extension bad name", CHUNKED + b"5; =x\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk header"),
+    ("chunk extension bad quote", CHUNKED + b'5;a="x\r\nhello\r\n0\r\n\r\n', 400, "invalid chunk header"),
+    ("chunk size bare LF", CHUNKED + b"5\nhello\r\n0\r\n\r\n", 400, "bare CR or LF in a chunk header"),
+    ("no CRLF after chunk data", CHUNKED + b"5\r\nhelloXX0\r\n\r\n", 400, "chunk data not followed by CRLF"),
+    ("LF only after chunk data", CHUNKED + b"5\r\nhello\n0\r\n\r\n", 400, "chunk data not followed by CRLF"),
+    ("bad trailer", CHUNKED + b"0\r\nX : y\r\n\r\n", 400, "invalid trailer"),
+    ("EOF in chunk data", CHUNKED + b"10\r\nhello" + HALF_CLOSE, 400, "closed the connection in the middle of the body"),
+    ("EOF before last chunk", CHUNKED + b"5\r\nhello\r\n" + HALF_CLOSE, 400, "closed the connection in the middle of the body"),
+    ("EOF in Content-Length body", POST + b"Content-Length: 10\r\n\r\nhello" + HALF_CLOSE, 400, "closed the connection in the middle of the body"),
+    ("EOF in the head", b"GET / HTTP/1.1\r\n" + HOST + HALF_CLOSE, 400, "in the middle of the head"),
+    ("HTTP/1.1 without Host", b"GET / HTTP/1.1\r\n\r\n", 400, "without a Host header"),
+    ("two Hosts", b"GET / HTTP/1.1\r\n" + HOST + HOST + b"\r\n", 400, "more than one Host"),
+    ("invalid Host", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host"),
+    ("asterisk with GET", b"GET * HTTP/1.1\r\n" + HOST + b"\r\n", 400, "only allowed with OPTIONS"),
+    ("HTTP/2.0", b"GET / HTTP/2.0\r\n" + HOST + b"\r\n", 505, "version 2.0 is not supported"),
+    ("HTTP/1.2", b"GET / HTTP/1.2\r\n" + HOST + b"\r\n", 505, "version 1.2 is not supported"),
+    ("HTTP/0.9", b"GET / HTTP/0.9\r\n" + HOST + b"\r\n", 505, "version 0.9 is not supported"),
+    ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "version 2.0 is not supported"),
+    ("request line too long", b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 414, "request line longer than 1024"),
+    ("request line endless", b"GET /" + b"a" * 1100, 414, "request line longer than 1024"),
+    ("header line too long", b"GET / HTTP/1.1\r\n" + HOST + b"X: " + b"a" * 2100 + b"\r\n\r\n", 431, "--max-header-size"),
+    ("header block too large", b"GET / HTTP/1.1\r\n" + HOST + (b"X: " + b"a" * 150 + b"\r\n") * 15 + b"\r\n", 431, "--max-header-size"),
+    ("header block endless", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\r\n" * 600, 431, "--max-header-size"),
+    ("too many headers", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\r\n" * 20 + b"\r\n", 431, "more than 20 header lines"),
+    ("CL over --max-body", POST + b"Content-Length: 1001\r\n\r\n", 413, "1001 bytes is over the limit of 1000 \\(--max-body\\)"),
+    ("huge CL", POST + b"Content-Length: 999999999999\r\n\r\n", 413, "over the limit of 1000"),
+    ("one chunk over --max-body", CHUNKED + b"10000\r\n", 413, "chunked body over the limit of 1000 bytes \\(--max-body\\)"),
+    ("chunks adding up over --max-body", CHUNKED + (b"258\r\n" + b"x" * 600 + b"\r\n") * 2, 413, "chunked body over the limit"),
+    ("Expect other than 100-continue", POST + b"Expect: 200-ok\r\nContent-Length: 2\r\n\r\nhi", 417, "Expect other than 100-continue"),
+    ("Expect 100-continue twice", POST + b"Expect: 100-continue, 100-continue\r\nContent-Length: 2\r\n\r\nhi", 417, "Expect other"),
+]
+
+
+def read_body_app(environ, start_response):
+    """Reads the whole body, answers 'ok'; records the paths it served."""
+    environ["wsgi.input"].read()
+    read_body_app.paths.append(environ["PATH_INFO"])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+read_body_app.paths = []
+
+
+def path_app(environ, start_response):
+    """Answers with its path, to tell pipelined responses apart."""
+    body = environ["PATH_INFO"].encode("latin-1")
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+def wait_until(predicate, timeout=TIMEOUT):
+    """Poll `predicate` until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within %ss" % timeout)
+        time.sleep(0.01)
+
+
+def rss():
+    """This process's resident set size in bytes."""
+    with open("/proc/self/status") as status:
+        return int(re.search(r"VmRSS:\s*(\d+) kB", status.read()).group(1)) * 1024
+
+
+class HostileInputTests(ServerTestCase):
+    """Every row of HOSTILE_REQUESTS: its status, Connection: close, a closed
+    connection, one escaped log line naming the reason, and a server that lives on."""
+
+    def setUp(self):
+        super().setUp()
+        read_body_app.paths.clear()
+        self.server = self.start_server(read_body_app,
+                                        limits=runserver.Limits(**HOSTILE_LIMITS))
+        self.idle_threads = threading.active_count()
+
+    def refuse(self, raw):
+        """Send raw bytes on a new connection; return (client port, response)."""
+        sock = self.connect(self.server)
+        port = sock.getsockname()[1]
+        half_close = raw.endswith(HALF_CLOSE)
+        sock.sendall(raw[:-len(HALF_CLOSE)] if half_close else raw)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        response = Reader(sock).response()
+        self.assertClosed(sock)
+        return port, response
+
+    def test_hostile_requests(self):
+        for name, raw, status, reason in HOSTILE_REQUESTS:
+            with self.subTest(name):
+                LOG.clear()
+                port, response = self.refuse(raw)
+                self.assertEqual(response.status, status, response)
+                self.assertEqual(response.header("connection"), "close")
+                self.assertIn(str(status).encode(), response.body)
+                message = LOG.wait_for(r"^127\.0\.0\.1:%d .* %d: .*%s" % (port, status, reason))
+                self.assertNotRegex(message, "[\x00-\x1f\x7f-\x9f]")
+                self.assertEqual([m for m in LOG.messages()
+                                  if m.startswith("127.0.0.1:%d " % port)], [message])
+                self.assertEqual(http_get(self.server.port).body, b"ok")
+        self.assertEqual(read_body_app.paths, ["/"] * len(HOSTILE_REQUESTS))
+        self.assertFalse([r for r in LOG.records if r.exc_info or "Traceback" in r.getMessage()])
+        wait_until(lambda: threading.active_count() <= self.idle_threads)
+
+    def test_the_table_is_well_formed(self):
+        names = [row[0] for row in HOSTILE_REQUESTS]
+        self.assertEqual(len(names), len(set(names)))
+
+    def test_control_characters_in_the_log_are_escaped(self):
+        port, response = self.refuse(b"GET /\x1b[31mred\x07 HTTP/1.1\r\n" + HOST + b"\r\n")
+        self.assertEqual(response.status, 400)
+        message = LOG.wait_for(r"^127\.0\.0\.1:%d " % port)
+        self.assertIn("\\x1b[31mred\\x07", message)
+        self.assertNotRegex(message, "[\x00-\x1f\x7f]")
+
+    def test_tls_on_the_http_port_is_closed_without_an_http_answer(self):
+        sock = self.connect(self.server)
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 32)
+        self.assertEqual(Reader(sock).read_to_eof(), b"")      # a TLS client cannot read one
+        LOG.wait_for(r"^127\.0\.0\.1:%d .*speaks HTTP, not HTTPS" % sock.getsockname()[1])
+        self.assertEqual(http_get(self.server.port).body, b"ok")
+
+    def test_a_flood_of_empty_lines_before_a_request_is_skipped_cheaply(self):
+        # RFC 9112 2.2 lets a server skip empty lines before a request; doing
+        # so two bytes at a time would take far longer than the header timeout.
+        server = self.start_server(read_body_app, limits=runserver.Limits(header_timeout=3))
+        response = self.request(server, b"\r\n" * (8 << 20) + get())
+        self.assertEqual((response.status, response.body), (200, b"ok"))
+
+    def test_optional_whitespace_around_content_length_is_not_part_of_it(self):
+        # RFC 9110 5.5: OWS around a field value is not part of the value, so
+        # "Content-Length:  5 " is the number 5 (h11 and waitress agree).
+        for value in (b" 5", b"\t5", b"5 ", b"5\t"):
+            with self.subTest(value=value):
+                response = self.request(self.server, POST + b"Content-Length:%s\r\n\r\nhello"
+                                        % value)
+                self.assertEqual(response.status, 200)
+
+    def test_well_formed_edge_cases_are_served(self):
+        cases = [b"OPTIONS * HTTP/1.1\r\n" + HOST + b"\r\n",
+                 b"GET / HTTP/1.0\r\n\r\n",
+                 b"\r\n\r\nGET / HTTP/1.1\r\n" + HOST + b"\r\n",     # RFC 9112 2.2
+                 b"GET / HTTP/1.1\r\nhOsT:127.0.0.1\r\nX-Empty:\r\n\r\n",
+                 b"GET / HTTP/1.1\r\n" + HOST + b"X: caf\xe9 \x80\xff\r\n\r\n",  # obs-text
+                 POST + b"Content-Length: 0000000005\r\n\r\nhello",
+                 POST + b"Transfer-Encoding: Chunked\r\n\r\n5;a=b;c=\"d e\"\r\nhello\r\n0\r\n\r\n",
+                 CHUNKED + b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n",
+                 CHUNKED + b"3e8\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n",
+                 POST + b"Content-Length: 1000\r\n\r\n" + b"x" * 1000,
+                 POST + b"Expect: 100-Continue\r\nContent-Length: 2\r\n\r\nhi"]
+        for raw in cases:
+            with self.subTest(raw=raw[:60]):
+                sock = self.connect(self.server)
+                sock.sendall(raw)
+                reader = Reader(sock)
+                response = reader.response()
+                if response.status == 100:
+                    response = reader.response()
+                self.assertEqual((response.status, response.body), (200, b"ok"))
+
+    def test_smuggled_request_is_never_served(self):
+        smuggled = b"GET /smuggled HTTP/1.1\r\n" + HOST + b"\r\n"
+        body = b"0\r\n\r\n" + smuggled
+        attempts = [
+            POST + b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(body) + body,
+            POST + b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+            POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+            POST + b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+            POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n" + body,
+            POST + b"Transfer-Encoding : chunked\r\nContent-Length: 0\r\n\r\n" + body,
+            POST + b"Transfer-Encoding:\x0bchunked\r\nContent-Length: 0\r\n\r\n" + body,
+            POST + b"Content-Length: 0\r\n Transfer-Encoding: chunked\r\n\r\n" + body,
+            POST + b"Content-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(smuggled) + smuggled,
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n" + body,
+        ]
+        for raw in attempts:
+            with self.subTest(raw=raw[:90]):
+                data = self.exchange(self.server, raw)
+                self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
+                self.assertRegex(data, rb"^HTTP/1\.1 (400|501) ")
+        self.assertEqual(read_body_app.paths, [])    # neither the POST nor /smuggled ran
+
+
+class HostCheckTests(ServerTestCase):
+    """The DNS-rebinding guard: which Host values a server answers."""
+
+    def get_with_host(self, server, host, target=b"/"):
+        """The response to a GET with this Host header."""
+        return self.request(server, b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, host))
+
+    def assertAnswers(self, server, hosts):
+        for host in hosts:
+            with self.subTest(host=host):
+                self.assertEqual(self.get_with_host(server, host).status, 200)
+
+    def assertRefuses(self, server, hosts):
+        for host in hosts:
+            with self.subTest(host=host):
+                response = self.get_with_host(server, host)
+                self.assertEqual(response.status, 400)
+                self.assertEqual(response.header("connection"), "close")
+                self.assertIn(b"--allowed-hosts", response.body)
+                LOG.wait_for(r"400: Host .*%s.* not allowed" % re.escape(host.decode()))
+
+    def test_loopback_server_answers_local_names_only(self):
+        server = self.start_server()
+        self.assertAnswers(server, [b"localhost", b"LOCALHOST:8000", b"foo.localhost",
+                                    b"a.b.localhost:1", b"localhost.", b"127.0.0.1",
+                                    b"127.0.0.1:123", b"[::1]", b"[::1]:8000"])
+        self.assertRefuses(server, [b"evil.test", b"evil.test:8000", b"localhost.evil.test",
+                                    b"127.0.0.1.evil.test", b"evillocalhost", b"127.0.0.2",
+                                    b"[::2]", b"0.0.0.0", b"192.168.1.1"])
+
+    def test_refusal_names_the_option_and_the_host(self):
+        server = self.start_server()
+        response = self.get_with_host(server, b"evil.test:8000")
+        self.assertIn(b"--allowed-hosts evil.test", response.body)
+
+    def test_absolute_form_target_is_checked_too(self):
+        server = self.start_server()
+        response = self.get_with_host(server, b"localhost", b"http://evil.test/")
+        self.assertEqual(response.status, 400)
+        self.assertIn(b"--allowed-hosts", response.body)
+
+    def test_http_1_0_without_host_is_answered(self):
+        server = self.start_server()
+        self.assertEqual(self.request(server, b"GET / HTTP/1.0\r\n\r\n").status, 200)
+
+    def test_any_host_with_asterisk(self):
+        server = self.start_server(allowed_hosts=["*"])
+        self.assertAnswers(server, [b"evil.test", b"localhost", b"1.2.3.4:5"])
+
+    def test_domain_and_its_subdomains(self):
+        server = self.start_server(allowed_hosts=[".example.test"])
+        self.assertAnswers(server, [b"example.test", b"www.example.test",
+                                    b"a.b.example.test:8000", b"EXAMPLE.TEST"])
+        self.assertRefuses(server, [b"evil.test", b"notexample.test", b"example.test.evil",
+                                    b"localhost"])
+
+    def test_explicit_names(self):
+        server = self.start_server(allowed_hosts=["dev.test", "10.0.0.1", "::1"])
+        self.assertAnswers(server, [b"dev.test", b"dev.test:80", b"10.0.0.1:8000", b"[::1]"])
+        self.assertRefuses(server, [b"www.dev.test", b"10.0.0.10", b"127.0.0.1"])
+
+    def test_server_on_all_interfaces_answers_any_host(self):
+        server = self.start_server(host="0.0.0.0")
+        self.assertAnswers(server, [b"evil.test", b"localhost", b"192.168.1.20:8000"])
+
+
+class LimitsAndTimeoutsTests(ServerTestCase):
+    """Slow and silent clients are cut off by the header, idle and body timeouts."""
+
+    def short(self, **limits):
+        values = dict(header_timeout=0.5, keepalive_timeout=0.5, body_timeout=0.5)
+        values.update(limits)
+        return self.start_server(echo_app, limits=runserver.Limits(**values))
+
+    def test_stalled_head_gets_408(self):
+        server = self.short()
+        sock = self.connect(server)
+        sock.sendall(b"GET / HTTP/1.1\r\n" + HOST)        # and never the blank line
+        response = Reader(sock).response()
+        self.assertEqual(response.status, 408)
+        self.assertEqual(response.header("connection"), "close")
+        self.assertClosed(sock)
+        LOG.wait_for(r"^127\.0\.0\.1:%d .* 408: .*--header-timeout" % sock.getsockname()[1])
+        self.assertEqual(http_get(server.port).status, 200)
+
+    def test_trickled_head_is_cut_off(self):
+        # One byte every 20 ms: each recv succeeds, but the whole head would
+        # take 20 s, far more than the 0.5 s header timeout.
+        server = self.short()
+        sock = self.connect(server)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def trickle():
+            try:
+                for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 1000 + b"\r\n\r\n":
+                    if stop.wait(0.02):
+                        return
+                    sock.send(bytes([byte]))
+            except OSError:
+                pass
+
+        threading.Thread(target=trickle, daemon=True).start()
+        response = Reader(sock).response()
+        stop.set()
+        self.assertEqual(response.status, 408)
+        LOG.wait_for(r"^127\.0\.0\.1:%d .* 408: .*--header-timeout" % sock.getsockname()[1])
+
+    def test_silent_connection_is_closed(self):
+        server = self.short()
+        sock = self.connect(server)
+        self.assertEqual(Reader(sock).read_to_eof(), b"")
+        LOG.wait_for(r"^127\.0\.0\.1:%d .*--header-timeout" % sock.getsockname()[1])
+
+    def test_idle_keep_alive_connection_is_closed(self):
+        server = self.short()
+        sock = self.connect(server)
+        sock.sendall(get())
+        self.assertEqual(Reader(sock).response().status, 200)
+        self.assertEqual(Reader(sock).read_to_eof(), b"")
+        LOG.wait_for(r"^127\.0\.0\.1:%d .*--keepalive-timeout" % sock.getsockname()[1])
+
+    def test_stalled_content_length_body_gets_408(self):
+        server = self.short()
+        sock = self.connect(server)
+        sock.sendall(POST + b"Content-Length: 10\r\n\r\nhel")
+        response = Reader(sock).response()
+        self.assertEqual(response.status, 408)
+        self.assertClosed(sock)
+        LOG.wait_for(r"^127\.0\.0\.1:%d .* 408: .*--body-timeout" % sock.getsockname()[1])
+        self.assertEqual(http_get(server.port).status, 200)
+
+    def test_stalled_chunked_body_gets_408(self):
+        server = self.short()
+        sock = self.connect(server)
+        sock.sendall(CHUNKED + b"5\r\nhello\r\n")
+        response = Reader(sock).response()
+        self.assertEqual(response.status, 408)
+        self.assertClosed(sock)
+        LOG.wait_for(r"^127\.0\.0\.1:%d .* 408: .*--body-timeout" % sock.getsockname()[1])
+
+    def test_slow_but_steady_body_is_accepted(self):
+        # The body timeout is about silence, not about the body's total time.
+        server = self.short(body_timeout=0.5)
+        sock = self.connect(server)
+        sock.sendall(POST + b"Content-Length: 6\r\n\r\n")
+        for index in range(6):
+            time.sleep(0.1)                 # pacing a slow client, not synchronisation
+            sock.sendall(b"%d" % index)
+        response = Reader(sock).response()
+        self.assertEqual((response.status, response.body), (200, b"012345"))
+
+    def test_slow_reader_of_a_keep_alive_response_is_not_cut(self):
+        # Writing a response is bounded by the body timeout, not by what was
+        # left of the keep-alive or header timeout when the request arrived.
+        big = b"x" * (32 << 20)                 # more than the socket buffers hold
+
+        def app(environ, start_response):
+            body = big if environ["PATH_INFO"] == "/big" else b"small"
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return iter([body])
+        server = self.start_server(app, limits=runserver.Limits(
+            header_timeout=0.2, keepalive_timeout=0.2, body_timeout=TIMEOUT))
+        sock = self.connect(server)
+        reader = Reader(sock)
+        sock.sendall(get("/small"))
+        self.assertEqual(reader.response().body, b"small")
+        sock.sendall(get("/big"))
+        time.sleep(0.6)                         # a client slow to read, not synchronisation
+        reader.read_until(b"\r\n\r\n")
+        received = len(reader.buffer)
+        while received < len(big):
+            data = sock.recv(1 << 20)
+            self.assertTrue(data, "response cut after %d bytes" % received)
+            received += len(data)
+        self.assertEqual(received, len(big))
+
+    def test_defaults_are_finite(self):
+        limits = runserver.Limits()
+        for name in ("max_request_line", "max_header_size", "max_headers", "max_body",
+                     "header_timeout", "keepalive_timeout", "body_timeout"):
+            with self.subTest(name):
+                self.assertGreater(getattr(limits, name), 0)
+                self.assertLess(getattr(limits, name), 1 << 40)
+
+
+class LoadTests(ServerTestCase):
+    """Many connections, slow clients, pipelining and huge uploads, with real sockets."""
+
+    def test_500_concurrent_keep_alive_connections(self):
+        server = self.start_server(path_app)
+        idle = threading.active_count()
+        socks = [self.connect(server) for _ in range(500)]
+        for round in range(2):
+            for index, sock in enumerate(socks):
+                sock.sendall(get("/%d/%d" % (index, round)))
+            for index, sock in enumerate(socks):
+                reader = Reader(sock)
+                response = reader.response()
+                self.assertEqual((response.status, response.body),
+                                 (200, b"/%d/%d" % (index, round)))
+                self.assertEqual(reader.buffer, b"")
+        for sock in socks:
+            sock.close()
+        wait_until(lambda: threading.active_count() <= idle)
+
+    def test_200_slowloris_connections_do_not_block_a_normal_client(self):
+        server = self.start_server()
+        slow = [self.connect(server) for _ in range(200)]
+        for sock in slow:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        self.assertEqual(http_get(server.port).body, b"Hello world\n")
+        for sock in slow:
+            sock.sendall(b"1\r\n\r\n")
+        for sock in slow:
+            self.assertEqual(Reader(sock).response().status, 200)
+
+    def test_100_pipelined_requests_answered_in_order(self):
+        server = self.start_server(path_app)
+        sock = self.connect(server)
+        sock.sendall(b"".join(get("/%d" % index) for index in range(99))
+                     + get("/99", extra=b"Connection: close\r\n"))
+        reader = Reader(sock)
+        for index in range(100):
+            self.assertEqual(reader.response().body, b"/%d" % index)
+        self.assertEqual(reader.read_to_eof(), b"")
+
+    UPLOAD_MIB = 256
+
+    def upload_blocks(self):
+        """UPLOAD_MIB blocks of 1 MiB; seven patterns, so misordering shows in the hash."""
+        base = bytes(range(256)) * 4096
+        patterns = [base[shift:] + base[:shift] for shift in (0, 1, 3, 7, 15, 31, 63)]
+        return [patterns[index % 7] for index in range(self.UPLOAD_MIB)]
+
+    def hashing_app(self):
+        """An app hashing the body while streaming it, sampling the RSS as it goes."""
+        def app(environ, start_response):
+            digest = hashlib.sha256()
+            body = environ["wsgi.input"]
+            total = 0
+            while True:
+                data = body.read(65536)
+                if not data:
+                    break
+                digest.update(data)
+                total += len(data)
+                if total % (16 << 20) == 0:
+                    app.peak = max(app.peak, rss())
+            result = ("%d %s" % (total, digest.hexdigest())).encode()
+            start_response("200 OK", [("Content-Length", str(len(result)))])
+            return [result]
+        app.peak = 0
+        return app
+
+    def upload(self, chunked):
+        blocks = self.upload_blocks()
+        expected = hashlib.sha256()
+        for block in blocks:
+            expected.update(block)
+        app = self.hashing_app()
+        server = self.start_server(app)
+        before = app.peak = rss()
+        started = time.monotonic()
+        sock = self.connect(server)
+        if chunked:
+            sock.sendall(CHUNKED)
+            for block in blocks:
+                sock.sendall(b"%x\r\n" % len(block))
+                sock.sendall(block)
+                sock.sendall(b"\r\n")
+            sock.sendall(b"0\r\n\r\n")
+        else:
+            sock.sendall(POST + b"Content-Length: %d\r\n\r\n" % (self.UPLOAD_MIB << 20))
+            for block in blocks:
+                sock.sendall(block)
+        response = Reader(sock).response()
+        elapsed = time.monotonic() - started
+        self.assertEqual(response.body.decode(), "%d %s" % (self.UPLOAD_MIB << 20,
+                                                             expected.hexdigest()))
+        self.assertLess(app.peak - before, 64 << 20, "RSS grew by %d MiB"
+                        % ((app.peak - before) >> 20))
+        if os.environ.get("RUNSERVER_TEST_TIMES"):
+            sys.stderr.write(" [%s upload of %d MiB: %.2fs, RSS +%d MiB] "
+                             % ("chunked" if chunked else "Content-Length", self.UPLOAD_MIB,
+                                elapsed, (app.peak - before) >> 20))
+
+    def test_huge_upload_with_content_length(self):
+        self.upload(chunked=False)
+
+    def test_huge_chunked_upload(self):
+        self.upload(chunked=True)
+
+
+class AppFaultTests(ServerTestCase):
+    """Apps that raise, misuse start_response or misframe their body; clients
+    that leave.  The server answers or cuts the response, calls close(), and
+    the next connection is served."""
+
+    def setUp(self):
+        super().setUp()
+        self.closed = threading.Event()
+
+    def closing(self, iterable):
+        """Wrap an iterable so that its close() sets self.closed."""
+        test = self
+
+        class Result:
+            def __iter__(self):
+                return iter(iterable)
+
+            def close(self):
+                test.closed.set()
+        return Result()
+
+    def serve(self, app):
+        server = self.start_server(app)
+        self.addCleanup(lambda: self.assertEqual(http_get(server.port).status, 200))
+        return server
+
+    def fault_app(self, fault):
+        """An app that misbehaves as `fault` says, except for http_get()'s
+        requests (GET / with Connection: close), which it answers normally."""
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/" and environ.get("HTTP_CONNECTION") == "close":
+                return hello_app(environ, start_response)
+            return fault(environ, start_response)
+        return app
+
+    def test_exception_before_start_response(self):
+        def fault(environ, start_response):
+            raise ValueError("boom before")
+        server = self.serve(self.fault_app(fault))
+        data = self.exchange(server, get("/x"))
+        self.assertRegex(data, rb"^HTTP/1\.1 500 ")
+        self.assertIn(b"Connection: close", data)
+        LOG.wait_for(r"(?s)Error in the app while serving GET /x.*ValueError: boom before")
+
+    def test_exception_after_start_response(self):
+        def fault(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            raise ValueError("boom after")
+        server = self.serve(self.fault_app(fault))
+        data = self.exchange(server, get("/x"))
+        self.assertRegex(data, rb"^HTTP/1\.1 500 ")
+        self.assertNotIn(b"200 OK", data)
+        LOG.wait_for(r"ValueError: boom after")
+
+    def test_exception_in_iterator_before_first_chunk(self):
+        def body():
+            raise ValueError("boom in iterator")
+            yield b""
+        server = self.serve(self.fault_app(lambda environ, start_response: (
+            start_response("200 OK", []), self.closing(body()))[1]))
+        data = self.exchange(server, get("/x"))
+        self.assertRegex(data, rb"^HTTP/1\.1 500 ")
+        self.assertTrue(self.closed.wait(TIMEOUT))
+
+    def test_exception_in_iterator_after_first_chunk(self):
+        def body():
+            yield b"first part"
+            raise ValueError("boom mid-body")
+        server = self.serve(self.fault_app(lambda environ, start_response: (
+            start_response("200 OK", []), self.closing(body()))[1]))
+        data = self.exchange(server, get("/x"))
+        self.assertRegex(data, rb"^HTTP/1\.1 200 ")
+        self.assertIn(b"Transfer-Encoding: chunked", data)
+        self.assertTrue(data.endswith(b"a\r\nfirst part\r\n"), data)   # no last chunk
+        self.assertTrue(self.closed.wait(TIMEOUT))
+        LOG.wait_for(r"response cut short by an app error")
+
+    def test_exception_in_iterator_with_content_length(self):
+        def body():
+            yield b"12345"
+            raise ValueError("boom mid-body")
+        server = self.serve(self.fault_app(lambda environ, start_response: (
+            start_response("200 OK", [("Content-Length", "10")]), self.closing(body()))[1]))
+        data = self.exchange(server, get("/x"))
+        self.assertTrue(data.endswith(b"\r\n\r\n12345"), data)
+        self.assertTrue(self.closed.wait(TIMEOUT))
+
+    def test_exception_in_close(self):
+        class Result:
+            def __iter__(self):
+                return iter([b"ok", b"!"])
+
+            def close(self):
+                raise ValueError("boom in close")
+        server = self.serve(self.fault_app(lambda environ, start_response: (
+            start_response("200 OK", []), Result())[1]))
+        sock = self.connect(server)
+        sock.sendall(get("/x") + get("/y"))      # the second is never answered
+        reader = Reader(sock)
+        self.assertEqual(reader.response().body, b"ok!")
+        self.assertEqual(reader.read_to_eof(), b"")
+        LOG.wait_for(r"Error in close\(\) of the app's response")
+        self.assertIn("boom in close", str([r.exc_info[1] for r in LOG.records if r.exc_info]))
+
+    def test_start_response_twice(self):
+        def fault(environ, start_response):
+            start_response("200 OK", [])
+            start_response("404 Not Found", [])
+            return self.closing([b"x"])
+        server = self.serve(self.fault_app(fault))
+        data = self.exchange(server, get("/x"))
+        self.assertRegex(data, rb"^HTTP/1\.1 500 ")
+        LOG.wait_for(r"start_response\(\) called a second time")
+
+    def test_start_response_with_exc_info_after_headers_sent(self):
+        def fault(environ, start_response):
+            write = start_response("200 OK", [])
+            write(b"partial")
+            try:
+                raise ValueError("late error")
+            except ValueError:
+                start_response("500 Internal Server Error", [], sys.exc_info())
+            return [b"never"]
+        server = self.serve(self.fault_app(fault))
+        data = self.exchange(server, get("/x"))
+        self.assertRegex(data, rb"^HTTP/1\.1 200 ")
+        self.assertNotIn(b"never", data)
+        self.assertNotIn(b"HTTP/1.1 500", data)
+        LOG.wait_for(r"ValueError: late error")
+
+    def test_start_response_with_exc_info_before_headers_sent(self):
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            try:
+                raise ValueError("early error")
+            except ValueError:
+                start_response("503 Service Unavailable", [("Content-Length", "4")],
+                               sys.exc_info())
+            return [b"busy"]
+        server = self.serve(self.fault_app(app))
+        response = self.request(server, get("/x"))
+        self.assertEqual((response.status, response.body), (503, b"busy"))
+
+    def test_body_shorter_than_content_length(self):
+        server = self.serve(self.fault_app(lambda environ, start_response: (
+            start_response("200 OK", [("Content-Length", "10")]),
+            self.closing([b"abc", b"de"]))[1]))
+        sock = self.connect(server)
+        sock.sendall(get("/x") + get("/y"))
+        data = Reader(sock).read_to_eof()
+        self.assertTrue(data.endswith(b"\r\n\r\nabcde"), data)
+        self.assertEqual(data.count(b"HTTP/1.1"), 1)
+        self.assertTrue(self.closed.wait(TIMEOUT))
+        LOG.wait_for(r"5 bytes less than its Content-Length")
+
+    def test_body_longer_than_content_length(self):
+        for body in ([b"abcdef"], [b"ab", b"cd", b"ef"], iter([b"abc", b"def"])):
+            with self.subTest(body=body):
+                server = self.serve(self.fault_app(lambda environ, start_response: (
+                    start_response("200 OK", [("Content-Length", "3")]), body)[1]))
+                sock = self.connect(server)
+                sock.sendall(get("/x") + get("/y"))
+                data = Reader(sock).read_to_eof()
+                self.assertTrue(data.endswith(b"\r\n\r\nabc"), data)
+                self.assertEqual(data.count(b"HTTP/1.1"), 1)
+                LOG.wait_for(r"more bytes than its Content-Length")
+
+    def test_head_response_never_has_a_body(self):
+        server = self.serve(self.fault_app(lambda environ, start_response: (
+            start_response("200 OK", [("Content-Length", "3")]), [b"abc", b"def"])[1]))
+        data = self.exchange(server, b"HEAD /x HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+        self.assertTrue(data.endswith(b"Content-Length: 3\r\nConnection: close\r\n\r\n"), data)
+
+    def test_non_bytes_body(self):
+        for body, before in ((["text"], True), ([""], True), ([b"a", "text"], False), ([b"a", None], False)):
+            with self.subTest(body=body):
+                self.closed.clear()
+                server = self.serve(self.fault_app(lambda environ, start_response: (
+                    start_response("200 OK", []), self.closing(body))[1]))
+                data = self.exchange(server, get("/x"))
+                if before:
+                    self.assertRegex(data, rb"^HTTP/1\.1 500 ")
+                else:
+                    self.assertTrue(data.endswith(b"1\r\na\r\n"), data)   # cut, no last chunk
+                self.assertTrue(self.closed.wait(TIMEOUT))
+                LOG.wait_for(r"not bytes, as body data")
+
+    def test_invalid_response_headers(self):
+        cases = [("X-Injected", "a\r\nSet-Cookie: evil=1"), ("X-Injected", "a\nb"),
+                 ("X-Injected", "a\x00"), ("X Bad", "a"), ("X-Bytes", b"a"),
+                 ("Connection", "keep-alive"), ("Transfer-Encoding", "chunked"),
+                 ("Keep-Alive", "timeout=5"), ("Upgrade", "websocket"),
+                 ("Content-Length", "+3"), ("Content-Length", "\u0663")]
+        for name, value in cases:
+            with self.subTest(header=(name, value)):
+                self.closed.clear()
+                server = self.serve(self.fault_app(lambda environ, start_response: (
+                    start_response("200 OK", [(name, value)]), self.closing([b"abc"]))[1]))
+                data = self.exchange(server, get("/x"))
+                self.assertRegex(data, rb"^HTTP/1\.1 500 ")
+                self.assertNotIn(b"evil=1\r\n", data)
+                self.assertNotIn(b"X-Injected", data.partition(b"\r\n\r\n")[0])
+
+    def test_client_disconnects_mid_upload(self):
+        finished = threading.Event()
+
+        def fault(environ, start_response):
+            try:
+                environ["wsgi.input"].read()
+            finally:
+                finished.set()
+            start_response("200 OK", [])
+            return [b"never"]
+        server = self.serve(self.fault_app(fault))
+        sock = self.connect(server)
+        sock.sendall(POST + b"Content-Length: 1000000\r\n\r\n" + b"x" * 100000)
+        sock.close()
+        self.assertTrue(finished.wait(TIMEOUT))
+        LOG.wait_for(r"400: client closed the connection in the middle of the body")
+        self.assertFalse([r for r in LOG.records if r.exc_info])
+
+    def test_client_disconnects_mid_chunked_upload(self):
+        server = self.serve(self.fault_app(echo_app))
+        sock = self.connect(server)
+        sock.sendall(CHUNKED + b"100000\r\n" + b"x" * 100000)
+        sock.close()
+        LOG.wait_for(r"400: client closed the connection in the middle of the body")
+
+    def test_client_disconnects_mid_download(self):
+        def body():
+            block = b"x" * 65536
+            for _ in range(4096):           # 256 MiB, far more than socket buffers
+                yield block
+        server = self.serve(self.fault_app(lambda environ, start_response: (
+            start_response("200 OK", []), self.closing(body()))[1]))
+        sock = self.connect(server)
+        sock.sendall(get("/x"))
+        Reader(sock).read_exactly(100000)
+        sock.close()
+        self.assertTrue(self.closed.wait(TIMEOUT))
+        LOG.wait_for(r"GET /x HTTP/1\.1\" 200 \d+ .*\(client disconnected\)")
+        self.assertFalse([r for r in LOG.records if r.exc_info])
+
+    def test_client_disconnects_before_the_app_answers(self):
+        answered = threading.Event()
+        release = threading.Event()
+
+        def fault(environ, start_response):
+            release.wait(TIMEOUT)
+            start_response("200 OK", [])
+            try:
+                return self.closing([b"x" * 65536] * 64)
+            finally:
+                answered.set()
+        server = self.serve(self.fault_app(fault))
+        sock = self.connect(server)
+        sock.sendall(get("/x"))
+        sock.close()
+        release.set()
+        self.assertTrue(answered.wait(TIMEOUT))
+        self.assertTrue(self.closed.wait(TIMEOUT))
+
+
+if __name__ == "__main__":
+    unittest.main()
+
+
+def prefix_app(environ, start_response):
+    """Answers 'app:' and the path, so a test sees which requests reach the app."""
+    body = ("app:" + environ["PATH_INFO"]).encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def environ_app(environ, start_response):
+    """Answers with a few environ values, one `KEY=value` a line."""
+    body = "".join("%s=%s\n" % (key, environ.get(key)) for key in (
+        "wsgi.url_scheme", "REMOTE_ADDR", "PATH_INFO", "HTTP_HOST")).encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def environ_lines(body):
+    return dict(line.split("=", 1) for line in body.decode("latin-1").splitlines())
+
+
+def client_hello():
+    """The first bytes a TLS client sends (its ClientHello)."""
+    outgoing = ssl.MemoryBIO()
+    client = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), outgoing,
+                                                  server_hostname="localhost")
+    try:
+        client.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+DATA = bytes(range(256)) * 4            # 1024 distinct-enough bytes for range checks
+SECRET = b"TOP SECRET: never served"
+
+
+# ---- File serving: --static ------------------------------------------------------
+
+class StaticFilesTests(ServerTestCase):
+    """StaticFiles through a real server: safe paths, validators, ranges, listings."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.base = tempfile.mkdtemp(prefix="runserver-static-")
+        base, root = cls.base, os.path.join(cls.base, "root")
+        cls.root = root
+        files = {
+            "secret.txt": SECRET,                           # beside the root, never served
+            "root-sibling/secret.txt": SECRET,              # shares the root's name prefix
+            "root/hello.txt": b"hello, static\n",
+            "root/data.bin": DATA,
+            "root/style.css": b"body{}\n",
+            "root/image.png": b"\x89PNG\r\n\x1a\n",
+            "root/a b.txt": b"with a space\n",
+            "root/caf\u00e9.txt": b"utf-8 name\n",
+            "root/sub/index.html": b"<p>index of sub</p>\n",
+            "root/list/<b>&x.txt": b"escaped name\n",
+            "root/list/plain.txt": b"plain\n",
+            "root/inside/target.txt": b"inside target\n",
+        }
+        for name, data in files.items():
+            path = os.path.join(base, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as file:
+                file.write(data)
+        os.makedirs(os.path.join(root, "list", "d"))
+        os.makedirs(os.path.join(root, "trap"))
+        os.makedirs(os.path.join(root, "d\u00e9"))
+        # A FIFO beside the root: opening it would block, so a test hangs if it is read.
+        os.mkfifo(os.path.join(base, "secret.fifo"))
+        links = {"root/escape.txt": "../secret.txt", "root/escape-dir": "..",
+                 "root/escape-abs": os.path.join(base, "secret.txt"),
+                 "root/escape-sibling": "../root-sibling/secret.txt",
+                 "root/escape-fifo": "../secret.fifo",
+                 "root/trap/index.html": "../../secret.txt",
+                 "root/link-inside.txt": "inside/target.txt"}
+        for name, target in links.items():
+            os.symlink(target, os.path.join(base, name))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.base, ignore_errors=True)
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.start_server(prefix_app, static=[("/static", self.root)])
+
+    def get(self, path, extra=b"", method="GET"):
+        """One request on a new connection; the Response."""
+        return self.request(self.server, b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n"
+                            % (method.encode(), path.encode("latin-1"), extra), method)
+
+    def exchange_on_one_connection(self, requests):
+        """Send (method, path, extra) requests one after the other on one
+        keep-alive connection; return the responses.  A response with a byte
+        too many or too few puts the next one out of step."""
+        sock = self.connect(self.server)
+        reader = Reader(sock)
+        responses = []
+        for method, path, extra in requests:
+            sock.sendall(b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n"
+                         % (method.encode(), path.encode(), extra))
+            responses.append(reader.response(method))
+        sock.sendall(get("/static/hello.txt"))
+        self.assertEqual(reader.response().body, b"hello, static\n")      # still in step
+        return responses
+
+    def etag(self, path):
+        return self.get(path).header("etag")
+
+    def test_traversal_attempts_are_404_and_never_read_outside(self):
+        for path in ["/static/../secret.txt", "/static/%2e%2e/secret.txt",
+                     "/static/%2E%2E/secret.txt", "/static/.%2e/secret.txt",
+                     "/static/sub/../../secret.txt", "/static/./../secret.txt",
+                     "/static/..%2fsecret.txt", "/static/..%2Fsecret.txt",
+                     "/static/%2e%2e%2fsecret.txt", "/static/sub%2f..%2f..%2fsecret.txt",
+                     "/static/%2fetc%2fpasswd", "/static/..%5csecret.txt",
+                     "/static/..%5Csecret.txt", "/static/..\\secret.txt",
+                     "/static/hello.txt%00", "/static/hello.txt%00.png", "/static/%00",
+                     "/static//etc/passwd", "/static///etc/passwd", "/static/%2F%2Fetc/passwd",
+                     "/static/%c0%ae%c0%ae/secret.txt", "/static/..%00/secret.txt",
+                     "/static/escape.txt", "/static/escape-abs", "/static/escape-sibling",
+                     "/static/escape-dir/secret.txt", "/static/escape-dir/", "/static/escape-dir",
+                     "/static/escape-fifo", "/static/trap/", "/static/trap/index.html",
+                     "/static/../root-sibling/secret.txt",
+                     # encoded separators are refused even where they would stay inside
+                     "/static/list%2fplain.txt", "/static/list%2Fplain.txt",
+                     "/static/list%5cplain.txt", "/static/sub%2f"]:
+            with self.subTest(path=path):
+                response = self.get(path)
+                self.assertEqual(response.status, 404, response)
+                self.assertNotIn(SECRET, response.body)
+                self.assertNotIn(b"root:", response.body)
+
+    def test_a_symlink_that_stays_inside_is_served(self):
+        self.assertEqual(self.get("/static/link-inside.txt").body, b"inside target\n")
+
+    def test_only_get_and_head_others_405_with_allow(self):
+        for method in ("POST", "PUT", "DELETE", "OPTIONS", "PATCH"):
+            for path in ("/static/hello.txt", "/static/missing.txt", "/static/sub/"):
+                with self.subTest(method=method, path=path):
+                    response = self.get(path, b"Content-Length: 0\r\n", method)
+                    self.assertEqual(response.status, 405)
+                    self.assertEqual(response.header("allow"), "GET, HEAD")
+        self.assertEqual(self.get("/static/hello.txt", method="HEAD").status, 200)
+
+    def test_file_headers(self):
+        path = os.path.join(self.root, "hello.txt")
+        info = os.stat(path)
+        response = self.get("/static/hello.txt")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.body, b"hello, static\n")
+        self.assertEqual(response.header("content-type"), "text/plain; charset=utf-8")
+        self.assertEqual(response.header("content-length"), "14")
+        self.assertEqual(response.header("last-modified"), runserver.http_date(info.st_mtime))
+        self.assertEqual(response.header("cache-control"), "no-cache")
+        self.assertEqual(response.header("accept-ranges"), "bytes")
+        etag = response.header("etag")
+        self.assertRegex(etag, r'^"[^"]+"$')                          # strong: no W/
+        for name, expected in [("style.css", "text/css; charset=utf-8"),
+                               ("sub/index.html", "text/html; charset=utf-8"),
+                               ("image.png", "image/png"),
+                               ("data.bin", "application/octet-stream")]:
+            with self.subTest(name=name):
+                self.assertEqual(self.get("/static/" + name).header("content-type"), expected)
+
+    def test_etag_changes_with_the_file(self):
+        path = os.path.join(self.root, "changing.txt")
+        self.addCleanup(os.unlink, path)
+        with open(path, "wb") as file:
+            file.write(b"one")
+        os.utime(path, ns=(10 ** 18, 10 ** 18))
+        first = self.etag("/static/changing.txt")
+        self.assertEqual(self.etag("/static/changing.txt"), first)       # stable
+        os.utime(path, ns=(10 ** 18 + 1, 10 ** 18 + 1))                  # 1 ns later
+        second = self.etag("/static/changing.txt")
+        self.assertNotEqual(second, first)
+        with open(path, "ab") as file:
+            file.write(b"two")
+        os.utime(path, ns=(10 ** 18 + 1, 10 ** 18 + 1))                  # same time, new size
+        self.assertNotIn(self.etag("/static/changing.txt"), (first, second))
+
+    def test_head_has_content_length_but_no_body(self):
+        head, get_response = self.exchange_on_one_connection(
+            [("HEAD", "/static/data.bin", b""), ("GET", "/static/data.bin", b"")])
+        self.assertEqual(head.status, 200)
+        self.assertEqual(head.header("content-length"), str(len(DATA)))
+        self.assertEqual(get_response.body, DATA)
+
+    def test_if_none_match_gives_304_and_takes_precedence(self):
+        etag = self.etag("/static/hello.txt")
+        last_modified = self.get("/static/hello.txt").header("last-modified")
+        future = email.utils.formatdate(time.time() + 86400, usegmt=True)
+        cases = [
+            (b"If-None-Match: %s\r\n" % etag.encode(), 304),
+            (b"If-None-Match: \"other\", %s\r\n" % etag.encode(), 304),
+            (b"If-None-Match: W/%s\r\n" % etag.encode(), 304),       # weak comparison
+            (b"If-None-Match: *\r\n", 304),
+            (b"If-None-Match: \"other\"\r\n", 200),
+            # If-None-Match wins over If-Modified-Since, both ways round:
+            (b"If-None-Match: \"other\"\r\nIf-Modified-Since: %s\r\n" % future.encode(), 200),
+            (b"If-None-Match: %s\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
+             % etag.encode(), 304),
+            (b"If-Modified-Since: %s\r\n" % last_modified.encode(), 304),
+            (b"If-Modified-Since: %s\r\n" % future.encode(), 304),
+            (b"If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n", 200),
+            (b"If-Modified-Since: not a date\r\n", 200),
+        ]
+        responses = self.exchange_on_one_connection(
+            [("GET", "/static/hello.txt", extra) for extra, _ in cases])
+        for (extra, status), response in zip(cases, responses):
+            with self.subTest(extra=extra):
+                self.assertEqual(response.status, status)
+                if status == 304:
+                    self.assertEqual(response.header("etag"), etag)
+                    self.assertEqual(response.header("cache-control"), "no-cache")
+                else:
+                    self.assertEqual(response.body, b"hello, static\n")
+
+    def test_ranges(self):
+        size = len(DATA)
+        cases = [("bytes=0-99", 206, 0, 100), ("bytes=100-", 206, 100, size),
+                 ("bytes=-50", 206, size - 50, size), ("bytes=1000-5000", 206, 1000, size),
+                 ("bytes=-5000", 206, 0, size), ("bytes=0-0", 206, 0, 1),
+                 ("bytes=1023-", 206, 1023, size),
+                 ("bytes=0-1,5-6", 200, 0, size), ("bytes=5-1", 200, 0, size),
+                 ("items=0-1", 200, 0, size), ("bytes=0-" + "9" * 5000, None, 0, size)]
+        responses = self.exchange_on_one_connection(
+            [("GET", "/static/data.bin", b"Range: %s\r\n" % value.encode())
+             for value, _, _, _ in cases])
+        for (value, status, start, end), response in zip(cases, responses):
+            with self.subTest(range=value[:40]):
+                self.assertEqual(response.body, DATA[start:end])
+                self.assertEqual(response.header("content-length"), str(end - start))
+                if status is None:                  # out of range numbers: ignored or clamped
+                    self.assertIn(response.status, (200, 206))
+                    continue
+                self.assertEqual(response.status, status)
+                if status == 206:
+                    self.assertEqual(response.header("content-range"),
+                                     "bytes %d-%d/%d" % (start, end - 1, size))
+                else:
+                    self.assertIsNone(response.header("content-range"))
+
+    def test_unsatisfiable_range_is_416(self):
+        for value in ("bytes=1024-", "bytes=5000-6000", "bytes=-0"):
+            with self.subTest(range=value):
+                response = self.get("/static/data.bin", b"Range: %s\r\n" % value.encode())
+                self.assertEqual(response.status, 416)
+                self.assertEqual(response.header("content-range"), "bytes */1024")
+                self.assertNotIn(DATA[:100], response.body)
+
+    def test_if_range(self):
+        response = self.get("/static/data.bin")
+        etag, last_modified = response.header("etag"), response.header("last-modified")
+        cases = [(etag, 206), ('"not-it"', 200), ("W/" + etag, 200), (last_modified, 206),
+                 ("Thu, 01 Jan 1970 00:00:00 GMT", 200), ("garbage", 200)]
+        responses = self.exchange_on_one_connection(
+            [("GET", "/static/data.bin", b"Range: bytes=10-19\r\nIf-Range: %s\r\n"
+              % condition.encode()) for condition, _ in cases])
+        for (condition, status), response in zip(cases, responses):
+            with self.subTest(if_range=condition):
+                self.assertEqual(response.status, status)
+                self.assertEqual(response.body, DATA[10:20] if status == 206 else DATA)
+
+    def test_directory_with_index_html(self):
+        response = self.get("/static/sub/")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.body, b"<p>index of sub</p>\n")
+        self.assertEqual(response.header("content-type"), "text/html; charset=utf-8")
+
+    def test_directory_without_slash_redirects(self):
+        for path, location in [("/static/sub", "/static/sub/"),
+                               ("/static/sub?x=1&y=%2F", "/static/sub/?x=1&y=%2F"),
+                               ("/static", "/static/"), ("/static/list/d", "/static/list/d/"),
+                               ("/static/d%C3%A9", "/static/d%C3%A9/")]:
+            with self.subTest(path=path):
+                response = self.get(path)
+                self.assertEqual(response.status, 301)
+                self.assertEqual(response.header("location"), location)
+
+    def test_directory_listing_escapes_names(self):
+        response = self.get("/static/list/")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.header("content-type"), "text/html; charset=utf-8")
+        page = response.body.decode("utf-8")
+        self.assertIn("&lt;b&gt;&amp;x.txt", page)
+        self.assertNotIn("<b>", page)
+        self.assertIn('href="%3Cb%3E%26x.txt"', page)
+        self.assertIn('href="d/"', page)
+        self.assertIn('href="plain.txt"', page)
+        self.assertEqual(self.get("/static/list/%3Cb%3E%26x.txt").body, b"escaped name\n")
+
+    def test_encoded_names(self):
+        self.assertEqual(self.get("/static/a%20b.txt").body, b"with a space\n")
+        self.assertEqual(self.get("/static/caf%C3%A9.txt").body, b"utf-8 name\n")
+        self.assertEqual(self.get("/static/missing.txt").status, 404)
+
+    def test_requests_outside_the_prefix_go_to_the_app(self):
+        for path in ("/", "/staticx", "/static-x/y", "/other/static/hello.txt",
+                     "/STATIC/hello.txt"):
+            with self.subTest(path=path):
+                response = self.get(path)
+                self.assertEqual((response.status, response.body),
+                                 (200, ("app:" + path).encode()))
+        response = self.get("/", b"Content-Length: 0\r\n", "POST")
+        self.assertEqual(response.body, b"app:/")
+
+    def test_range_through_sendfile_sends_exactly_the_range(self):
+        path = os.path.join(self.root, "marked.bin")
+        self.addCleanup(os.unlink, path)
+        content = os.urandom(3 << 20)
+        with open(path, "wb") as file:
+            file.write(content)
+        ranges = [(0, 1 << 20), ((1 << 20) + 7, (2 << 20) + 13), (len(content) - 9, len(content))]
+        responses = self.exchange_on_one_connection(
+            [("GET", "/static/marked.bin", b"Range: bytes=%d-%d\r\n" % (start, end - 1))
+             for start, end in ranges])
+        for (start, end), response in zip(ranges, responses):
+            self.assertEqual(response.status, 206)
+            self.assertTrue(response.body == content[start:end], "range %d-%d differs"
+                            % (start, end - 1))
+
+    def test_sparse_gigabyte_file_is_streamed_with_flat_memory(self):
+        # 1 GiB through sendfile takes about a second on loopback.  On tmpfs the
+        # holes read as the zero page; on a disk the page cache fills (~3 s).
+        size = 1 << 30
+        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        directory = tempfile.mkdtemp(prefix="runserver-sparse-", dir=shm)
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "sparse.bin")
+        marker = b"a marker in the middle of the holes"
+        with open(path, "wb") as file:
+            file.truncate(size)
+            file.seek(size // 2)
+            file.write(marker)
+        self.server = self.start_server(prefix_app, static=[("/static", directory)])
+        before = rss()
+        if before is None:
+            self.skipTest("no /proc/self/status to measure memory with")
+        sock = self.connect(self.server)
+        sock.sendall(get("/static/sparse.bin"))
+        reader = Reader(sock)
+        head = reader.read_until(b"\r\n\r\n")
+        self.assertIn(b"\r\nContent-Length: %d\r\n" % size, head + b"\r\n")
+        received = len(reader.buffer)
+        buffer = bytearray(1 << 20)
+        while received < size:
+            count = sock.recv_into(buffer)
+            if not count:
+                break
+            received += count
+        growth = rss() - before
+        self.assertEqual(received, size)
+        self.assertLess(growth, 64 << 20, "RSS grew by %d MiB" % (growth >> 20))
+        sock.sendall(get("/static/sparse.bin", extra=b"Range: bytes=%d-%d\r\n"
+                         % (size // 2, size // 2 + len(marker) - 1)))
+        self.assertEqual(reader.response().body, marker)
+
+
+# ---- HTTPS: --cert and --key -----------------------------------------------------
+
+class TLSTests(ServerTestCase, CLITestCase):
+    """TLS with a self-signed certificate made by the openssl command."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("the openssl command is not installed: "
+                                    "cannot make a test certificate")
+        cls.keys = tempfile.mkdtemp(prefix="runserver-tls-")
+        cls.cert, cls.key = os.path.join(cls.keys, "c.pem"), os.path.join(cls.keys, "k.pem")
+        cls.other_key = os.path.join(cls.keys, "other-k.pem")
+        for key, cert in ((cls.key, cls.cert), (cls.other_key, os.path.join(cls.keys, "o.pem"))):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=True, timeout=60)
+        cls.client_context = ssl.create_default_context(cafile=cls.cert)
+        cls.client_context.check_hostname = False       # CN only, no subjectAltName
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.keys, ignore_errors=True)
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def start_tls_server(self, app=environ_app, **options):
+        return self.start_server(app, ssl_context=runserver.make_ssl_context(self.cert, self.key),
+                                 **options)
+
+    def tls_connect(self, port):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        tls = self.client_context.wrap_socket(sock, server_hostname="localhost")
+        self.addCleanup(tls.close)
+        return tls
+
+    def test_https_request_keep_alive_and_close(self):
+        server = self.start_tls_server()
+        sock = self.tls_connect(server.port)
+        reader = Reader(sock)
+        for _ in range(2):
+            sock.sendall(get("/x"))
+            response = reader.response()
+            self.assertEqual(response.status, 200)
+            values = environ_lines(response.body)
+            self.assertEqual(values["wsgi.url_scheme"], "https")
+            self.assertEqual(values["PATH_INFO"], "/x")
+        sock.sendall(get("/y", extra=b"Connection: close\r\n"))
+        self.assertEqual(reader.response().status, 200)
+        self.assertEqual(reader.read_to_eof(), b"")          # the server closes the TLS socket
+
+    def test_silent_client_does_not_block_others(self):
+        # A handshake in the accept loop would hold the second client for 60 s.
+        server = self.start_tls_server(limits=runserver.Limits(header_timeout=60))
+        silent = self.connect(server)                        # connects and sends nothing
+        sock = self.tls_connect(server.port)
+        sock.sendall(get())
+        self.assertEqual(Reader(sock).response().status, 200)
+        silent.close()
+
+    def test_idle_and_silent_connections_are_closed_on_shutdown(self):
+        limits = runserver.Limits(keepalive_timeout=60, header_timeout=60)
+        server = self.start_tls_server(limits=limits)
+        silent = self.connect(server)
+        idle = self.tls_connect(server.port)
+        idle.sendall(get())
+        self.assertEqual(Reader(idle).response().status, 200)
+        server.server.shutdown()
+        self.assertEqual(server.server.close_idle_and_wait(TIMEOUT), 0)
+        self.assertClosed(idle)
+        self.assertClosed(silent)
+        self.assertFalse([r.getMessage() for r in LOG.records if r.levelno >= logging.WARNING])
+
+    def test_file_serving_under_tls(self):
+        directory = tempfile.mkdtemp(prefix="runserver-tls-static-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        content = os.urandom(700000)
+        with open(os.path.join(directory, "blob.bin"), "wb") as file:
+            file.write(content)
+        server = self.start_tls_server(prefix_app, static=[("/static", directory)])
+        sock = self.tls_connect(server.port)
+        reader = Reader(sock)
+        for extra, expected in [(b"", content), (b"Range: bytes=1000-300999\r\n", content[1000:301000]),
+                                (b"Range: bytes=-10\r\n", content[-10:]), (b"", content)]:
+            sock.sendall(get("/static/blob.bin", extra=extra))
+            response = reader.response()
+            self.assertEqual(response.header("content-length"), str(len(expected)))
+            self.assertTrue(response.body == expected, "the body differs")
+        sock.sendall(b"HEAD /static/blob.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        self.assertEqual(reader.response("HEAD").header("content-length"), str(len(content)))
+        sock.sendall(get("/after"))
+        self.assertEqual(reader.response().body, b"app:/after")      # still in step
+        self.assertFalse([r.getMessage() for r in LOG.records if r.levelno >= logging.WARNING])
+
+    def test_plain_server_receiving_tls_logs_one_clear_line(self):
+        server = self.start_server(hello_app)
+        sock = self.connect(server)
+        sock.sendall(client_hello())
+        LOG.wait_for(r"this server speaks HTTP, not HTTPS")
+        self.assertClosed(sock)
+        self.assertEqual(len([m for m in LOG.messages() if "HTTPS" in m]), 1, LOG.messages())
+        self.assertEqual(self.request(server, get()).status, 200)     # the server is fine
+
+    def assertOneLineError(self, args, status, fragment):
+        code, output = self.run_cli(*args)
+        self.assertEqual(code, status, output)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn(fragment, output)
+        self.assertNotIn("Traceback", output)
+
+    def test_cli_certificate_errors_are_one_line(self):
+        missing = os.path.join(self.directory, "missing.pem")
+        for args, status, fragment in [
+                (["--cert", missing, "--key", self.key], 2, "missing.pem"),
+                (["--cert", self.cert, "--key", missing], 2, "missing.pem"),
+                (["--cert", self.cert, "--key", self.other_key], 2, "other-k.pem"),
+                (["--cert", self.key, "--key", self.key], 2, "k.pem"),
+                (["--cert", self.directory, "--key", self.key], 2, self.directory),
+                (["--cert", self.cert], 2, "--cert and --key"),
+                (["--key", self.key], 2, "--cert and --key")]:
+            for reload in ([], ["--noreload"]):
+                with self.subTest(args=args, reload=reload):
+                    self.assertOneLineError(["0"] + reload + args, status, fragment)
+
+    def test_cli_banner_shows_https(self):
+        process = self.start("127.0.0.1:0", "--noreload", "--cert", self.cert, "--key", self.key)
+        url = process.wait_for_banner()
+        self.assertRegex(url, r"^https://127\.0\.0\.1:\d+/$")
+        sock = self.tls_connect(process.port())
+        sock.sendall(get("/tls-check", extra=b"Connection: close\r\n"))
+        response = Reader(sock).response()
+        self.assertEqual(response.status, 200)
+        self.assertIn(b"/tls-check", response.body)
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+
+
+# ---- Unix domain sockets: unix:/path -----------------------------------------------
+
+class UnixSocketTests(ServerTestCase, CLITestCase):
+    """make_server(unix_socket=...) and the CLI's unix:/path ADDRPORT."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+        self.path = os.path.join(self.directory, "s.sock")
+
+    def unix_request(self, raw, path=None):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect(path or self.path)
+            sock.sendall(raw)
+            return Reader(sock).response()
+
+    def test_round_trip_with_keep_alive(self):
+        server = self.start_server(environ_app, unix_socket=self.path)
+        self.assertTrue(stat.S_ISSOCK(os.lstat(self.path).st_mode))
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect(self.path)
+            reader = Reader(sock)
+            for path in ("/a", "/b"):
+                sock.sendall(get(path, host="localhost"))
+                values = environ_lines(reader.response().body)
+                self.assertEqual(values["PATH_INFO"], path)
+                self.assertEqual(values["REMOTE_ADDR"], "127.0.0.1")
+                self.assertEqual(values["wsgi.url_scheme"], "http")
+        self.assertIsNone(server.port)
+
+    def test_socket_file_is_removed_on_server_close(self):
+        server = ServerThread(hello_app, unix_socket=self.path)
+        self.assertEqual(self.unix_request(get()).body, b"Hello world\n")
+        server.close()
+        self.assertFalse(os.path.lexists(self.path))
+
+    def test_stale_socket_file_is_replaced(self):
+        stale = socket.socket(socket.AF_UNIX)
+        stale.bind(self.path)
+        stale.close()                                    # a dead server's leftover
+        self.assertTrue(stat.S_ISSOCK(os.lstat(self.path).st_mode))
+        self.start_server(hello_app, unix_socket=self.path)
+        self.assertEqual(self.unix_request(get()).body, b"Hello world\n")
+
+    def test_regular_file_is_refused_and_kept(self):
+        with open(self.path, "w") as file:
+            file.write("precious")
+        with self.assertRaises(OSError) as caught:
+            runserver.make_server(hello_app, unix_socket=self.path, quiet=True)
+        self.assertIn("not a socket", str(caught.exception))
+        with open(self.path) as file:
+            self.assertEqual(file.read(), "precious")
+
+    def test_live_server_on_the_path_is_refused(self):
+        self.start_server(hello_app, unix_socket=self.path)
+        with self.assertRaises(OSError) as caught:
+            runserver.make_server(hello_app, unix_socket=self.path, quiet=True)
+        self.assertEqual(caught.exception.errno, errno.EADDRINUSE)
+        self.assertEqual(self.unix_request(get()).body, b"Hello world\n")   # untouched
+
+    def test_cli_errors_are_one_line(self):
+        with open(self.path, "w") as file:
+            file.write("precious")
+        code, output = self.run_cli("unix:" + self.path, "--noreload")
+        self.assertEqual(code, 1, output)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn("not a socket", output)
+        self.assertTrue(os.path.isfile(self.path))
+        missing = os.path.join(self.directory, "no-such-dir", "s.sock")
+        code, output = self.run_cli("unix:" + missing, "--noreload")
+        self.assertEqual(code, 1, output)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn("does not exist", output)
+
+    def test_cli_banner_and_removal_on_exit(self):
+        path = os.path.join(self.directory, "with space", "s.sock")
+        os.mkdir(os.path.dirname(path))
+        process = self.start("unix:" + path, "--noreload")
+        process.wait_for(r"^Starting development server at unix:%s$" % re.escape(path))
+        process.wait_for(r"^  try: curl --unix-socket '%s' http://localhost/$" % re.escape(path))
+        response = self.unix_request(get(host="localhost"), path)
+        self.assertEqual(response.status, 200)
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+        self.assertFalse(os.path.lexists(path))
+
+    def test_cli_with_the_reloader(self):
+        app = ("def app(environ, start_response):\n"
+               "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+               "    return [b%r]\n")
+        self.write("unixapp.py", app % "one")
+        process = self.start("unixapp:app", "unix:" + self.path, "--reload-interval", "0.05")
+        self.assertEqual(process.wait_for_banner(), "unix:" + self.path)
+        self.assertEqual(self.unix_request(get(host="localhost")).body, b"one")
+        for attempt in range(5):
+            # The worker's watcher takes its first look just after the banner;
+            # a save before that look is its starting point, so save again.
+            self.write("unixapp.py", app % "two")
+            try:
+                process.wait_for(r"unixapp\.py changed, reloading", timeout=2)
+                break
+            except AssertionError:
+                if attempt == 4 or process.process.poll() is not None:
+                    raise
+        deadline = time.monotonic() + TIMEOUT
+        while True:        # the old worker may answer once more before it stops accepting
+            body = self.unix_request(get(host="localhost", extra=b"Connection: close\r\n")).body
+            if body == b"two" or time.monotonic() > deadline:
+                break
+        self.assertEqual(body, b"two")
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+        self.assertFalse(os.path.lexists(self.path))
 
 
 # ---- Server classes and the Python API --------------------------------------------
