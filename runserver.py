@@ -17,8 +17,9 @@ Map of the file, in reading order:
     file serving                  FileWrapper, StaticFiles
     server classes                WSGIServer(socketserver.TCPServer)
                                     +-- UnixWSGIServer
+                                  ReusingThreadingMixIn(socketserver.ThreadingMixIn)
                                   make_server() composes, as socketserver suggests,
-                                  type('WSGIServer', (ThreadingMixIn, WSGIServer), {})
+                                  type('WSGIServer', (ReusingThreadingMixIn, WSGIServer), {})
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
     app loading                   load_app(), demo_app
     CLI                           add_arguments(), handle(), run(), inner_run(), main()
@@ -46,6 +47,7 @@ import importlib.util
 import io
 import logging
 import os
+import queue
 import re
 import selectors
 import signal
@@ -62,7 +64,8 @@ import urllib.parse
 __version__ = "0.1.0"
 
 __all__ = [
-    "AppSpecError", "BadRequest", "FileWrapper", "Limits", "StaticFiles",
+    "AppSpecError", "BadRequest", "FileWrapper", "Limits", "ReusingThreadingMixIn",
+    "StaticFiles",
     "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
     "is_reloader_worker", "load_app", "main", "make_server", "run",
     "__version__",
@@ -87,6 +90,8 @@ SPOOL_MEMORY_LIMIT = 1 << 20    # chunked bodies above this go to a temporary fi
 DRAIN_LIMIT = 1 << 20           # unread body bytes discarded to keep a connection
 FILE_BLOCK_SIZE = 1 << 18       # block reads where sendfile cannot be used
 RECV_SIZE = 1 << 16
+
+SPARE_THREAD_TIMEOUT = 1.0      # a thread done with its connection waits for another
 
 DEFAULT_RELOAD_INTERVAL = 0.25  # --reload-interval: seconds between two polls
 RELOAD_DEBOUNCE = 0.05          # saves this close together cause one reload
@@ -1169,6 +1174,34 @@ def parse_range(value, size):
 
 # ---- Server classes -----------------------------------------------------------
 
+class ReusingThreadingMixIn(socketserver.ThreadingMixIn):
+    """socketserver's ThreadingMixIn, except that a thread done with its
+    connection waits SPARE_THREAD_TIMEOUT seconds to be handed the next one:
+    starting a thread costs more than answering a request."""
+
+    def process_request(self, request, client_address):
+        with self.spare_threads_lock:
+            if self.spare_threads:
+                self.spare_threads -= 1
+                self.handoff.put((request, client_address))
+                return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        while True:
+            super().process_request_thread(request, client_address)
+            with self.spare_threads_lock:
+                self.spare_threads += 1
+            try:
+                request, client_address = self.handoff.get(timeout=SPARE_THREAD_TIMEOUT)
+            except queue.Empty:
+                with self.spare_threads_lock:
+                    if self.handoff.empty():        # else a connection was just handed over
+                        self.spare_threads -= 1
+                        return
+                request, client_address = self.handoff.get()
+
+
 class WSGIServer(socketserver.TCPServer):
     """A TCP server handing each connection to WSGIRequestHandler.
 
@@ -1193,6 +1226,9 @@ class WSGIServer(socketserver.TCPServer):
         self.debug = debug
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
+        self.spare_threads = 0                      # for ReusingThreadingMixIn
+        self.spare_threads_lock = threading.Lock()
+        self.handoff = queue.SimpleQueue()
         self._wakeup_read, self._wakeup_write = os.pipe()
         os.set_blocking(self._wakeup_write, False)
         if listen_socket is None:
@@ -1411,7 +1447,7 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     base = UnixWSGIServer if unix_socket else WSGIServer
     if threading:
         # The mixin comes first so that its process_request() wins in the MRO.
-        server_class = type("WSGIServer", (socketserver.ThreadingMixIn, base),
+        server_class = type("WSGIServer", (ReusingThreadingMixIn, base),
                             {"daemon_threads": True})
     else:
         server_class = base
@@ -2310,7 +2346,7 @@ def main(argv=None):
                "  python runserver.py hello:app unix:/tmp/hello.sock --noreload",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    options = parser.parse_args(argv)
+    options = parser.parse_intermixed_args(argv)    # options may come between APP and ADDRPORT
     try:
         return handle(options)
     except UsageError as exc:

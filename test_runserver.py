@@ -2334,12 +2334,47 @@ class APITests(unittest.TestCase):
         server = runserver.make_server(hello_app, "127.0.0.1", 0)
         self.addCleanup(server.server_close)
         mro = type(server).__mro__
-        self.assertIs(mro[1], socketserver_mixin())
+        self.assertIs(mro[1], runserver.ReusingThreadingMixIn)
+        self.assertTrue(issubclass(mro[1], socketserver_mixin()))
         self.assertTrue(server.daemon_threads)
         self.assertGreaterEqual(server.request_queue_size, 128)
         plain = runserver.make_server(hello_app, "127.0.0.1", 0, threading=False)
         self.addCleanup(plain.server_close)
         self.assertIs(type(plain), runserver.WSGIServer)
+
+    def test_a_thread_done_with_its_connection_serves_the_next_one(self):
+        idents = []
+
+        def app(environ, start_response):
+            idents.append(threading.get_ident())
+            return hello_app(environ, start_response)
+        server = ServerThread(app)
+        self.addCleanup(server.close)
+        for _ in range(3):
+            http_get(server.port)
+            deadline = time.monotonic() + TIMEOUT
+            while not server.server.spare_threads and time.monotonic() < deadline:
+                time.sleep(0.001)                    # the thread is on its way back
+        self.assertEqual(len(set(idents)), 1)
+
+    def test_spare_threads_exit_when_unused(self):
+        original = runserver.SPARE_THREAD_TIMEOUT
+        runserver.SPARE_THREAD_TIMEOUT = 0.05
+        self.addCleanup(setattr, runserver, "SPARE_THREAD_TIMEOUT", original)
+        server = ServerThread(hello_app)
+        self.addCleanup(server.close)
+        before = threading.active_count()
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
+                     for _ in range(5)]
+            for sock in socks:
+                sock.sendall(get())
+                Reader(sock).response()
+        deadline = time.monotonic() + TIMEOUT
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(threading.active_count(), before)
+        self.assertEqual(server.server.spare_threads, 0)
 
     def test_tcp_nodelay_on_accepted_sockets(self):
         seen = {}
