@@ -66,8 +66,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AppSpecError", "BadRequest", "FileWrapper", "Limits", "ReusingThreadingMixIn",
     "StaticFiles",
-    "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
-    "is_reloader_worker", "load_app", "main", "make_server", "run",
+    "UsageError", "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
+    "is_reloader_worker", "load_app", "main", "make_server", "make_ssl_context", "run",
     "__version__",
 ]
 
@@ -96,6 +96,9 @@ SPARE_THREAD_TIMEOUT = 1.0      # a thread done with its connection waits for an
 DEFAULT_RELOAD_INTERVAL = 0.25  # --reload-interval: seconds between two polls
 RELOAD_DEBOUNCE = 0.05          # saves this close together cause one reload
 SLOW_POLL_EVERY = 8             # site-packages and new-file globs: every Nth poll
+HOT_FILES = 8                   # the files modified last, likely the next ones saved,
+HOT_POLL_INTERVAL = 0.05        # ... are also polled this often between two polls
+POLL_CPU_BUDGET = 0.01          # share of a core polling every file may take (big projects)
 
 
 class Limits:
@@ -1520,10 +1523,13 @@ class FileWatcher:
     Watched: the source of every imported module outside the standard library
     (site-packages every SLOW_POLL_EVERY polls), `extra_files`, the `include`
     paths and globs, minus the `exclude` globs; and new .py files in the
-    directories of the project's modules.
+    directories of the project's modules.  A file seen for the first time
+    counts as changed if it was modified after `since_ns` (default: now) or
+    after the previous poll began: its module may have been imported before.
     """
 
-    def __init__(self, include=(), exclude=(), extra_files=(), watch_modules=True):
+    def __init__(self, include=(), exclude=(), extra_files=(), watch_modules=True,
+                 since_ns=None):
         import site
         import sysconfig
         self.include = list(include)
@@ -1539,6 +1545,8 @@ class FileWatcher:
         self.fast, self.slow, self.included = set(), set(), set()
         self.directories = {}          # project directory -> (mtime_ns, its .py names)
         self.snapshot = {}
+        self.hot = []                  # the HOT_FILES most recently modified files
+        self.since_ns = time.time_ns() if since_ns is None else since_ns
         self.module_count = -1
         self.polls = 0
         self.on_files_changed = None   # called with the new set of watched files
@@ -1548,7 +1556,8 @@ class FileWatcher:
                    for pattern in self.exclude)
 
     def refresh(self, slow_turn):
-        """Recompute the file lists when modules were imported, and globs on slow turns."""
+        """Recompute the file lists when modules were imported, and globs on slow
+        turns; return whether they changed."""
         changed = False
         if self.watch_modules and len(sys.modules) != self.module_count:
             self.module_count = len(sys.modules)
@@ -1567,13 +1576,14 @@ class FileWatcher:
         elif not self.watch_modules and not self.fast:
             self.fast = set(self.extra_files)
             changed = True
-        if self.include and (slow_turn or self.polls == 1):
+        if self.include and slow_turn:
             included = set()
             for entry in self.include:
                 for path in (glob.glob(entry, recursive=True) if glob.has_magic(entry) else [entry]):
                     if os.path.isdir(path):
                         for top, _, names in os.walk(path):
-                            included.update(os.path.join(top, name) for name in names)
+                            included.update(os.path.abspath(os.path.join(top, name))
+                                            for name in names)
                     else:
                         included.add(os.path.abspath(path))
             appeared = included - self.included
@@ -1588,27 +1598,21 @@ class FileWatcher:
                     self.directories.setdefault(os.path.dirname(path), None)
             if self.on_files_changed is not None:
                 self.on_files_changed(self.watched())
+        return changed
 
     def watched(self):
         return {path for path in self.fast | self.slow | self.included if not self.excluded(path)}
 
     def poll(self):
-        """Stat the watched files once; return the paths that changed."""
+        """Stat every watched file once; return the paths that changed."""
         self.polls += 1
-        slow_turn = self.polls % SLOW_POLL_EVERY == 0
-        self.refresh(slow_turn)
+        slow_turn = self.polls % SLOW_POLL_EVERY == 1          # the first poll is one
+        files_changed = self.refresh(slow_turn)
+        since_ns, self.since_ns = self.since_ns, time.time_ns()
         changed = []
-        snapshot = self.snapshot
         groups = (self.fast, self.included, self.slow) if slow_turn else (self.fast, self.included)
         for group in groups:
-            for path in group:
-                key = stat_key(path)
-                if path not in snapshot:
-                    snapshot[path] = key
-                elif snapshot[path] != key:
-                    snapshot[path] = key
-                    if not self.excluded(path):
-                        changed.append(path)
+            self.check(group, since_ns, changed)
         for directory, seen in list(self.directories.items()):
             key = stat_key(directory)
             if seen is not None and seen[0] == key:
@@ -1621,22 +1625,65 @@ class FileWatcher:
                 changed.extend(os.path.join(directory, name) for name in sorted(names - seen[1])
                                if not self.excluded(os.path.join(directory, name)))
             self.directories[directory] = (key, names)
+        if files_changed:
+            def mtime(path):
+                return (self.snapshot.get(path) or (0,))[0]
+            self.hot = sorted(self.fast | self.included, key=mtime, reverse=True)[:HOT_FILES]
         return changed
+
+    def poll_hot(self):
+        """Stat only the HOT_FILES most recently modified files; return those that changed."""
+        changed = []
+        self.check(self.hot, self.since_ns, changed)
+        return changed
+
+    def check(self, paths, since_ns, changed):
+        """Stat `paths`, remember what they are now, append those that changed."""
+        snapshot, stat = self.snapshot, os.stat
+        for path in paths:              # the reloader's hot loop: stat_key(), inlined
+            try:
+                st = stat(path)
+                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            except OSError:
+                key = None
+            seen = snapshot.get(path, False)                    # False: never seen
+            if seen != key:
+                snapshot[path] = key
+                if (seen is not False or key is not None and key[0] > since_ns) \
+                        and not self.excluded(path):
+                    changed.append(path)
 
     def wait_for_change(self, interval, stop=None):
         """Block until a watched file changes and return its path (None if `stop`
-        is set).  A burst of saves within RELOAD_DEBOUNCE counts as one change."""
+        is set).  Every file is polled each `interval`, or less often if that
+        took more than POLL_CPU_BUDGET of a core; the hot ones each
+        HOT_POLL_INTERVAL."""
         stop = stop or threading.Event()
-        self.poll()
-        while not stop.wait(interval):
-            changed = self.poll()
+        due = 0
+        while True:
+            if time.monotonic() >= due:
+                started, cpu = time.monotonic(), time.thread_time()
+                changed = self.poll()
+                due = started + max(interval, (time.thread_time() - cpu) / POLL_CPU_BUDGET)
+            else:
+                changed = self.poll_hot()
             if changed:
-                deadline = time.monotonic() + 1.0
-                while time.monotonic() < deadline and not stop.wait(RELOAD_DEBOUNCE):
-                    if not self.poll():
-                        break
+                self.settle(changed, stop)
                 return changed[0]
-        return None
+            if stop.wait(min(interval, HOT_POLL_INTERVAL)):
+                return None
+
+    def settle(self, changed, stop):
+        """Let a burst of saves end: wait until the newest change is RELOAD_DEBOUNCE
+        old and no other came meanwhile (at most a second)."""
+        deadline = time.monotonic() + 1.0
+        while changed:
+            newest = max((self.snapshot.get(path) or (time.time_ns(),))[0] for path in changed)
+            quiet = RELOAD_DEBOUNCE - (time.time_ns() - newest) / 1e9
+            remaining = deadline - time.monotonic()
+            if quiet <= 0 or remaining <= 0 or stop.wait(min(quiet, remaining)):
+                return
+            changed = self.poll()
 
 
 def worker_command():
@@ -1690,7 +1737,7 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
             code = state["worker"].wait()
             os.close(write_end)
             if state["stopping"]:
-                print("Server stopped.", flush=True)
+                print_stopped()
                 return 0
             if code == RELOAD_EXIT_CODE:
                 restarts += 1
@@ -1700,6 +1747,7 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
             print("The server process %s; save a file to restart it." % describe_exit(code),
                   file=sys.stderr, flush=True)
             if wait_for_crash_fix(watchlist, reload_interval, state) is None:
+                print_stopped()
                 return 0
             restarts += 1
     finally:
@@ -1720,16 +1768,19 @@ def wait_for_crash_fix(watchlist, interval, state):
             files = [line for line in file.read().splitlines() if line]
     except OSError:
         files = []
-    watcher = FileWatcher(extra_files=files or [os.path.abspath(sys.argv[0])],
-                          watch_modules=False)
-    watcher.poll()
-    while not state["stopping"]:
+    if files:
+        watcher = FileWatcher(extra_files=files, watch_modules=False)
+    else:               # it crashed before listing them: the program and the .py files here
+        watcher = FileWatcher([os.path.join(os.getcwd(), "*.py")],
+                              extra_files=[os.path.abspath(sys.argv[0])], watch_modules=False)
+    changed = watcher.poll()
+    while not changed:
+        if state["stopping"]:
+            return None
         time.sleep(interval)
         changed = watcher.poll()
-        if changed:
-            logger.info("%s changed, restarting.", changed[0])
-            return changed[0]
-    return None
+    logger.info("%s changed, restarting.", changed[0])
+    return changed[0]
 
 
 def describe_exit(code):
@@ -1780,9 +1831,10 @@ def watch_supervisor(fd):
     threading.Thread(target=wait, name="runserver-supervisor-watch", daemon=True).start()
 
 
-def start_file_watcher(server, interval, include, exclude, extra_files, watchlist):
-    """In a worker: poll files in a thread and stop the server for a reload."""
-    watcher = FileWatcher(include, exclude, extra_files)
+def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns):
+    """In a worker: poll files in a thread and stop the server for a reload;
+    files modified after `since_ns` (when the app began to load) count as changed."""
+    watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns)
     if watchlist:
         def save(files):
             temporary = watchlist + ".tmp"
@@ -1842,6 +1894,10 @@ def import_module(name):
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            parent, _, attr = exc.name.rpartition(".")
+            if parent and hasattr(sys.modules.get(parent), attr):     # hello.app for hello:app
+                raise AppSpecError('no module named "%s"; for the attribute "%s" of "%s", '
+                                   'write %s:%s' % (exc.name, attr, parent, parent, attr)) from None
             raise AppSpecError('no module named "%s" (looked in the current directory and '
                                'on sys.path)' % exc.name) from None
         raise
@@ -1906,7 +1962,12 @@ def evaluate_app_expression(module, module_name, expression):
         if not callable(obj):
             raise AppSpecError('"%s" is not callable, so it cannot be called as a factory'
                                % ".".join(names))
-        obj = obj(*args, **kwargs)
+        try:
+            obj = obj(*args, **kwargs)
+        except TypeError as exc:
+            if exc.__traceback__.tb_next is not None:
+                raise               # raised inside the factory: the user's code
+            raise AppSpecError('cannot call "%s": %s' % (expression, exc)) from None
     return obj
 
 
@@ -1998,7 +2059,8 @@ def add_arguments(parser):
                         help="Host header values to answer ('*' any, '.example.test' a domain "
                              "and its subdomains); default: local names when bound to loopback")
     server.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
-                        help="tracebacks in 500 pages (default: on for loopback addresses)")
+                        help="tracebacks in 500 pages (default: on for loopback addresses "
+                             "and unix sockets)")
     reloader = parser.add_argument_group("reloader")
     reloader.add_argument("--noreload", action="store_true", help="do not use the autoreloader")
     reloader.add_argument("--reload-interval", type=positive_float, metavar="SECONDS",
@@ -2006,23 +2068,32 @@ def add_arguments(parser):
                           help="seconds between two looks at the files (default %g)"
                                % DEFAULT_RELOAD_INTERVAL)
     reloader.add_argument("--reload-include", action="append", default=[], metavar="PATH_OR_GLOB",
-                          help="also watch these files or directories (repeatable)")
+                          help="also watch these files, directories or globs like "
+                               "'templates/**/*.html' (repeatable)")
     reloader.add_argument("--reload-exclude", action="append", default=[], metavar="GLOB",
                           help="do not watch files matching GLOB (repeatable)")
     output = parser.add_argument_group("output")
     output.add_argument("--quiet", "-q", action="store_true", help="no access log")
     output.add_argument("--no-color", action="store_true",
                         help="no colours (also when NO_COLOR is set or not on a terminal)")
-    limits = parser.add_argument_group("limits")
-    for name, kind, unit in (
-            ("max_request_line", int, "BYTES"), ("max_header_size", parse_size, "BYTES"),
-            ("max_headers", int, "N"), ("max_body", parse_size, "BYTES"),
-            ("header_timeout", positive_float, "SECONDS"),
-            ("keepalive_timeout", positive_float, "SECONDS"),
-            ("body_timeout", positive_float, "SECONDS"),
-            ("shutdown_timeout", positive_float, "SECONDS")):
+    limits = parser.add_argument_group("limits", "sizes take K, M or G, as in 64K or 10M")
+    for name, kind, unit, what in (
+            ("max_request_line", parse_size, "BYTES", "a longer request line is answered 414"),
+            ("max_header_size", parse_size, "BYTES", "a larger header block is answered 431"),
+            ("max_headers", int, "N", "more header lines are answered 431"),
+            ("max_body", parse_size, "BYTES", "a larger request body is answered 413"),
+            ("header_timeout", positive_float, "SECONDS", "time to send a whole request head"),
+            ("keepalive_timeout", positive_float, "SECONDS", "idle time between two requests"),
+            ("body_timeout", positive_float, "SECONDS", "silence allowed inside a request body"),
+            ("shutdown_timeout", positive_float, "SECONDS",
+             "time running requests get to finish on Ctrl-C, SIGTERM or a reload")):
+        default = shown = getattr(Limits, name)
+        if unit == "BYTES":                 # 65536 -> 64K, 1 << 30 -> 1G
+            shown = next("%d%s" % (default >> shift, suffix) for shift, suffix
+                         in ((30, "G"), (20, "M"), (10, "K"), (0, ""))
+                         if not default % (1 << shift))
         limits.add_argument("--" + name.replace("_", "-"), type=kind, metavar=unit,
-                            help="default %s" % getattr(Limits, name))
+                            help="%s (default %s)" % (what, shown))
 
 
 def positive_float(text):
@@ -2230,6 +2301,9 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     restarts = int(worker.get(ENV_RESTARTS) or 0)
     app_files = []
     spec = app if isinstance(app, str) else None
+    if worker:          # Ctrl-C reaches the supervisor too, which stops us with SIGTERM
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
+    loading_ns = time.time_ns()
     try:
         app = demo_app if app is None else load_app(app) if spec else app
     except AppSpecError as exc:
@@ -2261,11 +2335,11 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda signum, frame: server.request_stop())
     if restarts == 0:
-        print_banner(server, spec, reload, settings)
+        print_banner(server, spec or describe_app(app), reload, settings)
     if reload:
         start_file_watcher(server, reload_interval, reload_include, reload_exclude,
                            [path for path in app_files if os.path.isfile(path)],
-                           worker.get(ENV_WATCHLIST))
+                           worker.get(ENV_WATCHLIST), loading_ns)
     try:
         server.serve_forever()
     finally:
@@ -2279,7 +2353,15 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
             os._exit(RELOAD_EXIT_CODE)
         server.server_close()
     if not worker:
+        print_stopped()
+
+
+def print_stopped():
+    """The last line, even if stdout's reader is gone (`| tee` got the Ctrl-C too)."""
+    try:
         print("Server stopped.", flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit
 
 
 def format_user_traceback(exc):
@@ -2292,6 +2374,14 @@ def format_user_traceback(exc):
     lines += traceback.format_list(kept)
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines)
+
+
+def describe_app(app):
+    """The banner's name for an app given as an object: module:name, else its type."""
+    if app is demo_app:
+        return None
+    name, module = getattr(app, "__qualname__", None), getattr(app, "__module__", None)
+    return "%s:%s" % (module, name) if name and module else "a %s object" % type(app).__name__
 
 
 def print_banner(server, spec, reload, settings):
@@ -2337,7 +2427,7 @@ def main(argv=None):
     parser = ArgumentParser(
         prog="runserver.py",
         description="A development server for any WSGI application, like Django's "
-                    "runserver: keep-alive HTTP/1.1, autoreloading, static files, HTTPS.",
+                    "runserver:\nkeep-alive HTTP/1.1, autoreloading, static files, HTTPS.",
         epilog="examples:\n"
                "  python runserver.py                     the demo app on 127.0.0.1:8000\n"
                "  python runserver.py hello:app 8080      hello.py's app on port 8080\n"

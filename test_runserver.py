@@ -1688,10 +1688,6 @@ class AppFaultTests(ServerTestCase):
         self.assertTrue(self.closed.wait(TIMEOUT))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 def prefix_app(environ, start_response):
     """Answers 'app:' and the path, so a test sees which requests reach the app."""
     body = ("app:" + environ["PATH_INFO"]).encode("latin-1")
@@ -2576,6 +2572,120 @@ class CLITests(CLITestCase):
         self.assertEqual(process.wait(), 0)
         self.assertNotIn("Traceback", process.output())
         self.assertIn("Server stopped.", process.output())
+
+
+class ScriptProcess(CLIProcess):
+    """`python SCRIPT` for a program that vendors runserver.py; read like a CLIProcess."""
+
+    def __init__(self, script, cwd):
+        environ = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1", PYTHONPATH=HERE)
+        self.process = subprocess.Popen(
+            [sys.executable, script], cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.lines = []
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+
+class NewcomerRegressionTests(CLITestCase):
+    """What a first-time user runs into: argument order, APP typos, vendoring, pipes."""
+
+    def assertOneLineError(self, args, status, fragment):
+        code, output = self.run_cli(*args)
+        self.assertEqual(code, status, output)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn(fragment, output)
+        self.assertNotIn("Traceback", output)
+
+    def test_options_may_come_between_app_and_addrport(self):
+        # `runserver.py hello:app --noreload 8000` was "unrecognized arguments: 8000".
+        self.write("hello.py", "def app(environ, start_response):\n"
+                               "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+                               "    return [b'hello']\n")
+        process = self.start("hello:app", "--noreload", "-q", "0")
+        self.assertEqual(http_get(process.port()).body, b"hello")
+        self.assertOneLineError(["hello:missing", "--noreload", "0"], 2, 'no attribute "missing"')
+
+    def test_factory_called_with_wrong_arguments_is_one_line(self):
+        self.write("fac.py", "def create_app(name):\n    return None\n"
+                             "def app(environ, start_response):\n    return []\n"
+                             "def broken():\n    return len(3)\n")
+        for args, fragment in [
+                (["fac:create_app()", "--noreload"],
+                 'cannot call "create_app()": create_app() missing 1 required positional'),
+                (["fac:create_app(nme=1)", "--noreload"], "unexpected keyword argument 'nme'"),
+                (["fac:app()", "0"], 'cannot call "app()"')]:
+            with self.subTest(args=args):
+                self.assertOneLineError(args, 2, fragment)
+        code, output = self.run_cli("fac:broken()", "--noreload")   # the user's own TypeError
+        self.assertEqual(code, 1, output)
+        self.assertIn("Traceback", output)
+        self.assertIn("in broken", output)
+
+    def test_module_dot_attribute_suggests_the_colon(self):
+        self.write("hello.py", "def app(environ, start_response):\n    return []\n")
+        self.assertOneLineError(["hello.app", "--noreload"], 2,
+                                'no module named "hello.app"; for the attribute "app" of '
+                                '"hello", write hello:app')
+        self.assertOneLineError(["hello.nope", "--noreload"], 2,
+                                'no module named "hello.nope" (looked in')
+
+    def test_banner_names_an_app_given_to_run_as_an_object(self):
+        self.write("myproject.py", "def app(environ, start_response):\n"
+                                   "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+                                   "    return [b'mine']\n")
+        script = self.write("serve.py", "import runserver\nfrom myproject import app\n"
+                                        "if __name__ == '__main__':\n"
+                                        "    runserver.run(app, '127.0.0.1', 0)\n")
+        process = ScriptProcess(script, self.directory)
+        self.addCleanup(process.kill)
+        process.wait_for(r"serving myproject:app, reloading on changes")
+        self.assertEqual(http_get(process.port()).body, b"mine")
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+        self.assertNotIn("demo app", process.output())
+        self.assertIn("Server stopped.", process.output())
+
+    def test_describe_app(self):
+        class Handler:
+            def __call__(self, environ, start_response):
+                return []
+        self.assertIsNone(runserver.describe_app(runserver.demo_app))
+        self.assertEqual(runserver.describe_app(hello_app), hello_app.__module__ + ":hello_app")
+        self.assertEqual(runserver.describe_app(Handler()), "a Handler object")
+
+    def test_help_explains_the_limits(self):
+        code, output = self.run_cli("--help")
+        self.assertEqual(code, 0)
+        output = " ".join(output.split())           # whatever the terminal's width
+        self.assertIn("sizes take K, M or G", output)
+        self.assertRegex(output, r"--max-body BYTES a larger request body is answered 413 "
+                                 r"\(default 1G\)")
+        self.assertRegex(output, r"a longer request line is answered 414 \(default 64K\)")
+        self.write("hello.py", "def app(environ, start_response):\n    return []\n")
+        self.assertOneLineError(["hello:missing", "--max-request-line", "8K", "--noreload"], 2,
+                                'no attribute "missing"')
+
+    def test_ctrl_c_after_stdout_reader_is_gone_is_not_a_traceback(self):
+        # `runserver.py | tee log`, then Ctrl-C: tee dies first, "Server stopped." hit EPIPE.
+        for args in (["0", "--noreload"], ["0"]):
+            with self.subTest(args=args):
+                process = subprocess.Popen(
+                    [sys.executable, RUNSERVER] + args, cwd=self.directory,
+                    env=dict(os.environ, NO_COLOR="1"), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                self.addCleanup(process.wait, TIMEOUT)
+                self.addCleanup(process.stderr.close)
+                for line in iter(process.stdout.readline, b""):
+                    if line.startswith(b"Quit the server"):
+                        break
+                process.stdout.close()              # the reader of stdout goes away
+                os.killpg(process.pid, signal.SIGINT)
+                self.assertEqual(process.wait(TIMEOUT), 0)
+                errors = process.stderr.read().decode("utf-8", "replace")
+                self.assertNotIn("Traceback", errors)
+                self.assertNotIn("BrokenPipeError", errors)
 
 
 if __name__ == "__main__":
