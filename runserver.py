@@ -1319,14 +1319,18 @@ class WSGIServer(socketserver.TCPServer):
                 self._connections.discard(handler)
                 self._connections_changed.notify_all()
 
-    def close_idle_and_wait(self, timeout):
+    def close_idle_and_wait(self, timeout, announce=None):
         """Close idle connections, give busy ones `timeout` seconds to finish
-        their request; return how many were still busy then.  Only the reading
-        side is shut, so a request that arrives as it happens still gets its
-        response (on Linux, which reads what came before the shutdown)."""
+        their request (calling `announce` once with their number if there are
+        any); return how many were still busy then.  Only the reading side is
+        shut, so a request that arrives as it happens still gets its response
+        (on Linux, which reads what came before the shutdown)."""
         self.stopping = True
         deadline = time.monotonic() + timeout
         with self._connections_changed:
+            busy = sum(not handler.idle for handler in self._connections)
+            if busy and announce is not None:
+                announce(busy)
             while self._connections:
                 now = time.monotonic()
                 for handler in list(self._connections):
@@ -1706,8 +1710,10 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
     state = {"worker": None, "stopping": False}
 
     def stop(signum, frame):
-        state["stopping"] = True
         worker = state["worker"]
+        if state["stopping"] and signum == signal.SIGINT and worker is not None:
+            kill_process(worker)                # a second Ctrl-C: quit now
+        state["stopping"] = True
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             killer = threading.Timer(shutdown_timeout + 1, kill_process, (worker,))
@@ -2332,8 +2338,16 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     server = bind_or_exit(app, settings, listen_socket)
     server.reload_requested = False
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda signum, frame: server.request_stop())
+        interrupts = []
+
+        def stop(signum, frame):
+            if signum == signal.SIGINT:
+                interrupts.append(signum)
+                if len(interrupts) > 1:         # a second Ctrl-C: quit now
+                    os._exit(0)
+            server.request_stop()
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
     if restarts == 0:
         print_banner(server, spec or describe_app(app), reload, settings)
     if reload:
@@ -2343,7 +2357,10 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     try:
         server.serve_forever()
     finally:
-        busy = server.close_idle_and_wait(settings["limits"].shutdown_timeout)
+        timeout = settings["limits"].shutdown_timeout
+        busy = server.close_idle_and_wait(timeout, None if server.reload_requested else (
+            lambda count: logger.info("Waiting up to %gs for %d request(s) to finish; "
+                                      "CONTROL-C again to quit now.", timeout, count)))
         if busy:
             logger.warning("%d request(s) still running after %gs; leaving them.",
                            busy, settings["limits"].shutdown_timeout)

@@ -2565,6 +2565,23 @@ class CLITests(CLITestCase):
         process = self.start("pkg/factory.py:create_app('hi', excited=True)", "0", "--noreload")
         self.assertEqual(http_get(process.port()).body, b"hi!")
 
+    def test_second_ctrl_c_quits_without_waiting_for_requests(self):
+        self.write("slow.py", "import time\n"
+                              "def app(environ, start_response):\n"
+                              "    print('request started', flush=True)\n"
+                              "    time.sleep(60)\n")
+        for options in (["--noreload"], []):
+            with self.subTest(options=options):
+                process = self.start("slow:app", "0", *options)
+                sock = socket.create_connection(("127.0.0.1", process.port()), timeout=TIMEOUT)
+                self.addCleanup(sock.close)
+                sock.sendall(get())
+                process.wait_for(r"request started")
+                process.signal(signal.SIGINT)
+                process.wait_for(r"Waiting up to 5s for 1 request\(s\) to finish; CONTROL-C again")
+                process.signal(signal.SIGINT)
+                self.assertEqual(process.wait(), 0)
+
     def test_sigint_in_noreload_mode_exits_zero(self):
         process = self.start("0", "--noreload")
         process.port()
