@@ -128,10 +128,14 @@ DEFAULT_LIMITS = Limits()
 # Named after the ABNF of RFC 9110 and RFC 9112; everything validates here.
 
 TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
-FIELD_VALUE = rb"[^\x00-\x08\x0a-\x1f\x7f]*"          # VCHAR, obs-text, SP, HTAB
+# A field value starts with a visible character, so that it cannot also match
+# the whitespace before it: an ambiguous pattern backtracks quadratically.
+FIELD_VALUE = rb"(?:[^\x00-\x20\x7f][^\x00-\x08\x0a-\x1f\x7f]*)?"  # VCHAR, obs-text, SP, HTAB
 QUOTED_STRING = rb'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
 REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])" % TOKEN)
 FIELD_LINE = re.compile(rb"(%s):[ \t]*(%s)" % (TOKEN, FIELD_VALUE))
+FIELD_LINES = re.compile(rb"(?:%s:[ \t]*%s\r\n)*" % (TOKEN, FIELD_VALUE))
+FIELD_PAIRS = re.compile(rb"(%s):[ \t]*(%s)\r\n" % (TOKEN, FIELD_VALUE))
 CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 CHUNK_HEADER = re.compile(
     rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*)[ \t]*"
@@ -165,16 +169,21 @@ class RequestHead:
                  "chunked", "keep_alive", "expect_continue", "host")
 
 
-def environ_key(name):
-    """The environ key for a lower-case header name; None for names with '_'."""
+def field_name_info(name):
+    """(lower-case name, environ key) for a header name; the key is None for
+    names with '_', so that X_Auth cannot pass for X-Auth."""
+    lower = name.lower()
     if b"_" in name:
-        return None           # X_Auth must not impersonate X-Auth
-    if name in (b"content-type", b"content-length"):
-        return name.decode("latin-1").upper().replace("-", "_")
-    return "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        return lower, None
+    key = lower.decode("latin-1").upper().replace("-", "_")
+    return lower, key if lower in (b"content-type", b"content-length") else "HTTP_" + key
 
 
-ENVIRON_KEYS = {}               # header name -> environ key, filled as names are seen
+FIELD_NAMES = {}                # header name as sent -> field_name_info(), for common names
+FIELD_NAMES_CACHED = 1000       # at most this many names, whatever clients send
+RESPONSE_NAMES = {}             # response header names already checked -> lower case
+FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"host", b"expect",
+                            b"connection"))
 
 
 def parse_request_head(data, limits=DEFAULT_LIMITS):
@@ -182,8 +191,8 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
 
     Raises BadRequest with the status to answer for anything RFC 9112 forbids.
     """
-    lines = data.split(b"\r\n")
-    line = lines[0]
+    end = data.find(b"\r\n")
+    line = data if end < 0 else data[:end]
     if len(line) > limits.max_request_line:
         raise BadRequest(414, "request line longer than %d bytes" % limits.max_request_line)
     match = REQUEST_LINE.fullmatch(line)
@@ -196,7 +205,11 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
     if len(data) - len(line) > limits.max_header_size:
         raise BadRequest(431, "header section larger than %d bytes (--max-header-size)"
                          % limits.max_header_size)
-    if len(lines) - 1 > limits.max_headers:
+    block = b"" if end < 0 else data[end + 2:] + b"\r\n"
+    if FIELD_LINES.fullmatch(block) is None:
+        raise BadRequest(400, describe_bad_field_block(block))
+    fields = FIELD_PAIRS.findall(block)
+    if len(fields) > limits.max_headers:
         raise BadRequest(431, "more than %d header lines" % limits.max_headers)
 
     head = RequestHead()
@@ -207,25 +220,25 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
     encodings = []
     hosts = []
     expect = connection = None
-    for line in lines[1:]:
-        match = FIELD_LINE.fullmatch(line)
-        if match is None:
-            raise BadRequest(400, describe_bad_field_line(line))
-        name = match.group(1).lower()
-        value = match.group(2).rstrip(b" \t")
-        if name == b"content-length":
-            lengths.append(value)
-        elif name == b"transfer-encoding":
-            encodings.append(value)
-        elif name == b"host":
-            hosts.append(value)
-        elif name == b"expect":
-            expect = value if expect is None else expect + b"," + value
-        elif name == b"connection":
-            connection = value if connection is None else connection + b"," + value
-        key = ENVIRON_KEYS.get(name, False)
-        if key is False:
-            key = ENVIRON_KEYS[name] = environ_key(name)
+    for name, value in fields:
+        known = FIELD_NAMES.get(name)
+        if known is None:
+            known = field_name_info(name)
+            if len(FIELD_NAMES) < FIELD_NAMES_CACHED:
+                FIELD_NAMES[name] = known
+        name, key = known
+        value = value.rstrip(b" \t")
+        if name in FRAMING_FIELDS:
+            if name == b"content-length":
+                lengths.append(value)
+            elif name == b"transfer-encoding":
+                encodings.append(value)
+            elif name == b"host":
+                hosts.append(value)
+            elif name == b"expect":
+                expect = value if expect is None else expect + b"," + value
+            else:
+                connection = value if connection is None else connection + b"," + value
         if key is None:
             continue
         text = value.decode("latin-1")
@@ -299,6 +312,14 @@ def describe_bad_request_line(line):
     if not re.fullmatch(TOKEN, parts[0]):
         return "method is not a token"
     return "malformed request line"
+
+
+def describe_bad_field_block(block):
+    """Say what is wrong with the first bad line of a header block."""
+    for line in block[:-2].split(b"\r\n"):
+        if FIELD_LINE.fullmatch(line) is None:
+            return describe_bad_field_line(line)
+    return "malformed header section"
 
 
 def describe_bad_field_line(line):
@@ -483,6 +504,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.limits = server.limits
         self.buffer = b""
         self.idle = True
+        self.requests = 0
+        self.timeout = None             # what the socket's timeout is set to
         self.opened = time.monotonic()
         self.connection = self.request
         if server.address_family != socket.AF_UNIX:
@@ -520,7 +543,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
     def start_tls(self):
         """TLS handshake in this connection's thread; False if it failed."""
-        self.connection.settimeout(self.limits.header_timeout)
+        self.set_timeout(self.limits.header_timeout)
         try:
             # Handshake once self.connection is the TLS socket, so that
             # close_idle_and_wait() can interrupt a client that sends nothing.
@@ -536,9 +559,15 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
     # -- reading ----------------------------------------------------------
 
+    def set_timeout(self, timeout):
+        """Set the socket's timeout, with no system call when it is unchanged."""
+        if timeout != self.timeout:
+            self.connection.settimeout(timeout)
+            self.timeout = timeout
+
     def receive(self, timeout):
         """Append what the socket has to the buffer; False at end of stream."""
-        self.connection.settimeout(timeout)
+        self.set_timeout(timeout)
         data = self.connection.recv(RECV_SIZE)
         if not data:
             return False
@@ -550,7 +579,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         if self.expect_continue:
             self.expect_continue = False
             self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self.connection.settimeout(self.limits.body_timeout)
+        self.set_timeout(self.limits.body_timeout)
         try:
             data = self.connection.recv(max(wanted, RECV_SIZE) if wanted > RECV_SIZE else RECV_SIZE)
         except socket.timeout:
@@ -625,9 +654,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
     def handle_one_request(self):
         """Read, run and answer one request; return whether to keep the connection."""
-        first = not hasattr(self, "requests")
-        self.requests = getattr(self, "requests", 0) + 1
-        head = self.read_head(first)
+        self.requests += 1
+        head = self.read_head(self.requests == 1)
         if head is None:
             return False
         self.started = time.perf_counter()
@@ -722,14 +750,18 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             if type(item) is not tuple or len(item) != 2:
                 raise AssertionError("header %r is not a (name, value) tuple" % (item,))
             name, value = item
-            if type(name) is not str or not STR_TOKEN.fullmatch(name):
-                raise AssertionError("invalid header name %r" % (name,))
+            lower = RESPONSE_NAMES.get(name) if type(name) is str else None
+            if lower is None:
+                if type(name) is not str or not STR_TOKEN.fullmatch(name):
+                    raise AssertionError("invalid header name %r" % (name,))
+                lower = name.lower()
+                if lower in HOP_BY_HOP:
+                    raise AssertionError("hop-by-hop header %r is the server's to set" % name)
+                if len(RESPONSE_NAMES) < FIELD_NAMES_CACHED:
+                    RESPONSE_NAMES[name] = lower
             if type(value) is not str or not STR_FIELD_VALUE.fullmatch(value):
                 raise AssertionError("invalid value for header %s: %r (CR, LF or control "
                                      "character, or not a str)" % (name, value))
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                raise AssertionError("hop-by-hop header %r is the server's to set" % name)
             if lower == "content-length":
                 if not value.isdigit() or not value.isascii() or length is not None:
                     raise AssertionError("invalid Content-Length %r" % value)
@@ -782,7 +814,11 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                                  % type(data).__name__)
         if self.status is None:
             raise AssertionError("body data before start_response()")
-        head = b"" if self.headers_sent else self.send_head(None)
+        if self.headers_sent:
+            head = b""
+        else:
+            self.set_timeout(self.limits.body_timeout)      # not what is left of the head's
+            head = self.send_head(None)
         if self.no_body:
             if head:
                 self.connection.sendall(head)
@@ -805,16 +841,19 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
     def run_app(self, app, environ):
         """Run the app and send its response; False if the connection must close."""
-        self.connection.settimeout(self.limits.body_timeout)   # not what is left of the head's
         self.response_error = None
         result = None
         try:
             result = app(environ, self.start_response)
-            if type(result) is list and len(result) == 1 and self.content_length is None \
-                    and type(result[0]) is bytes and self.status is not None:
-                self.connection.sendall(self.send_head(len(result[0]))
-                                        + (b"" if self.no_body else result[0]))
-                self.bytes_sent = 0 if self.no_body else len(result[0])
+            if type(result) is list and len(result) == 1 and type(result[0]) is bytes \
+                    and self.status is not None \
+                    and self.content_length in (None, len(result[0])):
+                data = result[0]            # the common case: one sendall, head and body
+                if len(data) > RECV_SIZE:
+                    self.set_timeout(self.limits.body_timeout)
+                self.connection.sendall(self.send_head(len(data))
+                                        + (b"" if self.no_body else data))
+                self.bytes_sent = 0 if self.no_body else len(data)
             elif isinstance(result, FileWrapper) and self.send_file(result):
                 pass
             else:
@@ -897,9 +936,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             return False
         available = max(stat.st_size - offset, 0)
         count = available if self.content_length is None else min(self.content_length, available)
+        self.set_timeout(self.limits.body_timeout)
         self.connection.sendall(self.send_head(available))
         if not self.no_body and count:
-            self.connection.settimeout(self.limits.body_timeout)
             sent = self.connection.sendfile(file, offset, count)
             file.seek(offset + sent)
             self.bytes_sent += sent
@@ -1247,6 +1286,7 @@ class WSGIServer(socketserver.TCPServer):
             else default_allowed_hosts(self)
         self._host_cache = {}
         self._connections = set()
+        self._accepted = 0              # connections accepted and not yet shut down
         self._connections_changed = threading.Condition()
         self._stop_requested = False
         self._loop_done = threading.Event()
@@ -1311,6 +1351,18 @@ class WSGIServer(socketserver.TCPServer):
         self.request_stop()
         self._loop_done.wait()
 
+    def get_request(self):
+        request = super().get_request()
+        with self._connections_changed:         # counted before a handler can track it
+            self._accepted += 1
+        return request
+
+    def shutdown_request(self, request):
+        super().shutdown_request(request)
+        with self._connections_changed:
+            self._accepted -= 1
+            self._connections_changed.notify_all()
+
     def track_connection(self, handler, opened):
         with self._connections_changed:
             if opened:
@@ -1331,7 +1383,7 @@ class WSGIServer(socketserver.TCPServer):
             busy = sum(not handler.idle for handler in self._connections)
             if busy and announce is not None:
                 announce(busy)
-            while self._connections:
+            while self._accepted:
                 now = time.monotonic()
                 for handler in list(self._connections):
                     if handler.idle and now - handler.opened >= FIRST_REQUEST_GRACE:
@@ -1343,7 +1395,7 @@ class WSGIServer(socketserver.TCPServer):
                 if remaining <= 0:
                     break
                 self._connections_changed.wait(min(remaining, 0.05))
-            return len(self._connections)
+            return self._accepted
 
     def server_close(self):
         super().server_close()
@@ -1476,7 +1528,7 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
 ENV_LISTEN_FD = "RUNSERVER_LISTEN_FD"           # the inherited listening socket
 ENV_SUPERVISOR_FD = "RUNSERVER_SUPERVISOR_FD"   # reaches EOF when the supervisor dies
 ENV_RESTARTS = "RUNSERVER_RESTARTS"             # how many workers came before
-ENV_WATCHLIST = "RUNSERVER_WATCHLIST"           # where a worker lists its watched files
+ENV_WATCHLIST = "RUNSERVER_WATCHLIST"           # the file a worker lists its watched files in
 
 _worker = {}                                    # this worker's ENV_* values, taken once
 
@@ -1487,11 +1539,15 @@ def is_reloader_worker():
 
 
 def take_worker_environment():
-    """Move the ENV_* variables out of os.environ, so the app's own child
-    processes do not inherit them; return them."""
+    """Move the ENV_* variables out of os.environ and keep the descriptors they
+    name from being inherited, so that the app's own child processes get
+    neither (nor hold the port); return them."""
     if not _worker and ENV_LISTEN_FD in os.environ:
         for name in (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_RESTARTS, ENV_WATCHLIST):
             _worker[name] = os.environ.pop(name, "")
+        for name in (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_WATCHLIST):
+            if _worker[name]:
+                os.set_inheritable(int(_worker[name]), False)
     return _worker
 
 
@@ -1626,8 +1682,10 @@ class FileWatcher:
             except OSError:
                 names = set()
             if seen is not None:
-                changed.extend(os.path.join(directory, name) for name in sorted(names - seen[1])
-                               if not self.excluded(os.path.join(directory, name)))
+                for name in sorted(names - seen[1]):
+                    path = os.path.join(directory, name)
+                    if path not in changed and not self.excluded(path):    # once, if watched
+                        changed.append(path)
             self.directories[directory] = (key, names)
         if files_changed:
             def mtime(path):
@@ -1724,23 +1782,24 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
     signal.signal(signal.SIGTERM, stop)
     terminal = save_terminal()
     listen_fd = server.socket.fileno()
-    scratch = tempfile.mkdtemp(prefix="runserver-")
-    watchlist = os.path.join(scratch, "watched")
+    watchlist = tempfile.TemporaryFile()        # unlinked: a SIGKILL leaves nothing behind
     restarts = 0
     try:
         while True:
             read_end, write_end = os.pipe()
             environ = dict(os.environ)
             environ.update({ENV_LISTEN_FD: str(listen_fd), ENV_SUPERVISOR_FD: str(read_end),
-                            ENV_RESTARTS: str(restarts), ENV_WATCHLIST: watchlist})
+                            ENV_RESTARTS: str(restarts), ENV_WATCHLIST: str(watchlist.fileno())})
             try:
-                state["worker"] = subprocess.Popen(worker_command(), env=environ,
-                                                   pass_fds=(listen_fd, read_end))
+                state["worker"] = subprocess.Popen(
+                    worker_command(), env=environ,
+                    pass_fds=(listen_fd, read_end, watchlist.fileno()))
             finally:
                 os.close(read_end)
             if state["stopping"]:
                 stop(signal.SIGTERM, None)
             code = state["worker"].wait()
+            exited_ns = time.time_ns()
             os.close(write_end)
             if state["stopping"]:
                 print_stopped()
@@ -1752,7 +1811,7 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
                 return code
             print("The server process %s; save a file to restart it." % describe_exit(code),
                   file=sys.stderr, flush=True)
-            if wait_for_crash_fix(watchlist, reload_interval, state) is None:
+            if wait_for_crash_fix(watchlist, reload_interval, state, exited_ns) is None:
                 print_stopped()
                 return 0
             restarts += 1
@@ -1761,24 +1820,22 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
         if worker is not None and worker.poll() is None:
             kill_process(worker)
             worker.wait()
-        import shutil
-        shutil.rmtree(scratch, ignore_errors=True)
+        watchlist.close()
         restore_terminal(terminal)
         server.server_close()
 
 
-def wait_for_crash_fix(watchlist, interval, state):
-    """After a worker crash, wait for one of the files it watched to change."""
-    try:
-        with open(watchlist, encoding="utf-8") as file:
-            files = [line for line in file.read().splitlines() if line]
-    except OSError:
-        files = []
+def wait_for_crash_fix(watchlist, interval, state, since_ns):
+    """After a worker crash (at `since_ns`), wait for one of the files it
+    watched to change."""
+    watchlist.seek(0)
+    files = [line for line in os.fsdecode(watchlist.read()).splitlines() if line]
     if files:
-        watcher = FileWatcher(extra_files=files, watch_modules=False)
+        watcher = FileWatcher(extra_files=files, watch_modules=False, since_ns=since_ns)
     else:               # it crashed before listing them: the program and the .py files here
         watcher = FileWatcher([os.path.join(os.getcwd(), "*.py")],
-                              extra_files=[os.path.abspath(sys.argv[0])], watch_modules=False)
+                              extra_files=[os.path.abspath(sys.argv[0])], watch_modules=False,
+                              since_ns=since_ns)
     changed = watcher.poll()
     while not changed:
         if state["stopping"]:
@@ -1843,11 +1900,10 @@ def start_file_watcher(server, interval, include, exclude, extra_files, watchlis
     watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns)
     if watchlist:
         def save(files):
-            temporary = watchlist + ".tmp"
+            data = os.fsencode("\n".join(sorted(files)))
             try:
-                with open(temporary, "w", encoding="utf-8") as file:
-                    file.write("\n".join(sorted(files)))
-                os.replace(temporary, watchlist)
+                os.ftruncate(int(watchlist), 0)
+                os.pwrite(int(watchlist), data, 0)
             except OSError:
                 pass
         watcher.on_files_changed = save

@@ -1131,6 +1131,18 @@ class HostileInputTests(ServerTestCase):
         self.assertEqual(read_body_app.paths, [])    # neither the POST nor /smuggled ran
 
 
+class BacktrackingTests(ServerTestCase):
+
+    def test_whitespace_heavy_header_is_refused_without_backtracking(self):
+        # A field-value pattern that could also match the whitespace before it
+        # took about 14 s of CPU for this head; the answer must come at once.
+        server = self.start_server()
+        sock = self.connect(server)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b" " * 60000
+                     + b"\x01\r\n\r\n")
+        self.assertEqual(Reader(sock).response().status, 400)
+
+
 class HostCheckTests(ServerTestCase):
     """The DNS-rebinding guard: which Host values a server answers."""
 
