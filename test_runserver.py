@@ -1205,8 +1205,14 @@ class HostCheckTests(ServerTestCase):
         self.assertRefuses(server, [b"www.dev.test", b"10.0.0.10", b"127.0.0.1"])
 
     def test_server_on_all_interfaces_answers_any_host(self):
-        server = self.start_server(host="0.0.0.0")
-        self.assertAnswers(server, [b"evil.test", b"localhost", b"192.168.1.20:8000"])
+        # Tests bind only to loopback: the default for 0.0.0.0 and :: is checked
+        # on the address alone.
+        for address in (("0.0.0.0", 8000), ("::", 8000, 0, 0), ("192.168.1.5", 80)):
+            with self.subTest(address=address):
+                bound = type("Bound", (), {"server_address": address})()
+                self.assertEqual(runserver.default_allowed_hosts(bound), ["*"])
+        bound = type("Bound", (), {"server_address": ("127.0.0.2", 8000)})()
+        self.assertNotIn("*", runserver.default_allowed_hosts(bound))
 
 
 class LimitsAndTimeoutsTests(ServerTestCase):
