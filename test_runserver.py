@@ -243,13 +243,14 @@ def get(path="/", host="127.0.0.1", extra=b""):
 
 
 class CLIProcess:
-    """`python runserver.py ARGS` in its own process group, stdout read in a thread."""
+    """`python PROGRAM ARGS` (runserver.py by default) in its own process group,
+    stdout and stderr read in a thread."""
 
-    def __init__(self, args, cwd=None, env=None):
+    def __init__(self, args, cwd=None, env=None, program=RUNSERVER):
         environ = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1")
         environ.update(env or {})
         self.process = subprocess.Popen(
-            [sys.executable, RUNSERVER] + list(args), cwd=cwd, env=environ,
+            [sys.executable, program] + list(args), cwd=cwd, env=environ,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True)
         self.lines = []
@@ -336,6 +337,14 @@ class CLITestCase(unittest.TestCase):
         process = CLIProcess(args, cwd=self.directory, env=env)
         self.addCleanup(process.kill)
         return process
+
+    def assertOneLineError(self, args, status, fragment):
+        """The CLI with `args` exits with `status` after one line containing `fragment`."""
+        code, output = self.run_cli(*args)
+        self.assertEqual(code, status, output)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn(fragment, output)
+        self.assertNotIn("Traceback", output)
 
     def run_cli(self, *args, timeout=TIMEOUT):
         """Run the CLI to completion; return (exit status, combined output)."""
@@ -2172,13 +2181,6 @@ class TLSTests(ServerTestCase, CLITestCase):
         self.assertEqual(len([m for m in LOG.messages() if "HTTPS" in m]), 1, LOG.messages())
         self.assertEqual(self.request(server, get()).status, 200)     # the server is fine
 
-    def assertOneLineError(self, args, status, fragment):
-        code, output = self.run_cli(*args)
-        self.assertEqual(code, status, output)
-        self.assertEqual(len(output.strip().splitlines()), 1, output)
-        self.assertIn(fragment, output)
-        self.assertNotIn("Traceback", output)
-
     def test_cli_certificate_errors_are_one_line(self):
         missing = os.path.join(self.directory, "missing.pem")
         for args, status, fragment in [
@@ -2509,13 +2511,6 @@ class AddrportTests(unittest.TestCase):
 
 class CLITests(CLITestCase):
 
-    def assertOneLineError(self, args, status, fragment):
-        code, output = self.run_cli(*args)
-        self.assertEqual(code, status, output)
-        self.assertEqual(len(output.strip().splitlines()), 1, output)
-        self.assertIn(fragment, output)
-        self.assertNotIn("Traceback", output)
-
     def test_help_and_version(self):
         code, output = self.run_cli("--help")
         self.assertEqual(code, 0)
@@ -2609,29 +2604,8 @@ class CLITests(CLITestCase):
         self.assertIn("Server stopped.", process.output())
 
 
-class ScriptProcess(CLIProcess):
-    """`python SCRIPT` for a program that vendors runserver.py; read like a CLIProcess."""
-
-    def __init__(self, script, cwd):
-        environ = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1", PYTHONPATH=HERE)
-        self.process = subprocess.Popen(
-            [sys.executable, script], cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        self.lines = []
-        self.changed = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-
 class NewcomerRegressionTests(CLITestCase):
     """What a first-time user runs into: argument order, APP typos, vendoring, pipes."""
-
-    def assertOneLineError(self, args, status, fragment):
-        code, output = self.run_cli(*args)
-        self.assertEqual(code, status, output)
-        self.assertEqual(len(output.strip().splitlines()), 1, output)
-        self.assertIn(fragment, output)
-        self.assertNotIn("Traceback", output)
 
     def test_options_may_come_between_app_and_addrport(self):
         # `runserver.py hello:app --noreload 8000` was "unrecognized arguments: 8000".
@@ -2673,7 +2647,7 @@ class NewcomerRegressionTests(CLITestCase):
         script = self.write("serve.py", "import runserver\nfrom myproject import app\n"
                                         "if __name__ == '__main__':\n"
                                         "    runserver.run(app, '127.0.0.1', 0)\n")
-        process = ScriptProcess(script, self.directory)
+        process = CLIProcess([], self.directory, {"PYTHONPATH": HERE}, program=script)
         self.addCleanup(process.kill)
         process.wait_for(r"serving myproject:app, reloading on changes")
         self.assertEqual(http_get(process.port()).body, b"mine")
