@@ -1585,7 +1585,8 @@ class FileWatcher:
     paths and globs, minus the `exclude` globs; and new .py files in the
     directories of the project's modules.  A file seen for the first time
     counts as changed if it was modified after `since_ns` (default: now) or
-    after the previous poll began: its module may have been imported before.
+    after the previous poll began (its module may have been imported before),
+    but not if its time is in the future (clock skew: that would never settle).
     """
 
     def __init__(self, include=(), exclude=(), extra_files=(), watch_modules=True,
@@ -1681,11 +1682,16 @@ class FileWatcher:
                 names = {name for name in os.listdir(directory) if name.endswith(".py")}
             except OSError:
                 names = set()
-            if seen is not None:
-                for name in sorted(names - seen[1]):
-                    path = os.path.join(directory, name)
-                    if path not in changed and not self.excluded(path):    # once, if watched
-                        changed.append(path)
+            if seen is None:            # a first look: files made since `since_ns` are new
+                new = [name for name in names
+                       if since_ns < (stat_key(os.path.join(directory, name)) or (0,))[0]
+                       <= time.time_ns()]
+            else:
+                new = names - seen[1]
+            for name in sorted(new):
+                path = os.path.join(directory, name)
+                if path not in changed and not self.excluded(path):    # once, if watched
+                    changed.append(path)
             self.directories[directory] = (key, names)
         if files_changed:
             def mtime(path):
@@ -1711,7 +1717,7 @@ class FileWatcher:
             seen = snapshot.get(path, False)                    # False: never seen
             if seen != key:
                 snapshot[path] = key
-                if (seen is not False or key is not None and key[0] > since_ns) \
+                if (seen is not False or key is not None and since_ns < key[0] <= time.time_ns()) \
                         and not self.excluded(path):
                     changed.append(path)
 
@@ -1740,8 +1746,9 @@ class FileWatcher:
         old and no other came meanwhile (at most a second)."""
         deadline = time.monotonic() + 1.0
         while changed:
-            newest = max((self.snapshot.get(path) or (time.time_ns(),))[0] for path in changed)
-            quiet = RELOAD_DEBOUNCE - (time.time_ns() - newest) / 1e9
+            now = time.time_ns()
+            newest = min(now, max((self.snapshot.get(path) or (now,))[0] for path in changed))
+            quiet = RELOAD_DEBOUNCE - (now - newest) / 1e9
             remaining = deadline - time.monotonic()
             if quiet <= 0 or remaining <= 0 or stop.wait(min(quiet, remaining)):
                 return

@@ -11,6 +11,7 @@ import contextlib
 import email.utils
 import errno
 import hashlib
+import importlib
 import io
 import logging
 import os
@@ -27,6 +28,7 @@ import threading
 import time
 import unittest
 import wsgiref.validate
+import zipfile
 
 import runserver
 
@@ -2427,6 +2429,494 @@ class APITests(unittest.TestCase):
 def socketserver_mixin():
     import socketserver
     return socketserver.ThreadingMixIn
+
+
+# ---- Reloader ------------------------------------------------------------------------
+
+# ---- Reloader: the file watcher, without processes ---------------------------------
+
+class FileWatcherTests(unittest.TestCase):
+    """runserver.FileWatcher on a scratch directory, driven poll by poll."""
+
+    def setUp(self):
+        self.directory = tempfile.mkdtemp(prefix="runserver-watch-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        self.base_ns = time.time_ns() - 3600 * 10**9     # an hour ago: older than any watcher
+        self.path = self.write("app.py", "VERSION = 1\n")
+
+    def write(self, name, text, mtime_ns=None, atomic=False):
+        """Write a file, then give it a distinct mtime (default: base_ns)."""
+        path = os.path.join(self.directory, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        target = path + ".tmp" if atomic else path
+        with open(target, "w") as file:
+            file.write(text)
+        if atomic:
+            os.replace(target, path)
+        self.set_mtime(path, self.base_ns if mtime_ns is None else mtime_ns)
+        return path
+
+    def set_mtime(self, path, mtime_ns):
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+    def watcher(self, *paths, **options):
+        watcher = runserver.FileWatcher(extra_files=paths or [self.path], watch_modules=False,
+                                        **options)
+        self.assertEqual(watcher.poll(), [])             # the first poll: the baseline
+        return watcher
+
+    def test_in_place_edit_is_a_change_once(self):
+        watcher = self.watcher()
+        self.write("app.py", "VERSION = 2\n", self.base_ns + 10**9)      # same size
+        self.assertEqual(watcher.poll(), [self.path])
+        self.assertEqual(watcher.poll(), [])
+
+    def test_size_alone_is_a_change(self):
+        watcher = self.watcher()
+        self.write("app.py", "VERSION = 22\n")                         # same mtime
+        self.assertEqual(watcher.poll(), [self.path])
+
+    def test_atomic_rename_save_is_a_change(self):
+        watcher = self.watcher()
+        inode = os.stat(self.path).st_ino
+        self.write("app.py", "VERSION = 3\n", atomic=True)             # same mtime and size
+        self.assertNotEqual(os.stat(self.path).st_ino, inode)
+        self.assertEqual(watcher.poll(), [self.path])
+        self.assertEqual(watcher.poll(), [])
+
+    def test_touch_without_writing_is_a_change(self):
+        watcher = self.watcher()
+        self.set_mtime(self.path, self.base_ns + 5 * 10**9)
+        self.assertEqual(watcher.poll(), [self.path])
+
+    def test_restoring_an_older_file_is_a_change(self):
+        watcher = self.watcher()
+        self.set_mtime(self.path, self.base_ns - 86400 * 10**9)       # a day older
+        self.assertEqual(watcher.poll(), [self.path])
+
+    def test_a_file_that_disappears_and_comes_back(self):
+        watcher = self.watcher()
+        os.remove(self.path)
+        self.assertEqual(watcher.poll(), [self.path])
+        self.assertEqual(watcher.poll(), [])
+        self.write("app.py", "VERSION = 1\n", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [self.path])
+
+    def test_a_file_missing_at_the_start_that_appears(self):
+        missing = os.path.join(self.directory, "later.txt")
+        watcher = runserver.FileWatcher(extra_files=[missing], watch_modules=False)
+        self.assertEqual(watcher.poll(), [])
+        self.write("later.txt", "now\n")
+        self.assertEqual(watcher.poll(), [missing])
+
+    def test_new_py_file_in_a_watched_directory(self):
+        watcher = self.watcher()
+        self.write("notes.txt", "not python\n")
+        self.set_mtime(self.directory, self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [])
+        new = self.write("views.py", "X = 1\n")
+        self.set_mtime(self.directory, self.base_ns + 2 * 10**9)
+        self.assertEqual(watcher.poll(), [new])
+        self.assertEqual(watcher.poll(), [])
+
+    def poll_slow_turn(self, watcher):
+        """Poll until the include globs are looked at again; return all changes."""
+        changed = []
+        for _ in range(runserver.SLOW_POLL_EVERY):
+            changed += watcher.poll()
+        return changed
+
+    def test_reload_include_directory_and_glob(self):
+        template = self.write("templates/page.html", "<p>1</p>")
+        data = self.write("data.json", "{}")
+        watcher = self.watcher(include=[os.path.join(self.directory, "templates"),
+                                        os.path.join(self.directory, "*.json")])
+        self.assertIn(template, watcher.watched())
+        self.assertIn(data, watcher.watched())
+        self.write("templates/page.html", "<p>2</p>", self.base_ns + 10**9)
+        self.write("data.json", "{}", self.base_ns + 10**9)
+        self.assertEqual(sorted(watcher.poll()), sorted([template, data]))
+        added = self.write("templates/sub/new.html", "<p>new</p>")
+        more = self.write("more.json", "[]")
+        self.assertEqual(sorted(self.poll_slow_turn(watcher)), sorted([added, more]))
+        self.assertEqual(self.poll_slow_turn(watcher), [])
+
+    def test_reload_exclude(self):
+        skipped = self.write("local_settings.py", "DEBUG = True\n")
+        self.write("templates/cache.tmp", "")
+        watcher = self.watcher(self.path, skipped,
+                               include=[os.path.join(self.directory, "templates")],
+                               exclude=["local_*.py", "*.tmp"])
+        self.assertEqual(watcher.watched(), {self.path})
+        self.write("local_settings.py", "DEBUG = False\n", self.base_ns + 10**9)
+        self.write("templates/cache.tmp", "x", self.base_ns + 10**9)
+        self.write("local_new.py", "")
+        self.set_mtime(self.directory, self.base_ns + 10**9)
+        self.assertEqual(self.poll_slow_turn(watcher), [])
+        self.write("app.py", "VERSION = 2\n", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [self.path])
+
+    def test_first_seen_files_modified_since_loading_began_are_changes(self):
+        # A module imported while the app loaded, then saved before the first poll.
+        since = time.time_ns() - 10**9
+        self.set_mtime(self.path, since + 1)
+        other = self.write("other.py", "", since - 1)
+        watcher = runserver.FileWatcher(extra_files=[self.path, other], watch_modules=False,
+                                        since_ns=since)
+        self.assertEqual(watcher.poll(), [self.path])
+        self.assertEqual(watcher.poll(), [])
+
+    def test_py_files_made_while_the_app_loaded_are_new_files(self):
+        since = time.time_ns() - 10**9
+        made = self.write("views.py", "X = 1\n", since + 1)
+        self.write("old.py", "X = 1\n", since - 1)
+        watcher = runserver.FileWatcher(extra_files=[self.path], watch_modules=False,
+                                        since_ns=since)
+        self.assertEqual(watcher.poll(), [made])
+
+    def test_first_seen_files_from_the_future_are_not_changes(self):
+        # Clock skew (a network file system): counting it would reload forever.
+        self.set_mtime(self.path, time.time_ns() + 3600 * 10**9)
+        watcher = runserver.FileWatcher(extra_files=[self.path], watch_modules=False,
+                                        since_ns=time.time_ns() - 10**9)
+        self.assertEqual(watcher.poll(), [])
+
+    def test_several_saves_between_two_polls_are_one_change(self):
+        watcher = self.watcher()
+        for version in range(3):
+            self.write("app.py", "VERSION = %d\n" % (version + 10), self.base_ns + version,
+                       atomic=version % 2 == 1)
+        self.assertEqual(watcher.poll(), [self.path])
+        self.assertEqual(watcher.poll(), [])
+
+    def test_saves_within_the_debounce_window_are_one_change(self):
+        watcher = self.watcher()
+        result = []
+        thread = threading.Thread(target=lambda: result.append(watcher.wait_for_change(0.005)))
+        thread.start()
+        for version in range(4):            # 10 ms apart: well within RELOAD_DEBOUNCE
+            if version:
+                time.sleep(0.01)
+            with open(self.path, "w") as file:
+                file.write("VERSION = %d\n" % (100 + version))
+        thread.join(TIMEOUT)
+        self.assertEqual(result, [self.path])
+        self.assertEqual(watcher.poll(), [])            # the last save was part of it
+
+    def test_wait_for_change_returns_none_when_stopped(self):
+        watcher = runserver.FileWatcher(extra_files=[self.path], watch_modules=False)
+        stop = threading.Event()
+        stop.set()
+        self.assertIsNone(watcher.wait_for_change(0.01, stop))
+
+    def test_hot_files_are_the_most_recently_modified(self):
+        paths = [self.write("m%02d.py" % index, "", self.base_ns + index * 10**9)
+                 for index in range(runserver.HOT_FILES + 4)]
+        watcher = self.watcher(*paths)
+        self.assertEqual(sorted(watcher.hot), sorted(paths[-runserver.HOT_FILES:]))
+        self.write("m11.py", "X = 1\n", self.base_ns + 99 * 10**9)
+        self.write("m00.py", "X = 1\n", self.base_ns + 99 * 10**9)     # not hot: seen later
+        self.assertEqual(watcher.poll_hot(), [paths[-1]])
+        self.assertEqual(watcher.poll(), [paths[0]])
+
+    def test_imported_project_modules_are_watched_but_not_the_stdlib(self):
+        name = "watched_module_%d" % os.getpid()
+        path = self.write(name + ".py", "VALUE = 1\n")
+        sys.path.insert(0, self.directory)
+        self.addCleanup(sys.path.remove, self.directory)
+        self.addCleanup(sys.modules.pop, name, None)
+        importlib.import_module(name)
+        watcher = runserver.FileWatcher()
+        watcher.poll()
+        self.assertIn(path, watcher.watched())
+        self.assertIn(os.path.abspath(runserver.__file__), watcher.watched())
+        self.assertNotIn(os.path.abspath(os.__file__), watcher.watched())
+        self.write(name + ".py", "VALUE = 2\n", atomic=True)
+        self.assertIn(path, watcher.poll())
+
+    def test_module_source_maps_pyc_and_zip_imports(self):
+        pyc = importlib.util.cache_from_source(self.path)
+        module = type(sys)("compiled")
+        module.__file__ = pyc
+        self.assertEqual(runserver.module_source(module), self.path)
+        archive = os.path.join(self.directory, "bundle.zip")
+        name = "zipped_module_%d" % os.getpid()
+        with zipfile.ZipFile(archive, "w") as bundle:
+            bundle.writestr(name + ".py", "VALUE = 1\n")
+        sys.path.insert(0, archive)
+        self.addCleanup(sys.path.remove, archive)
+        self.addCleanup(sys.modules.pop, name, None)
+        self.assertEqual(runserver.module_source(importlib.import_module(name)), archive)
+
+
+# ---- Reloader: supervisor and worker, as real processes --------------------------
+
+APP_SOURCE = '''\
+import os, time
+import helper
+try:
+    import extra
+    EXTRA = extra.VALUE
+except ImportError:
+    EXTRA = "no-extra"
+
+VERSION = %r
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/exit":
+        os._exit(7)
+    if path == "/slow":
+        open("entered", "w").close()
+        while not os.path.exists("release"):
+            time.sleep(0.01)
+    body = ("%%s %%s %%s pid=%%d\\n" %% (VERSION, helper.VALUE, EXTRA, os.getpid())).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def process_gone(pid):
+    """True once `pid` has exited: a zombie counts, once its other threads (which
+    share its descriptors) are gone too."""
+    try:
+        with open("/proc/%d/status" % pid) as file:
+            status = dict(line.split(":", 1) for line in file.read().splitlines() if ":" in line)
+        return status["State"].split()[0] == "Z" and int(status["Threads"]) <= 1
+    except FileNotFoundError:
+        return True
+    except OSError:                                 # no /proc
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+def kill_if_alive(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def nothing_listens(port):
+    """True if no socket listens on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            # With nothing listening, a connection to a local port may meet itself.
+            return sock.getsockname() == sock.getpeername()
+    except ConnectionRefusedError:
+        return True
+    except OSError:                                 # accepted, then reset as a listener closed
+        return False
+
+
+class ReloaderTests(CLITestCase):
+    """The supervisor and its workers: reloads, errors, crashes and signals."""
+
+    def setUp(self):
+        super().setUp()
+        self.write("helper.py", "VALUE = 'helper-1'\n")
+        self.write("app.py", APP_SOURCE % "v1")
+
+    def start_reloader(self, *extra):
+        process = self.start("app:application", "127.0.0.1:0", "--reload-interval", "0.05",
+                             *extra)
+        return process, process.port()
+
+    def wait_for_body(self, port, text, path="/"):
+        """GET until the body contains `text` (a reload takes a moment); return it."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            body = http_get(port, path).body.decode()
+            if text in body:
+                return body
+            if time.monotonic() > deadline:
+                self.fail("no response containing %r; the last was %r" % (text, body))
+            time.sleep(0.01)
+
+    def worker_pid(self, port):
+        return int(re.search(r"pid=(\d+)", self.wait_for_body(port, "pid=")).group(1))
+
+    def edit_in_place(self, name, text):
+        with open(os.path.join(self.directory, name), "r+") as file:
+            file.truncate()
+            file.write(text)
+
+    def reload_lines(self, process):
+        return [line for line in process.output().splitlines() if "reloading" in line
+                and "reloading on changes" not in line]
+
+    def test_edit_in_place_and_atomic_save_of_the_app_and_of_a_module_it_imports(self):
+        process, port = self.start_reloader()
+        self.assertIn("v1 helper-1", self.wait_for_body(port, "v1"))
+        self.edit_in_place("app.py", APP_SOURCE % "v2-in-place")
+        self.wait_for_body(port, "v2-in-place helper-1")
+        self.write("app.py", APP_SOURCE % "v3-atomic")
+        self.wait_for_body(port, "v3-atomic helper-1")
+        self.write("helper.py", "VALUE = 'helper-2'\n")
+        self.wait_for_body(port, "v3-atomic helper-2")
+        lines = self.reload_lines(process)
+        self.assertEqual(len(lines), 3, lines)
+        self.assertIn(os.path.join(self.directory, "helper.py") + " changed, reloading.",
+                      lines[-1])
+
+    def test_a_new_py_file_next_to_the_app(self):
+        process, port = self.start_reloader()
+        self.wait_for_body(port, "v1 helper-1 no-extra")
+        self.write("extra.py", "VALUE = 'extra-1'\n")
+        self.wait_for_body(port, "v1 helper-1 extra-1")
+        process.wait_for(r"extra\.py changed, reloading\.")
+
+    def test_syntax_error_shows_a_traceback_page_until_fixed(self):
+        process, port = self.start_reloader()
+        self.wait_for_body(port, "v1")
+        self.write("app.py", APP_SOURCE % "v2" + "\ndef broken(:\n")
+        deadline = time.monotonic() + TIMEOUT
+        while http_get(port).status != 500:
+            self.assertLess(time.monotonic(), deadline, "no 500 page:\n" + process.output())
+            time.sleep(0.01)
+        page = http_get(port)
+        self.assertIn(b"SyntaxError", page.body)
+        self.assertIn(b"app.py", page.body)
+        self.assertEqual(http_get(port).status, 500)        # still serving: no restart loop
+        self.write("app.py", APP_SOURCE % "v3-fixed")
+        self.wait_for_body(port, "v3-fixed")
+        self.assertEqual(process.output().count("SyntaxError"), 1, process.output())
+
+    def test_exception_at_import_in_a_module_the_app_imports(self):
+        process, port = self.start_reloader()
+        self.wait_for_body(port, "v1")
+        self.write("helper.py", "raise RuntimeError('broken helper')\n")
+        body = self.wait_for_body(port, "broken helper")
+        self.assertIn("Traceback (most recent call last)", body)
+        self.assertIn("helper.py", body)
+        self.write("helper.py", "VALUE = 'helper-fixed'\n")
+        self.wait_for_body(port, "v1 helper-fixed")
+        self.assertNotIn("save a file to restart", process.output())
+
+    def assert_restarts_after_a_save(self, process, port, pid):
+        self.assertIsNone(process.process.poll())          # the supervisor waits
+        self.write("app.py", APP_SOURCE % "v2-after-crash")
+        process.wait_for(r"app\.py changed, restarting\.")
+        self.wait_for_body(port, "v2-after-crash")
+        self.assertNotEqual(self.worker_pid(port), pid)
+        self.assertEqual(process.output().count("save a file to restart"), 1, process.output())
+
+    def test_worker_killed_then_a_save_restarts_it(self):
+        process, port = self.start_reloader()
+        pid = self.worker_pid(port)
+        os.kill(pid, signal.SIGKILL)
+        line = process.wait_for(r"The server process (.*); save a file to restart it\.$")
+        self.assertEqual(line.group(1), "was killed by SIGKILL")
+        self.assert_restarts_after_a_save(process, port, pid)
+
+    def test_worker_os_exit_then_a_save_restarts_it(self):
+        process, port = self.start_reloader()
+        pid = self.worker_pid(port)
+        with self.assertRaises((EOFError, ConnectionError)):
+            http_get(port, "/exit")
+        line = process.wait_for(r"The server process (.*); save a file to restart it\.$")
+        self.assertEqual(line.group(1), "exited with status 7")
+        self.assert_restarts_after_a_save(process, port, pid)
+
+    def test_sigkill_of_the_supervisor_leaves_nothing_listening(self):
+        process, port = self.start_reloader()
+        pid = self.worker_pid(port)
+        self.addCleanup(kill_if_alive, pid)         # if this test fails: no orphan
+        process.process.kill()                      # the supervisor alone
+        process.process.wait(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while not (process_gone(pid) and nothing_listens(port)):
+            self.assertLess(time.monotonic(), deadline, "the worker outlived its supervisor")
+            time.sleep(0.01)
+
+    def test_ctrl_c_stops_everything_with_status_0(self):
+        process, port = self.start_reloader()
+        pid = self.worker_pid(port)
+        process.signal(signal.SIGINT)               # the whole process group, as a terminal does
+        self.assertEqual(process.wait(), 0)
+        self.assertTrue(process_gone(pid))
+        self.assertEqual(process.output().count("Server stopped."), 1, process.output())
+        self.assertNotIn("Traceback", process.output())
+
+    def test_sigterm_to_the_supervisor_is_forwarded(self):
+        process, port = self.start_reloader()
+        pid = self.worker_pid(port)
+        process.process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(), 0)
+        self.assertTrue(process_gone(pid))
+        self.assertEqual(process.output().count("Server stopped."), 1, process.output())
+
+    def test_no_connection_error_while_a_client_polls_through_reloads(self):
+        process, port = self.start_reloader("--quiet")
+        self.wait_for_body(port, "v1")
+        errors, bodies, stop = [], [], threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                try:
+                    response = http_get(port)       # a new connection for every request
+                    bodies.append(response.body.decode())
+                    if response.status != 200:
+                        errors.append(response.status)
+                except (OSError, EOFError) as exc:
+                    errors.append(exc)
+
+        client = threading.Thread(target=poll)
+        client.start()
+        try:
+            for version in range(2, 5):
+                self.write("app.py", APP_SOURCE % ("v%d" % version))
+                deadline = time.monotonic() + TIMEOUT
+                while not any(body.startswith("v%d " % version) for body in bodies[-3:]):
+                    self.assertLess(time.monotonic(), deadline, "v%d never served" % version)
+                    time.sleep(0.005)
+        finally:
+            stop.set()
+            client.join(TIMEOUT)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(self.reload_lines(process)), 3, process.output())
+
+    def test_a_request_in_flight_during_a_reload_completes(self):
+        process, port = self.start_reloader()
+        self.wait_for_body(port, "v1")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        sock.sendall(get("/slow"))
+        deadline = time.monotonic() + TIMEOUT
+        while not os.path.exists(os.path.join(self.directory, "entered")):
+            self.assertLess(time.monotonic(), deadline, "the slow request never started")
+            time.sleep(0.01)
+        self.write("app.py", APP_SOURCE % "v2")
+        process.wait_for(r"app\.py changed, reloading\.")
+        self.write("release", "")
+        response = Reader(sock).response()
+        self.assertEqual(response.status, 200)
+        self.assertTrue(response.body.startswith(b"v1 "), response.body)
+        self.wait_for_body(port, "v2")
+
+    def test_python_dash_m_runserver_survives_a_reload(self):
+        process = CLIProcess(["runserver", "app:application", "127.0.0.1:0",
+                              "--reload-interval", "0.05"], cwd=self.directory,
+                             env={"PYTHONPATH": HERE}, program="-m")
+        self.addCleanup(process.kill)
+        port = process.port()
+        pid = self.worker_pid(port)
+        self.write("app.py", APP_SOURCE % "v2-module")
+        self.wait_for_body(port, "v2-module")
+        self.assertNotEqual(self.worker_pid(port), pid)
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+
+    def test_usage_error_in_the_app_spec_with_the_reloader_on(self):
+        code, output = self.run_cli("app:missing", "127.0.0.1:0", "--reload-interval", "0.05")
+        self.assertEqual(code, 2, output)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn('no attribute "missing"', output)
+        self.assertNotIn("Traceback", output)
 
 
 # ---- App loading --------------------------------------------------------------------
