@@ -1323,8 +1323,10 @@ class WSGIServer(socketserver.TCPServer):
         }
 
     def serve_forever(self, poll_interval=None):
-        """Accept connections until request_stop() or shutdown() is called."""
+        """Accept connections until request_stop() or shutdown() is called
+        (also if that came before); it can then be called again."""
         self._loop_done.clear()
+        self.stopping = False
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self.socket, selectors.EVENT_READ)
@@ -1336,6 +1338,7 @@ class WSGIServer(socketserver.TCPServer):
                         elif not self._stop_requested:
                             self._handle_request_noblock()
         finally:
+            self._stop_requested = False
             self._loop_done.set()
 
     def request_stop(self):
@@ -1816,9 +1819,17 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
                 continue
             if code == 0 or (code == USAGE_EXIT_CODE and restarts == 0):
                 return code
-            print("The server process %s; save a file to restart it." % describe_exit(code),
-                  file=sys.stderr, flush=True)
-            if wait_for_crash_fix(watchlist, reload_interval, state, exited_ns) is None:
+            message = "The server process %s; save a file to restart it." % describe_exit(code)
+            print(message, file=sys.stderr, flush=True)
+            server.app = error_app(message + "\n")    # answer meanwhile, rather than hang
+            serving = threading.Thread(target=server.serve_forever, daemon=True)
+            serving.start()
+            try:
+                fixed = wait_for_crash_fix(watchlist, reload_interval, state, exited_ns)
+            finally:
+                server.shutdown()
+                server.close_idle_and_wait(shutdown_timeout)
+            if fixed is None:
                 print_stopped()
                 return 0
             restarts += 1

@@ -310,11 +310,10 @@ class CLIProcess:
         return code
 
     def kill(self):
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:            # the whole group, even if its leader is gone: no orphan worker
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.process.wait(TIMEOUT)
         self.process.stdout.close()
 
@@ -2798,7 +2797,10 @@ class ReloaderTests(CLITestCase):
         self.assertNotIn("save a file to restart", process.output())
 
     def assert_restarts_after_a_save(self, process, port, pid):
-        self.assertIsNone(process.process.poll())          # the supervisor waits
+        self.assertIsNone(process.process.poll())          # the supervisor waits,
+        response = http_get(port)                           # and answers meanwhile
+        self.assertEqual(response.status, 500)
+        self.assertIn(b"save a file to restart it", response.body)
         self.write("app.py", APP_SOURCE % "v2-after-crash")
         process.wait_for(r"app\.py changed, restarting\.")
         self.wait_for_body(port, "v2-after-crash")
