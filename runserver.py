@@ -141,12 +141,12 @@ CHUNK_HEADER = re.compile(
     rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*)[ \t]*"
     % (TOKEN, TOKEN, QUOTED_STRING))
 HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~!$&'()*+,;=%]*)(?::[0-9]*)?")
-ABSOLUTE_FORM = re.compile(rb"https?://([^/?#]*)([^#]*)", re.IGNORECASE)
+ABSOLUTE_FORM = re.compile(rb"https?://([^/?#]*)((?:[/?][^#]*)?)", re.IGNORECASE)
 EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 STR_TOKEN = re.compile(TOKEN.decode())
-STR_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
-STATUS = re.compile(r"([1-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f]*")
+STR_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*")   # latin-1 only
+STATUS = re.compile(r"([2-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*")
 
 HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -540,6 +540,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 self.send_error(exc.status, exc.reason)
         except (ConnectionError, socket.timeout):
             pass                                    # the peer left: nothing to answer
+        except OSError as exc:                      # a bad TLS record, say
+            logger.warning("%s connection failed: %s", self.remote, escape_control(str(exc)))
 
     def start_tls(self):
         """TLS handshake in this connection's thread; False if it failed."""
@@ -578,13 +580,17 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         """Fill the empty buffer with body bytes; a silent or closed peer raises."""
         if self.expect_continue:
             self.expect_continue = False
-            self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if not self.headers_sent:        # else the final response already went out
+                self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.set_timeout(self.limits.body_timeout)
-        try:
-            data = self.connection.recv(max(wanted, RECV_SIZE) if wanted > RECV_SIZE else RECV_SIZE)
+        try:        # never a size the client chose: recv() allocates all of it
+            data = self.connection.recv(max(RECV_SIZE, min(wanted, 4 * RECV_SIZE)))
         except socket.timeout:
             raise ClientDisconnected(408, "body timeout: no data for %gs (--body-timeout)"
                                      % self.limits.body_timeout) from None
+        except OSError as exc:                   # a reset, or a bad TLS record
+            raise ClientDisconnected(400, "connection failed in the middle of the body: %s"
+                                     % exc) from None
         if not data:
             raise ClientDisconnected(400, "client closed the connection in the middle of the body")
         self.buffer += data
@@ -592,12 +598,12 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def read_line(self, limit, what):
         """Read one CRLF-terminated line of a chunked body, without its CRLF."""
         while True:
-            end = self.buffer.find(b"\r\n", 0, limit + 2)
+            end = self.buffer.find(b"\n", 0, limit + 2)
             if end >= 0:
-                line = self.buffer[:end]
-                self.buffer = self.buffer[end + 2:]
-                if b"\n" in line or b"\r" in line:
+                line = self.buffer[:end - 1]
+                if end == 0 or self.buffer[end - 1:end] != b"\r" or b"\r" in line:
                     raise BadRequest(400, "bare CR or LF in a %s" % what)
+                self.buffer = self.buffer[end + 1:]
                 return line
             if len(self.buffer) >= limit + 2:
                 raise BadRequest(400, "%s longer than %d bytes" % (what, limit))
@@ -655,6 +661,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def handle_one_request(self):
         """Read, run and answer one request; return whether to keep the connection."""
         self.requests += 1
+        self.request_line = b""
         head = self.read_head(self.requests == 1)
         if head is None:
             return False
@@ -741,7 +748,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         elif self.status is not None:
             raise AssertionError("start_response() called a second time without exc_info")
         if type(status) is not str or STATUS.fullmatch(status) is None:
-            raise AssertionError("invalid status %r: expected a str like '200 OK'" % (status,))
+            raise AssertionError("invalid status %r: expected a str like '200 OK' (latin-1, "
+                                 "and not 1xx)" % (status,))
         if type(headers) is not list:
             raise AssertionError("headers must be a list of (name, value) tuples, not %s"
                                  % type(headers).__name__)
@@ -760,8 +768,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 if len(RESPONSE_NAMES) < FIELD_NAMES_CACHED:
                     RESPONSE_NAMES[name] = lower
             if type(value) is not str or not STR_FIELD_VALUE.fullmatch(value):
-                raise AssertionError("invalid value for header %s: %r (CR, LF or control "
-                                     "character, or not a str)" % (name, value))
+                raise AssertionError("invalid value for header %s: %r (CR, LF, a control "
+                                     "character or one outside latin-1, or not a str)"
+                                     % (name, value))
             if lower == "content-length":
                 if not value.isdigit() or not value.isascii() or length is not None:
                     raise AssertionError("invalid Content-Length %r" % value)
@@ -846,7 +855,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         try:
             result = app(environ, self.start_response)
             if type(result) is list and len(result) == 1 and type(result[0]) is bytes \
-                    and self.status is not None \
+                    and self.status is not None and not self.headers_sent \
                     and self.content_length in (None, len(result[0])):
                 data = result[0]            # the common case: one sendall, head and body
                 if len(data) > RECV_SIZE:
@@ -1061,9 +1070,10 @@ class StaticFiles:
             return self.not_found(start_response)       # a symlink that leaves the root
         if os.path.isdir(real):
             if not environ["PATH_INFO"].endswith("/"):
-                location = urllib.parse.quote(environ.get("SCRIPT_NAME", "")
-                                              + environ["PATH_INFO"] + "/", safe="/",
-                                              encoding="latin-1")
+                # Built from the cleaned parts: "//host" would leave this server.
+                location = urllib.parse.quote(environ.get("SCRIPT_NAME", "") + prefix
+                                              + "".join(part + "/" for part in parts),
+                                              safe="/", encoding="latin-1")
                 if environ.get("QUERY_STRING"):
                     location += "?" + environ["QUERY_STRING"]
                 return self.respond(start_response, "301 Moved Permanently",
@@ -1463,6 +1473,7 @@ def remove_stale_socket(path):
 
 
 def is_loopback(host):
+    """Whether an address or name is this machine's loopback."""
     return host == "localhost" or host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1")
 
 
@@ -1865,6 +1876,7 @@ def wait_for_crash_fix(watchlist, interval, state, since_ns):
 
 
 def describe_exit(code):
+    """A worker's exit status, in words."""
     if code < 0:
         try:
             return "was killed by %s" % signal.Signals(-code).name
@@ -2088,12 +2100,12 @@ def error_app(text):
 
 # ---- Command line -----------------------------------------------------------------
 
-naiveip_re = re.compile(r"""^(?:
+naiveip_re = re.compile(r"""(?:
 (?P<addr>
     (?P<ipv4>\d{1,3}(?:\.\d{1,3}){3}) |         # IPv4 address
     \[(?P<ipv6>[a-fA-F0-9:.]+)\] |               # IPv6 address, in brackets
     (?P<fqdn>[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*)  # FQDN
-):)?(?P<port>\d+)$""", re.X)
+):)?(?P<port>\d+)""", re.X | re.ASCII)      # Django's name; used with fullmatch
 
 ERRNO_MESSAGES = {
     errno.EACCES: "You don't have permission to access that port.",
@@ -2211,7 +2223,7 @@ def parse_addrport(addrport, use_ipv6):
         if use_ipv6:
             raise UsageError("-6/--ipv6 cannot be used with a unix socket")
         return None, None, os.path.abspath(path), False
-    match = naiveip_re.match(addrport)
+    match = naiveip_re.fullmatch(addrport)
     if match is None:
         raise UsageError('"%s" is not a valid port number or address:port pair.' % addrport)
     addr, ipv4, ipv6, fqdn, port = match.group("addr", "ipv4", "ipv6", "fqdn", "port")

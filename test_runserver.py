@@ -1153,6 +1153,82 @@ class BacktrackingTests(ServerTestCase):
         self.assertEqual(Reader(sock).response().status, 400)
 
 
+    def test_long_absolute_form_target_is_refused_without_backtracking(self):
+        server = self.start_server()
+        sock = self.connect(server)
+        sock.sendall(b"GET http://" + b"a" * 65000 + b"# HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertEqual(Reader(sock).response().status, 400)
+
+
+def vm_size():
+    """This process's virtual memory size in bytes."""
+    with open("/proc/self/status") as status:
+        return int(re.search(r"VmSize:\s*(\d+) kB", status.read()).group(1)) * 1024
+
+
+class ReviewRegressionTests(ServerTestCase):
+    """Found in review: each would have crashed, stalled or corrupted a response."""
+
+    def test_huge_chunk_size_does_not_allocate_it(self):
+        server = self.start_server(echo_app)
+        before = vm_size()
+        socks = []
+        for _ in range(3):
+            sock = self.connect(server)
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked"
+                         b"\r\n\r\n3FFFFFF0\r\nabc")
+            socks.append(sock)
+        time.sleep(0.2)             # let the server threads reach their recv()
+        self.assertLess(vm_size() - before, 512 << 20)
+
+    def test_bare_lf_in_a_chunked_body_is_refused_at_once(self):
+        server = self.start_server(echo_app, limits=runserver.Limits(body_timeout=60))
+        response = self.request(server, b"POST / HTTP/1.1\r\nHost: localhost\r\n"
+                                        b"Transfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n")
+        self.assertEqual(response.status, 400)
+
+    def test_bad_second_request_is_logged_without_the_first_request_line(self):
+        server = self.start_server()
+        self.exchange(server, get("/first-good") + b"XYZ\n\n")
+        line = LOG.wait_for(r"bare LF")
+        self.assertNotIn("first-good", line)
+
+    def test_write_then_a_list_sends_one_response(self):
+        def app(environ, start_response):
+            write = start_response("200 OK", [])
+            write(b"one")
+            return [b"two"]
+        server = self.start_server(app)
+        data = self.exchange(server, get(extra=b"Connection: close\r\n"))
+        self.assertEqual(data.count(b"HTTP/1.1"), 1, data)
+        self.assertIn(b"3\r\ntwo\r\n", data)
+
+    def test_non_latin1_header_or_status_is_a_500(self):
+        for status, headers in (("200 OK", [("X-Name", "caf\u00e9 \u2713")]),
+                                ("200 \u2713", []), ("101 Switching Protocols", [])):
+            def app(environ, start_response, status=status, headers=headers):
+                start_response(status, headers)
+                return [b"x"]
+            with self.subTest(status=status, headers=headers):
+                self.assertEqual(self.request(self.start_server(app), get()).status, 500)
+
+    def test_no_100_continue_after_the_response_started(self):
+        def app(environ, start_response):
+            write = start_response("200 OK", [])
+            write(b"started")
+            environ["wsgi.input"].read()
+            return []
+        server = self.start_server(app)
+        sock = self.connect(server)
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
+                     b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        reader = Reader(sock)
+        reader.read_until(b"started")
+        sock.sendall(b"body")
+        data = reader.read_to_eof()
+        self.assertNotIn(b"100 Continue", data)
+
+
 class HostCheckTests(ServerTestCase):
     """The DNS-rebinding guard: which Host values a server answers."""
 
@@ -1802,6 +1878,12 @@ class StaticFilesTests(ServerTestCase):
         super().setUp()
         self.server = self.start_server(prefix_app, static=[("/static", self.root)])
 
+    def test_redirect_never_leaves_the_server(self):
+        server = self.start_server(prefix_app, static=[("/", self.root)])
+        response = self.request(server, b"GET //list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        self.assertEqual(response.status, 301)
+        self.assertEqual(response.header("location"), "/list/")
+
     def get(self, path, extra=b"", method="GET"):
         """One request on a new connection; the Response."""
         return self.request(self.server, b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n"
@@ -2129,6 +2211,19 @@ class TLSTests(ServerTestCase, CLITestCase):
         sock.sendall(get("/y", extra=b"Connection: close\r\n"))
         self.assertEqual(reader.response().status, 200)
         self.assertEqual(reader.read_to_eof(), b"")          # the server closes the TLS socket
+
+    def test_a_bad_tls_record_is_one_log_line(self):
+        server = self.start_tls_server()
+        tls = self.tls_connect(server.port)
+        socket.socket.sendall(tls, b"\x17\x03\x03\x00\x10" + b"A" * 16)   # under the TLS layer
+        LOG.wait_for(r"connection failed: .*(DECRYPTION|BAD_RECORD_MAC|record)")
+        self.assertFalse([m for m in LOG.messages() if "Internal error" in m])
+        self.assertEqual(self.request_tls(server), 200)
+
+    def request_tls(self, server):
+        sock = self.tls_connect(server.port)
+        sock.sendall(get("/again"))
+        return Reader(sock).response().status
 
     def test_silent_client_does_not_block_others(self):
         # A handshake in the accept loop would hold the second client for 60 s.
@@ -2995,7 +3090,8 @@ class AddrportTests(unittest.TestCase):
                                ("256.1.1.1:80", False), ("1.2.3:80", False), ("[zz]:80", False),
                                ("[::1]", False), ("127.0.0.1:80", True), ("localhost:80", True),
                                ("unix:", False), ("unix:/x.sock", True), (":80", False),
-                               ("host:", False), ("-1", False)]:
+                               ("host:", False), ("-1", False), ("8000\n", False),
+                               ("\u0661\u0662\u0663\u0664\u0665", False)]:
             with self.subTest(addrport=addrport, ipv6=ipv6):
                 with self.assertRaises(runserver.UsageError):
                     runserver.parse_addrport(addrport, ipv6)
