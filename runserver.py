@@ -395,8 +395,8 @@ class ContentLengthInput:
         handler = self.handler
         if not handler.buffer:
             handler.receive_body_bytes(min(size, RECV_SIZE * 4))
-        data = handler.buffer[:size]
-        handler.buffer = handler.buffer[len(data):]
+        data = bytes(handler.buffer[:size])
+        del handler.buffer[:len(data)]
         self.remaining -= len(data)
         return data
 
@@ -467,14 +467,14 @@ def read_chunked_body(handler, max_body):
                 if not handler.buffer:
                     handler.receive_body_bytes(size)
                 data = handler.buffer[:size]
-                handler.buffer = handler.buffer[len(data):]
+                del handler.buffer[:len(data)]
                 body.write(data)
                 size -= len(data)
             while len(handler.buffer) < 2:
                 handler.receive_body_bytes(2)
             if handler.buffer[:2] != b"\r\n":
                 raise BadRequest(400, "chunk data not followed by CRLF")
-            handler.buffer = handler.buffer[2:]
+            del handler.buffer[:2]
         for _ in range(handler.limits.max_headers + 1):       # trailer section
             line = handler.read_line(handler.limits.max_header_size, "trailer")
             if not line:
@@ -502,7 +502,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def setup(self):
         server = self.server
         self.limits = server.limits
-        self.buffer = b""
+        self.buffer = bytearray()       # received, not yet parsed (deleting its front is cheap)
         self.idle = True
         self.requests = 0
         self.timeout = None             # what the socket's timeout is set to
@@ -603,7 +603,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 line = self.buffer[:end - 1]
                 if end == 0 or self.buffer[end - 1:end] != b"\r" or b"\r" in line:
                     raise BadRequest(400, "bare CR or LF in a %s" % what)
-                self.buffer = self.buffer[end + 1:]
+                del self.buffer[:end + 1]
                 return line
             if len(self.buffer) >= limit + 2:
                 raise BadRequest(400, "%s longer than %d bytes" % (what, limit))
@@ -631,11 +631,11 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         deadline = time.monotonic() + limits.header_timeout
         while True:
             if self.buffer[:2] == b"\r\n":           # RFC 9112 2.2: skip empty lines
-                self.buffer = self.buffer[EMPTY_LINES.match(self.buffer).end():]
+                del self.buffer[:EMPTY_LINES.match(self.buffer).end()]
             end = self.buffer.find(b"\r\n\r\n")
             if end >= 0:
-                head = self.buffer[:end]
-                self.buffer = self.buffer[end + 4:]
+                head = bytes(self.buffer[:end])
+                del self.buffer[:end + 4]
                 return head
             if b"\n\n" in self.buffer:
                 raise BadRequest(400, "bare LF as a line ending")
