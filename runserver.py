@@ -36,6 +36,9 @@ the socket the supervisor holds, so a reload never refuses a connection.  With
 --noreload the process you start is the worker, without supervision.
 """
 
+# Modules needed only on rare paths (ssl, mimetypes, html, email.utils, shlex,
+# termios, site, sysconfig) are imported where they are used: every reload
+# starts a new process, so start-up time counts.
 import argparse
 import ast
 import errno
@@ -251,47 +254,8 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
             text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
         environ[key] = text
 
-    if target == b"*":
-        if method != b"OPTIONS":
-            raise BadRequest(400, "the target * is only allowed with OPTIONS")
-    elif target[:1] != b"/":
-        absolute = ABSOLUTE_FORM.fullmatch(target)
-        if absolute is None:
-            raise BadRequest(400, "request target must start with '/' or be an absolute URL")
-        authority, target = absolute.groups()
-        hosts = [authority]      # RFC 9112 3.2.2: the target's authority wins
-        environ["HTTP_HOST"] = authority.decode("latin-1")
-        target = target or b"/"
-    head.target = target
-
-    if len(hosts) > 1:
-        raise BadRequest(400, "more than one Host header")
-    if not hosts and minor == b"1":
-        raise BadRequest(400, "HTTP/1.1 request without a Host header")
-    head.host = hosts[0] if hosts else None
-    if head.host is not None and HOST.fullmatch(head.host) is None:
-        raise BadRequest(400, "invalid Host header")
-
-    head.chunked = False
-    head.content_length = 0
-    if encodings:
-        if len(encodings) > 1 or encodings[0].lower() != b"chunked":
-            raise BadRequest(501, "Transfer-Encoding other than exactly 'chunked'")
-        if minor == b"0":
-            raise BadRequest(400, "Transfer-Encoding: chunked in an HTTP/1.0 request")
-        if lengths:
-            raise BadRequest(400, "both Content-Length and Transfer-Encoding")
-        head.chunked = True
-        environ.pop("HTTP_TRANSFER_ENCODING", None)
-    elif lengths:
-        if len(lengths) > 1:
-            raise BadRequest(400, "more than one Content-Length")
-        if CONTENT_LENGTH.fullmatch(lengths[0]) is None:
-            raise BadRequest(400, "Content-Length is not a plain decimal number")
-        head.content_length = int(lengths[0])
-        if head.content_length > limits.max_body:
-            raise BadRequest(413, "body of %d bytes is over the limit of %d (--max-body)"
-                             % (head.content_length, limits.max_body))
+    check_target_and_host(head, method, target, hosts)
+    check_framing(head, lengths, encodings, limits)
 
     head.expect_continue = False
     if expect is not None:
@@ -303,6 +267,54 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
         if connection is not None else ()
     head.keep_alive = b"close" not in tokens if minor == b"1" else b"keep-alive" in tokens
     return head
+
+
+def check_target_and_host(head, method, target, hosts):
+    """Set head.target and head.host from the request target and Host lines."""
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise BadRequest(400, "the target * is only allowed with OPTIONS")
+    elif target[:1] != b"/":
+        absolute = ABSOLUTE_FORM.fullmatch(target)
+        if absolute is None:
+            raise BadRequest(400, "request target must start with '/' or be an absolute URL")
+        authority, target = absolute.groups()
+        hosts = [authority]      # RFC 9112 3.2.2: the target's authority wins
+        head.environ["HTTP_HOST"] = authority.decode("latin-1")
+        target = target or b"/"
+    head.target = target
+    if len(hosts) > 1:
+        raise BadRequest(400, "more than one Host header")
+    if not hosts and head.version == "HTTP/1.1":
+        raise BadRequest(400, "HTTP/1.1 request without a Host header")
+    head.host = hosts[0] if hosts else None
+    if head.host is not None and HOST.fullmatch(head.host) is None:
+        raise BadRequest(400, "invalid Host header")
+
+
+def check_framing(head, lengths, encodings, limits):
+    """Set head.chunked and head.content_length from the body's framing lines,
+    refusing every ambiguous combination (the request-smuggling ones)."""
+    head.chunked = False
+    head.content_length = 0
+    if encodings:
+        if len(encodings) > 1 or encodings[0].lower() != b"chunked":
+            raise BadRequest(501, "Transfer-Encoding other than exactly 'chunked'")
+        if head.version == "HTTP/1.0":
+            raise BadRequest(400, "Transfer-Encoding: chunked in an HTTP/1.0 request")
+        if lengths:
+            raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+        head.chunked = True
+        head.environ.pop("HTTP_TRANSFER_ENCODING", None)
+    elif lengths:
+        if len(lengths) > 1:
+            raise BadRequest(400, "more than one Content-Length")
+        if CONTENT_LENGTH.fullmatch(lengths[0]) is None:
+            raise BadRequest(400, "Content-Length is not a plain decimal number")
+        head.content_length = int(lengths[0])
+        if head.content_length > limits.max_body:
+            raise BadRequest(413, "body of %d bytes is over the limit of %d (--max-body)"
+                             % (head.content_length, limits.max_body))
 
 
 def describe_bad_request_line(line):
