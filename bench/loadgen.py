@@ -10,7 +10,8 @@ import subprocess
 import threading
 import time
 
-from servers import http_get, run_command
+from servers import http_get, read_response_head, run_command
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STOP_AFTER_LUA = os.path.join(HERE, "stop_after.lua")
@@ -180,13 +181,7 @@ class _Downloader(threading.Thread):
     def _one(self, sock, splice, pipe, null, buf):
         """One request/response; returns whether the connection stays open."""
         sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise ValueError("closed before the response headers")
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
+        head, rest = read_response_head(sock, 4096)
         lines = head.decode("latin-1").split("\r\n")
         version, status = lines[0].split()[:2]
         self.statuses[status] = self.statuses.get(status, 0) + 1

@@ -16,6 +16,19 @@ import sys
 import threading
 import time
 
+
+def read_response_head(sock, bufsize):
+    """Read until the blank line that ends a response head; (head, bytes after it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(bufsize)
+        if not chunk:
+            raise ValueError("connection closed before the response headers")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Order used in tables and charts.
@@ -304,13 +317,7 @@ def http_get(port, path="/", timeout=5.0, keep_body=True):
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             "Connection: close\r\n\r\n".encode()
         )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ValueError("connection closed before the response headers")
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
+        head, rest = read_response_head(sock, 65536)
         lines = head.split(b"\r\n")
         status = int(lines[0].split()[1])
         length = None
