@@ -1294,7 +1294,7 @@ class ReusingThreadingMixIn(socketserver.ThreadingMixIn):
 class WSGIServer(socketserver.TCPServer):
     """A TCP server handing each connection to WSGIRequestHandler.
 
-    make_server() composes it with socketserver.ThreadingMixIn.  Besides the
+    make_server() composes it with ReusingThreadingMixIn.  Besides the
     socketserver hooks, request_stop() and close_idle_and_wait() give a
     graceful stop; serve_forever() wakes at once, with no polling interval.
     """
@@ -1402,6 +1402,7 @@ class WSGIServer(socketserver.TCPServer):
         self._loop_done.wait()
 
     def get_request(self):
+        """Accept a connection, and count it until shutdown_request()."""
         request = super().get_request()
         with self._connections_changed:         # counted before a handler can track it
             self._accepted += 1
