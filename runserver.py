@@ -607,12 +607,16 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.buffer += data
         return True
 
-    def receive_body_bytes(self, wanted):
-        """Fill the empty buffer with body bytes; a silent or closed peer raises."""
+    def send_continue(self):
+        """Send `100 Continue` once, if the client asked for it and no response started."""
         if self.expect_continue:
             self.expect_continue = False
             if not self.headers_sent:        # else the final response already went out
                 self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def receive_body_bytes(self, wanted):
+        """Fill the empty buffer with body bytes; a silent or closed peer raises."""
+        self.send_continue()
         self.set_timeout(self.limits.body_timeout)
         try:        # never a size the client chose: recv() allocates all of it
             data = self.connection.recv(max(RECV_SIZE, min(wanted, 4 * RECV_SIZE)))
@@ -716,9 +720,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.expect_continue = request.expect_continue
 
         if request.chunked:
-            if self.expect_continue:
-                self.expect_continue = False
-                self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.send_continue()            # the body is read before the app runs
             body, length = read_chunked_body(self, self.limits.max_body)
             environ["wsgi.input"] = body
             environ["CONTENT_LENGTH"] = str(length)
@@ -1103,7 +1105,7 @@ class StaticFiles:
             return self.not_found(start_response)
         filename = os.path.join(root, *names)
         real = os.path.realpath(filename)
-        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        if not is_inside(real, root):
             return self.not_found(start_response)       # a symlink that leaves the root
         if os.path.isdir(real):
             if not environ["PATH_INFO"].endswith("/"):
@@ -1118,7 +1120,7 @@ class StaticFiles:
             index = os.path.realpath(os.path.join(real, "index.html"))
             if not os.path.isfile(index):
                 return self.listing(environ, start_response, real)
-            if not index.startswith(root.rstrip(os.sep) + os.sep):
+            if not is_inside(index, root):
                 return self.not_found(start_response)   # index.html links out of the root
             real = index
         try:
@@ -1202,6 +1204,11 @@ class StaticFiles:
         start_response(status, headers + [("Content-Type", content_type),
                                           ("Content-Length", str(len(body)))])
         return [body]
+
+
+def is_inside(path, root):
+    """Whether a resolved path is the directory `root` or lies under it."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def parse_http_date(value):
