@@ -99,6 +99,8 @@ SPARE_THREAD_TIMEOUT = 1.0      # a thread done with its connection waits for an
 
 DEFAULT_RELOAD_INTERVAL = 0.25  # --reload-interval: seconds between two polls
 RELOAD_DEBOUNCE = 0.05          # saves this close together cause one reload
+MTIME_SLACK_NS = 20_000_000     # file times come from the kernel's coarse clock: up to a
+                                # tick behind time.time_ns(), so compare with that margin
 SLOW_POLL_EVERY = 8             # site-packages and new-file globs: every Nth poll
 HOT_FILES = 8                   # the files modified last, likely the next ones saved,
 HOT_POLL_INTERVAL = 0.05        # ... are also polled this often between two polls
@@ -1645,6 +1647,7 @@ class FileWatcher:
     directories of the project's modules.  A file seen for the first time
     counts as changed if it was modified after `since_ns` (default: now) or
     after the previous poll began (its module may have been imported before),
+    give or take MTIME_SLACK_NS,
     but not if its time is in the future (clock skew: that would never settle).
     """
 
@@ -1666,7 +1669,7 @@ class FileWatcher:
         self.directories = {}          # project directory -> (mtime_ns, its .py names)
         self.snapshot = {}
         self.hot = []                  # the HOT_FILES most recently modified files
-        self.since_ns = time.time_ns() if since_ns is None else since_ns
+        self.since_ns = (time.time_ns() if since_ns is None else since_ns) - MTIME_SLACK_NS
         self.module_count = -1
         self.polls = 0
         self.on_files_changed = None   # called with the new set of watched files
@@ -1728,7 +1731,7 @@ class FileWatcher:
         self.polls += 1
         slow_turn = self.polls % SLOW_POLL_EVERY == 1          # the first poll is one
         files_changed = self.refresh(slow_turn)
-        since_ns, self.since_ns = self.since_ns, time.time_ns()
+        since_ns, self.since_ns = self.since_ns, time.time_ns() - MTIME_SLACK_NS
         changed = []
         groups = (self.fast, self.included, self.slow) if slow_turn else (self.fast, self.included)
         for group in groups:

@@ -2653,8 +2653,8 @@ class FileWatcherTests(unittest.TestCase):
     def test_first_seen_files_modified_since_loading_began_are_changes(self):
         # A module imported while the app loaded, then saved before the first poll.
         since = time.time_ns() - 10**9
-        self.set_mtime(self.path, since + 1)
-        other = self.write("other.py", "", since - 1)
+        self.set_mtime(self.path, since - 5 * 10**6)   # the coarse file clock lags: 5 ms early
+        other = self.write("other.py", "", since - runserver.MTIME_SLACK_NS - 1)
         watcher = runserver.FileWatcher(extra_files=[self.path, other], watch_modules=False,
                                         since_ns=since)
         self.assertEqual(watcher.poll(), [self.path])
@@ -2663,7 +2663,7 @@ class FileWatcherTests(unittest.TestCase):
     def test_py_files_made_while_the_app_loaded_are_new_files(self):
         since = time.time_ns() - 10**9
         made = self.write("views.py", "X = 1\n", since + 1)
-        self.write("old.py", "X = 1\n", since - 1)
+        self.write("old.py", "X = 1\n", since - runserver.MTIME_SLACK_NS - 1)
         watcher = runserver.FileWatcher(extra_files=[self.path], watch_modules=False,
                                         since_ns=since)
         self.assertEqual(watcher.poll(), [made])
