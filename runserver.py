@@ -17,9 +17,9 @@ Map of the file, in reading order:
     file serving                  FileWrapper, StaticFiles
     server classes                WSGIServer(socketserver.TCPServer)
                                     +-- UnixWSGIServer
-                                  ReusingThreadingMixIn(socketserver.ThreadingMixIn)
+                                  LoopThreadingMixIn(socketserver.ThreadingMixIn)
                                   make_server() composes, as socketserver suggests,
-                                  type('WSGIServer', (ReusingThreadingMixIn, WSGIServer), {})
+                                  type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
     app loading                   load_app(), demo_app
     CLI                           add_arguments(), handle(), run(), inner_run(), main()
@@ -52,6 +52,7 @@ import logging
 import os
 import queue
 import re
+import select
 import selectors
 import signal
 import socket
@@ -68,7 +69,7 @@ import urllib.parse
 __version__ = "0.1.0"
 
 __all__ = [
-    "AppSpecError", "BadRequest", "FileWrapper", "Limits", "ReusingThreadingMixIn",
+    "AppSpecError", "BadRequest", "FileWrapper", "Limits", "LoopThreadingMixIn",
     "StaticFiles",
     "UsageError", "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
     "is_reloader_worker", "load_app", "main", "make_server", "make_ssl_context", "run",
@@ -95,7 +96,9 @@ DRAIN_LIMIT = 1 << 20           # unread body bytes discarded to keep a connecti
 FILE_BLOCK_SIZE = 1 << 18       # block reads where sendfile cannot be used
 RECV_SIZE = 1 << 16
 
-SPARE_THREAD_TIMEOUT = 1.0      # a thread done with its connection waits for another
+SPARE_THREAD_TIMEOUT = 1.0      # a pool thread with nothing to do waits this long for work
+PROMOTE_AFTER = 0.005           # a request the loop runs this long gets the loop taken over
+WATCH_IDLE_TICKS = 20           # the watchdog sleeps after this many ticks with nothing to watch
 
 DEFAULT_RELOAD_INTERVAL = 0.25  # --reload-interval: seconds between two polls
 RELOAD_DEBOUNCE = 0.05          # saves this close together cause one reload
@@ -157,6 +160,8 @@ STATUS = re.compile(r"([2-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010fff
 # A timed-out socket operation: Python's timeout, or the kernel's SO_RCVTIMEO
 # and SO_SNDTIMEO on a blocking socket (which raise EAGAIN).
 TIMEOUT_ERRORS = (socket.timeout, BlockingIOError)
+TLS_TO_HTTP = ("TLS handshake received: this server speaks HTTP, not HTTPS "
+               "(use http:// or start it with --cert/--key)")
 
 HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -518,6 +523,20 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     log_bad_request(), handle_app_error().
     """
 
+    def __init__(self, request, client_address, server, serve=True):
+        """socketserver's contract: set up, handle the connection, finish.  With
+        serve=False the server's event loop drives it instead: serve_ready()
+        whenever bytes arrive, expire() at its deadline, finish() at the end."""
+        self.request = request
+        self.client_address = client_address
+        self.server = server
+        self.setup()
+        if serve:
+            try:
+                self.handle()
+            finally:
+                self.finish()
+
     def setup(self):
         server = self.server
         self.limits = server.limits
@@ -525,8 +544,10 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.idle = True
         self.requests = 0
         self.timeout = None             # what the socket's timeout is set to
-        self.opened = time.monotonic()
+        self.opened = self.head_started = time.monotonic()
+        self.deadline = None            # event loop: when to give up waiting for bytes
         self.connection = self.request
+        self.fileno = self.request.fileno()
         self.kernel_timeouts = server.ssl_context is None and hasattr(socket, "SO_RCVTIMEO")
         if server.address_family != socket.AF_UNIX:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -547,11 +568,77 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.server.track_connection(self, False)
 
     def handle(self):
+        """Serve the connection's requests one after the other, blocking on its socket."""
+        self.guarded(self.serve_blocking)
+
+    def serve_blocking(self):
+        if self.server.ssl_context is not None and not self.start_tls():
+            return False
+        while self.handle_one_request():
+            pass
+        return False
+
+    def serve_ready(self):
+        """Event loop: take the bytes that arrived and serve every complete
+        request among them; True to wait for more, False to close."""
+        return self.guarded(self.serve_buffered)
+
+    def serve_buffered(self):
         try:
-            if self.server.ssl_context is not None and not self.start_tls():
-                return
-            while self.handle_one_request():
-                pass
+            data = self.connection.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        if not data:
+            if self.buffer:
+                raise BadRequest(400, "client closed the connection in the middle of the head")
+            return False
+        if not self.buffer:
+            self.head_started = time.monotonic()
+            if self.requests == 0 and data[:1] == b"\x16":
+                raise BadRequest(0, TLS_TO_HTTP)
+        self.buffer += data
+        while True:
+            self.request_line = b""
+            self.idle = not self.buffer
+            head = self.take_head()
+            if head is None:
+                return True
+            self.requests += 1
+            if not self.handle_one_request(head):
+                return False
+            if not self.buffer:
+                return True
+            self.head_started = time.monotonic()
+
+    def wait_deadline(self):
+        """Event loop: when to give up on the next bytes (see expire())."""
+        if self.buffer:
+            return self.head_started + self.limits.header_timeout
+        if self.requests == 0:
+            return self.opened + self.limits.header_timeout
+        return time.monotonic() + self.limits.keepalive_timeout
+
+    def expire(self):
+        """Event loop: the deadline passed with no complete request head."""
+        if self.buffer:
+            self.request_line = b""
+            self.guarded(self.raise_head_timeout)
+        else:
+            self.log_idle_timeout(self.requests == 0)
+
+    def raise_head_timeout(self):
+        raise BadRequest(408, "request head not received within %gs (--header-timeout)"
+                         % self.limits.header_timeout)
+
+    def log_idle_timeout(self, first):
+        logger.debug("%s closed: no request within %gs (%s)", self.remote,
+                     self.limits.header_timeout if first else self.limits.keepalive_timeout,
+                     "--header-timeout" if first else "--keepalive-timeout")
+
+    def guarded(self, serve):
+        """Run serve(); answer and log a refused request; False if the connection must close."""
+        try:
+            return serve()
         except BadRequest as exc:
             self.log_bad_request(exc)
             # A peer that only half-closed still reads why; a started response
@@ -562,6 +649,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             pass                                    # the peer left: nothing to answer
         except OSError as exc:                      # a bad TLS record, say
             logger.warning("%s connection failed: %s", self.remote, escape_control(str(exc)))
+        return False
 
     def start_tls(self):
         """TLS handshake in this connection's thread; False if it failed."""
@@ -656,33 +744,18 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 if not self.receive(timeout):
                     return None
             except TIMEOUT_ERRORS:
-                logger.debug("%s closed: no request within %gs (%s)", self.remote, timeout,
-                             "--header-timeout" if first else "--keepalive-timeout")
+                self.log_idle_timeout(first)
                 return None
             except ConnectionError:
                 return None
             if first and self.buffer[:1] == b"\x16" and self.server.ssl_context is None:
-                raise BadRequest(0, "TLS handshake received: this server speaks HTTP, not "
-                                    "HTTPS (use http:// or start it with --cert/--key)")
+                raise BadRequest(0, TLS_TO_HTTP)
         self.idle = False
         deadline = time.monotonic() + limits.header_timeout
         while True:
-            if self.buffer[:2] == b"\r\n":           # RFC 9112 2.2: skip empty lines
-                del self.buffer[:EMPTY_LINES.match(self.buffer).end()]
-            end = self.buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                head = bytes(self.buffer[:end])
-                del self.buffer[:end + 4]
+            head = self.take_head()
+            if head is not None:
                 return head
-            if b"\n\n" in self.buffer:
-                raise BadRequest(400, "bare LF as a line ending")
-            if self.buffer.find(b"\n", 0, limits.max_request_line + 2) < 0 \
-                    and len(self.buffer) > limits.max_request_line + 1:
-                raise BadRequest(414, "request line longer than %d bytes"
-                                 % limits.max_request_line)
-            if len(self.buffer) > limits.max_request_line + limits.max_header_size:
-                raise BadRequest(431, "request head larger than %d bytes (--max-header-size)"
-                                 % limits.max_header_size)
             remaining = deadline - time.monotonic()
             try:
                 if remaining <= 0 or not self.receive(remaining):
@@ -693,15 +766,40 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 raise BadRequest(408, "request head not received within %gs (--header-timeout)"
                                  % limits.header_timeout) from None
 
+    def take_head(self):
+        """The next complete request head in the buffer, without its blank
+        line; None if it has not all arrived.  Refuses an oversized one."""
+        limits = self.limits
+        buffer = self.buffer
+        if buffer[:2] == b"\r\n":                    # RFC 9112 2.2: skip empty lines
+            del buffer[:EMPTY_LINES.match(buffer).end()]
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            head = bytes(buffer[:end])
+            del buffer[:end + 4]
+            return head
+        if b"\n\n" in buffer:
+            raise BadRequest(400, "bare LF as a line ending")
+        if buffer.find(b"\n", 0, limits.max_request_line + 2) < 0 \
+                and len(buffer) > limits.max_request_line + 1:
+            raise BadRequest(414, "request line longer than %d bytes" % limits.max_request_line)
+        if len(buffer) > limits.max_request_line + limits.max_header_size:
+            raise BadRequest(431, "request head larger than %d bytes (--max-header-size)"
+                             % limits.max_header_size)
+        return None
+
     # -- one request --------------------------------------------------------
 
-    def handle_one_request(self):
-        """Read, run and answer one request; return whether to keep the connection."""
-        self.requests += 1
+    def handle_one_request(self, head=None):
+        """Run and answer one request, reading its head first unless given
+        (then the caller counted it in self.requests); return whether to keep
+        the connection."""
         self.request_line = b""
-        head = self.read_head(self.requests == 1)
         if head is None:
-            return False
+            self.requests += 1
+            head = self.read_head(self.requests == 1)
+            if head is None:
+                return False
         self.started = time.perf_counter()
         self.request_line = head[:head.find(b"\r\n")] if b"\r\n" in head else head
         request = parse_request_head(head, self.limits)
@@ -1272,40 +1370,179 @@ def parse_range(value, size):
 
 # ---- Server classes -----------------------------------------------------------
 
-class ReusingThreadingMixIn(socketserver.ThreadingMixIn):
-    """socketserver's ThreadingMixIn, except that a thread done with its
-    connection waits SPARE_THREAD_TIMEOUT seconds to be handed the next one:
-    starting a thread costs more than answering a request."""
+class Poller:
+    """The event loop's wait for readable sockets.  A connection is reported
+    once per arm(), and claim() hands it to exactly one thread, so the loop
+    and a thread finishing a long request never serve it both.  Linux gets
+    epoll with EPOLLONESHOT (one system call per request); elsewhere a
+    selector, with the connection unregistered while it is served."""
+
+    use_epoll = hasattr(select, "epoll")
+
+    def __init__(self, fds):
+        self.waiting = {}                   # fd -> handler, armed and not yet claimed
+        self.next_deadline = float("inf")   # the earliest handler.deadline among them
+        self.lock = threading.Lock()
+        if self.use_epoll:
+            self.epoll = select.epoll()
+            self.registered = set()         # connections epoll knows, armed or not
+            for fd in fds:
+                self.epoll.register(fd, select.EPOLLIN)
+        else:
+            self.selector = selectors.DefaultSelector()
+            for fd in fds:
+                self.selector.register(fd, selectors.EVENT_READ)
+
+    def poll(self, timeout):
+        """The ready file descriptors; timeout None waits for ever."""
+        if self.use_epoll:
+            return [fd for fd, _ in self.epoll.poll(-1 if timeout is None else timeout)]
+        return [key.fd for key, _ in self.selector.select(timeout)]
+
+    def arm(self, fd, handler):
+        """Report fd once it is readable; True if handler.deadline is now the earliest."""
+        with self.lock:
+            self.waiting[fd] = handler
+            earliest = handler.deadline < self.next_deadline
+            if earliest:
+                self.next_deadline = handler.deadline
+            if not self.use_epoll:
+                self.selector.register(fd, selectors.EVENT_READ)
+            elif fd in self.registered:
+                self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+            else:
+                self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                self.registered.add(fd)
+        return earliest
+
+    def claim(self, fd):
+        """The armed connection on fd, now this thread's; None if another took it."""
+        with self.lock:
+            handler = self.waiting.pop(fd, None)
+            if handler is not None and not self.use_epoll:
+                self.selector.unregister(fd)
+        return handler
+
+    def claim_expired(self, now):
+        """Claim every connection whose deadline has passed."""
+        expired = []
+        with self.lock:
+            self.next_deadline = float("inf")
+            for fd, handler in list(self.waiting.items()):
+                if handler.deadline <= now:
+                    del self.waiting[fd]
+                    if not self.use_epoll:
+                        self.selector.unregister(fd)
+                    expired.append(handler)
+                elif handler.deadline < self.next_deadline:
+                    self.next_deadline = handler.deadline
+        return expired
+
+    def forget(self, fd):
+        """Before a claimed connection's socket is closed (its number is reused)."""
+        if self.use_epoll:
+            with self.lock:
+                if fd in self.registered:
+                    self.registered.discard(fd)
+                    self.epoll.unregister(fd)
+
+    def close(self):
+        with self.lock:
+            (self.epoll if self.use_epoll else self.selector).close()
+
+
+class LoopThreadingMixIn(socketserver.ThreadingMixIn):
+    """Threads for WSGIServer's event loop, leader/follower style.
+
+    One pool thread runs the loop and serves each request in place: no
+    hand-off between threads, which costs more than the request itself when
+    the GIL is contended.  A watchdog (the thread that called serve_forever())
+    sees when a request has run PROMOTE_AFTER seconds; another thread then
+    takes the loop over, and the first one finishes its request, hands the
+    connection back to the loop and waits as a spare.  So a slow app, a slow
+    upload or a stream ties up one thread, never the others' requests.
+
+    TLS connections get socketserver's thread per connection (its
+    process_request), from the same pool.  Spare threads wait
+    SPARE_THREAD_TIMEOUT seconds for work, then exit.
+    """
+
+    def run_loop(self):
+        self.promote()
+        self.serving.set()
+        self.watch()
+
+    def promote(self):
+        """Make a spare thread, or a new one, run the loop from now on."""
+        self._generation += 1
+        self._busy_since = None
+        self.start_task(self._generation)
 
     def process_request(self, request, client_address):
+        self.start_task((request, client_address))
+
+    def start_task(self, task):
         with self.spare_threads_lock:
             if self.spare_threads:
                 self.spare_threads -= 1
-                self.handoff.put((request, client_address))
+                self.handoff.put(task)
                 return
-        super().process_request(request, client_address)
+        threading.Thread(target=self.pool_thread, args=(task,),
+                         daemon=self.daemon_threads).start()
 
-    def process_request_thread(self, request, client_address):
+    def pool_thread(self, task):
+        """Run the loop (task is its generation) or serve one connection
+        (task is (request, client_address)); then wait for the next task."""
         while True:
-            super().process_request_thread(request, client_address)
+            if type(task) is int:
+                self.lead(task)
+            else:
+                self.process_request_thread(*task)
             with self.spare_threads_lock:
                 self.spare_threads += 1
             try:
-                request, client_address = self.handoff.get(timeout=SPARE_THREAD_TIMEOUT)
+                task = self.handoff.get(timeout=SPARE_THREAD_TIMEOUT)
             except queue.Empty:
                 with self.spare_threads_lock:
-                    if self.handoff.empty():        # else a connection was just handed over
+                    if self.handoff.empty():        # else a task was just handed over
                         self.spare_threads -= 1
                         return
-                request, client_address = self.handoff.get()
+                task = self.handoff.get()
+
+    def watch(self):
+        """Until request_stop(): promote another thread when the loop's thread
+        has been busy with one request for PROMOTE_AFTER seconds.  Ticks only
+        while requests come; otherwise it sleeps until the loop takes one."""
+        quiet_ticks = 0
+        while not self._stop_requested:
+            busy_since = self._busy_since
+            if busy_since is None:
+                quiet_ticks += 1
+            else:
+                quiet_ticks = 0
+                if time.monotonic() - busy_since >= PROMOTE_AFTER:
+                    self.promote()
+            if quiet_ticks < WATCH_IDLE_TICKS:
+                time.sleep(PROMOTE_AFTER)
+                continue
+            self._watchdog_wake.clear()
+            self._watchdog_asleep = True
+            if self._busy_since is None and not self._stop_requested:
+                self._watchdog_wake.wait()
+            self._watchdog_asleep = False
+            quiet_ticks = 0
 
 
 class WSGIServer(socketserver.TCPServer):
-    """A TCP server handing each connection to WSGIRequestHandler.
+    """A TCP server serving its connections with WSGIRequestHandler.
 
-    make_server() composes it with ReusingThreadingMixIn.  Besides the
-    socketserver hooks, request_stop() and close_idle_and_wait() give a
-    graceful stop; serve_forever() wakes at once, with no polling interval.
+    serve_forever() runs an event loop: it accepts connections, waits for
+    their requests (keep-alive connections cost no thread while idle) and
+    serves each request as it arrives.  On its own the server is single
+    threaded; make_server() composes it with LoopThreadingMixIn so that a
+    long request does not hold up the others.  Besides the socketserver hooks,
+    request_stop() and close_idle_and_wait() give a graceful stop;
+    serve_forever() wakes at once, with no polling interval.
     """
 
     allow_reuse_address = True
@@ -1324,9 +1561,15 @@ class WSGIServer(socketserver.TCPServer):
         self.debug = debug
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
-        self.spare_threads = 0                      # for ReusingThreadingMixIn
+        self.spare_threads = 0                      # for LoopThreadingMixIn
         self.spare_threads_lock = threading.Lock()
         self.handoff = queue.SimpleQueue()
+        self._generation = 0            # the loop's current run; a thread whose run is over stops
+        self._busy_since = None         # when the loop's thread began its current request
+        self._watchdog_wake = threading.Event()
+        self._watchdog_asleep = False
+        self._leader = None             # the thread running the loop
+        self._poller = None
         self._wakeup_read, self._wakeup_write = os.pipe()
         os.set_blocking(self._wakeup_write, False)
         if listen_socket is None:
@@ -1348,6 +1591,10 @@ class WSGIServer(socketserver.TCPServer):
         self._loop_done = threading.Event()
         self._loop_done.set()
         self.base_environ = self.make_base_environ()
+        self.serving = threading.Event()    # set once serve_forever() has started its loop
+        self._poller = Poller((self.socket.fileno(), self._wakeup_read))
+        self._loop_handlers = getattr(self.RequestHandlerClass, "serve_ready", None) is not None \
+            and self.ssl_context is None
 
     def server_bind(self):
         """Bind, accepting IPv4 too on '::' where the system allows (dual stack)."""
@@ -1379,31 +1626,142 @@ class WSGIServer(socketserver.TCPServer):
         }
 
     def serve_forever(self, poll_interval=None):
-        """Accept connections until request_stop() or shutdown() is called
-        (also if that came before); it can then be called again."""
+        """Accept and serve connections until request_stop() or shutdown() is
+        called (also if that came before); it can then be called again."""
         self._loop_done.clear()
         self.stopping = False
         try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(self.socket, selectors.EVENT_READ)
-                selector.register(self._wakeup_read, selectors.EVENT_READ)
-                while not self._stop_requested:
-                    for key, _ in selector.select():
-                        if key.fd == self._wakeup_read:
-                            os.read(self._wakeup_read, 512)
-                        elif not self._stop_requested:
-                            self._handle_request_noblock()
+            self.run_loop()
         finally:
             self._stop_requested = False
+            self.serving.clear()
             self._loop_done.set()
 
-    def request_stop(self):
-        """Make serve_forever() return soon; safe in signal handlers and threads."""
-        self._stop_requested = True
+    def run_loop(self):
+        """Run the event loop in this thread (LoopThreadingMixIn uses a pool)."""
+        self.serving.set()
+        self.lead(self._generation)
+
+    def lead(self, generation):
+        """The event loop: wait for connections and requests and serve them,
+        until request_stop(), or until another thread took the loop over
+        (LoopThreadingMixIn) while this one was busy with a request."""
+        self._leader = threading.current_thread()
+        poller = self._poller
+        listener, wakeup = self.socket.fileno(), self._wakeup_read
+        while not self._stop_requested and self._generation == generation:
+            timeout = poller.next_deadline - time.monotonic()
+            ready = poller.poll(None if timeout == float("inf") else max(timeout, 0))
+            claimed = []
+            for fd in ready:
+                if fd == wakeup:
+                    os.read(wakeup, 512)
+                elif fd != listener:
+                    handler = poller.claim(fd)
+                    if handler is not None:
+                        claimed.append(handler)
+            if self._stop_requested or self._generation != generation:
+                for handler in claimed:
+                    self.serve_later(handler)
+                break
+            if listener in ready:
+                self.accept_connections(generation)
+            for index, handler in enumerate(claimed):
+                if self._generation != generation:      # taken over: pass the rest on
+                    for handler in claimed[index:]:
+                        self.serve_later(handler)
+                    return
+                self.serve_connection(handler, generation)
+            if time.monotonic() >= poller.next_deadline and self._generation == generation:
+                for handler in poller.claim_expired(time.monotonic()):
+                    handler.expire()
+                    self.close_connection(handler)
+
+    def accept_connections(self, generation):
+        """Accept what waits in the backlog (several per wake-up under load)."""
+        for _ in range(64):
+            try:
+                request, client_address = self.get_request()
+            except OSError:         # nothing left (the socket is non-blocking), or EMFILE
+                return
+            if not self._loop_handlers:
+                try:
+                    self.process_request(request, client_address)
+                except Exception:
+                    self.handle_error(request, client_address)
+                    self.shutdown_request(request)
+                continue
+            try:
+                handler = self.RequestHandlerClass(request, client_address, self, serve=False)
+                handler.set_timeout(self.limits.header_timeout)     # for blocking writes
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
+                continue
+            self.serve_connection(handler, generation)   # its request is often there already
+            if self._generation != generation:
+                return
+
+    def serve_connection(self, handler, generation):
+        """Serve what arrived on a claimed connection, then wait for its next
+        bytes or close it.  The watchdog times this thread while it works."""
+        current = self._generation == generation
+        if current:
+            self._busy_since = time.monotonic()
+            if self._watchdog_asleep:
+                self._watchdog_wake.set()
+        try:
+            keep = handler.serve_ready()
+        except Exception:
+            self.handle_error(handler.request, handler.client_address)
+            keep = False
+        if current and self._generation == generation:
+            self._busy_since = None
+        if keep and not self.stopping:
+            self.wait_for_bytes(handler)
+        else:
+            self.close_connection(handler)
+
+    def wait_for_bytes(self, handler):
+        """Hand a claimed connection back to the loop until its next bytes
+        arrive or its deadline passes."""
+        handler.deadline = handler.wait_deadline()
+        try:
+            earliest = self._poller.arm(handler.fileno, handler)
+        except (OSError, ValueError):           # the server is closing
+            self.close_connection(handler)
+            return
+        # The loop's thread picks up the new deadline when it next polls;
+        # another thread wakes it (a selector also needs that to see the socket).
+        if threading.current_thread() is not self._leader \
+                and (earliest or not self._poller.use_epoll):
+            self.wake_loop()
+
+    def serve_later(self, handler):
+        """A connection claimed by a thread that no longer runs the loop: its
+        bytes are there, the loop's thread will serve them."""
+        self.wait_for_bytes(handler)
+        self.wake_loop()
+
+    def close_connection(self, handler):
+        self._poller.forget(handler.fileno)
+        try:
+            handler.finish()
+        finally:
+            self.shutdown_request(handler.request)
+
+    def wake_loop(self):
         try:
             os.write(self._wakeup_write, b"\0")
         except OSError:
             pass
+
+    def request_stop(self):
+        """Make serve_forever() return soon; safe in signal handlers and threads."""
+        self._stop_requested = True
+        self._generation += 1
+        self._watchdog_wake.set()
+        self.wake_loop()
 
     def shutdown(self):
         """Stop serve_forever() and wait until it has returned."""
@@ -1434,9 +1792,11 @@ class WSGIServer(socketserver.TCPServer):
     def close_idle_and_wait(self, timeout, announce=None):
         """Close idle connections, give busy ones `timeout` seconds to finish
         their request (calling `announce` once with their number if there are
-        any); return how many were still busy then.  Only the reading side is
-        shut, so a request that arrives as it happens still gets its response
-        (on Linux, which reads what came before the shutdown)."""
+        any); return how many were still busy then.  A request that arrives as
+        it happens still gets its response: connections waiting in the event
+        loop are looked at for bytes first, and thread-per-connection ones
+        (TLS) only get their reading side shut (on Linux, a read still returns
+        what came before)."""
         self.stopping = True
         deadline = time.monotonic() + timeout
         with self._connections_changed:
@@ -1445,7 +1805,11 @@ class WSGIServer(socketserver.TCPServer):
                 announce(busy)
             while self._accepted:
                 now = time.monotonic()
+                for handler in self._poller.claim_expired(float("inf")):
+                    self.close_if_idle(handler, now)
                 for handler in list(self._connections):
+                    if self._loop_handlers:
+                        break                   # the event loop's, just looked at
                     if handler.idle and now - handler.opened >= FIRST_REQUEST_GRACE:
                         try:            # on the socket, under any TLS layer
                             socket.socket.shutdown(handler.connection, socket.SHUT_RD)
@@ -1458,6 +1822,8 @@ class WSGIServer(socketserver.TCPServer):
             return self._accepted
 
     def server_close(self):
+        if self._poller is not None:        # None if binding failed
+            self._poller.close()
         super().server_close()
         for fd in (self._wakeup_read, self._wakeup_write):
             try:
@@ -1465,6 +1831,32 @@ class WSGIServer(socketserver.TCPServer):
             except OSError:
                 pass
         self._wakeup_read = self._wakeup_write = -1
+
+    def close_if_idle(self, handler, now):
+        """At a stop: close a connection claimed from the event loop, unless
+        its request has (or is about to have) arrived; serve that one."""
+        try:
+            pending = handler.buffer or handler.connection.recv(
+                1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pending = None
+        except OSError:
+            pending = b""
+        if pending:
+            threading.Thread(target=self.finish_connection, args=(handler,),
+                             daemon=True).start()
+        elif pending is None and handler.requests == 0 \
+                and now - handler.opened < FIRST_REQUEST_GRACE:
+            self._poller.arm(handler.fileno, handler)   # its request is on the way
+        else:
+            self.close_connection(handler)
+
+    def finish_connection(self, handler):
+        """Serve, blocking, the requests that arrived as the server stopped."""
+        try:
+            handler.handle()
+        finally:
+            self.close_connection(handler)
 
     def host_allowed(self, host):
         """Whether a Host header (bytes) passes the DNS-rebinding check."""
@@ -1567,7 +1959,7 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     base = UnixWSGIServer if unix_socket else WSGIServer
     if threading:
         # The mixin comes first so that its process_request() wins in the MRO.
-        server_class = type("WSGIServer", (ReusingThreadingMixIn, base),
+        server_class = type("WSGIServer", (LoopThreadingMixIn, base),
                             {"daemon_threads": True})
     else:
         server_class = base

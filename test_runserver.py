@@ -115,6 +115,7 @@ class ServerThread:
         self.port = self.server.server_port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+        self.server.serving.wait(TIMEOUT)       # its threads are started: counts are stable
 
     def close(self):
         self.server.shutdown()
@@ -2446,7 +2447,7 @@ class APITests(unittest.TestCase):
         server = runserver.make_server(hello_app, "127.0.0.1", 0)
         self.addCleanup(server.server_close)
         mro = type(server).__mro__
-        self.assertIs(mro[1], runserver.ReusingThreadingMixIn)
+        self.assertIs(mro[1], runserver.LoopThreadingMixIn)
         self.assertTrue(issubclass(mro[1], socketserver_mixin()))
         self.assertTrue(server.daemon_threads)
         self.assertGreaterEqual(server.request_queue_size, 128)
@@ -2454,7 +2455,7 @@ class APITests(unittest.TestCase):
         self.addCleanup(plain.server_close)
         self.assertIs(type(plain), runserver.WSGIServer)
 
-    def test_a_thread_done_with_its_connection_serves_the_next_one(self):
+    def test_quick_requests_are_all_served_by_the_loop_thread(self):
         idents = []
 
         def app(environ, start_response):
@@ -2462,31 +2463,70 @@ class APITests(unittest.TestCase):
             return hello_app(environ, start_response)
         server = ServerThread(app)
         self.addCleanup(server.close)
-        for _ in range(3):
-            http_get(server.port)
-            deadline = time.monotonic() + TIMEOUT
-            while not server.server.spare_threads and time.monotonic() < deadline:
-                time.sleep(0.001)                    # the thread is on its way back
-        self.assertEqual(len(set(idents)), 1)
-
-    def test_spare_threads_exit_when_unused(self):
-        original = runserver.SPARE_THREAD_TIMEOUT
-        runserver.SPARE_THREAD_TIMEOUT = 0.05
-        self.addCleanup(setattr, runserver, "SPARE_THREAD_TIMEOUT", original)
-        server = ServerThread(hello_app)
-        self.addCleanup(server.close)
-        before = threading.active_count()
         with contextlib.ExitStack() as stack:
             socks = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
                      for _ in range(5)]
-            for sock in socks:
-                sock.sendall(get())
-                Reader(sock).response()
-        deadline = time.monotonic() + TIMEOUT
-        while threading.active_count() > before and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.assertEqual(threading.active_count(), before)
+            for _ in range(3):
+                for sock in socks:
+                    sock.sendall(get())
+                    self.assertEqual(Reader(sock).response().status, 200)
+        self.assertEqual(len(idents), 15)
+        self.assertEqual(len(set(idents)), 1)
+        self.assertNotEqual(idents[0], server.thread.ident)     # that one is the watchdog
+
+    def test_slow_requests_get_threads_of_their_own_which_exit_when_unused(self):
+        original = runserver.SPARE_THREAD_TIMEOUT
+        runserver.SPARE_THREAD_TIMEOUT = 0.05
+        self.addCleanup(setattr, runserver, "SPARE_THREAD_TIMEOUT", original)
+        release = threading.Event()
+        started = []
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/slow":
+                started.append(threading.get_ident())
+                release.wait(TIMEOUT)
+            return hello_app(environ, start_response)
+        server = ServerThread(app)
+        self.addCleanup(server.close)
+        before = threading.active_count()
+        with contextlib.ExitStack() as stack:
+            slow = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
+                    for _ in range(3)]
+            for sock in slow:
+                sock.sendall(get("/slow"))
+            wait_until(lambda: len(started) == 3)
+            # Three requests blocked in the app, and a fourth client still served.
+            self.assertEqual(http_get(server.port).status, 200)
+            self.assertEqual(len(set(started)), 3)
+            release.set()
+            for sock in slow:
+                reader = Reader(sock)
+                self.assertEqual(reader.response().status, 200)
+                sock.sendall(get())         # the connection went back to the loop
+                self.assertEqual(reader.response().status, 200)
+        wait_until(lambda: threading.active_count() <= before)
         self.assertEqual(server.server.spare_threads, 0)
+
+    def test_a_request_arriving_at_shutdown_is_answered(self):
+        server = runserver.make_server(hello_app, "127.0.0.1", 0, quiet=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        sock.sendall(get())
+        self.assertEqual(Reader(sock).response().status, 200)
+        idle = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
+        self.addCleanup(idle.close)
+        idle.sendall(get())
+        self.assertEqual(Reader(idle).response().status, 200)
+        server.shutdown()
+        thread.join(TIMEOUT)
+        sock.sendall(get())                 # after the loop stopped, before the connection closed
+        self.assertEqual(server.close_idle_and_wait(TIMEOUT), 0)
+        response = Reader(sock).response()
+        self.assertEqual((response.status, response.header("connection")), (200, "close"))
+        self.assertEqual(idle.recv(10), b"")
 
     def test_tcp_nodelay_on_accepted_sockets(self):
         seen = {}
