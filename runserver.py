@@ -41,6 +41,7 @@ the socket the supervisor holds, so a reload never refuses a connection.  With
 # starts a new process, so start-up time counts.
 import argparse
 import ast
+import collections
 import errno
 import fnmatch
 import glob
@@ -1380,6 +1381,7 @@ class Poller:
     use_epoll = hasattr(select, "epoll")
 
     def __init__(self, fds):
+        self.use_epoll = self.use_epoll     # fixed for this poller's life
         self.waiting = {}                   # fd -> handler, armed and not yet claimed
         self.next_deadline = float("inf")   # the earliest handler.deadline among them
         self.lock = threading.Lock()
@@ -1471,6 +1473,8 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
         self.promote()
         self.serving.set()
         self.watch()
+        with self._loop_changed:        # no thread polls once serve_forever() returns
+            self._loop_changed.wait_for(lambda: not (self._leaders and self._polling), 1.0)
 
     def promote(self):
         """Make a spare thread, or a new one, run the loop from now on."""
@@ -1525,10 +1529,9 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
             if quiet_ticks < WATCH_IDLE_TICKS:
                 time.sleep(PROMOTE_AFTER)
                 continue
-            self._watchdog_wake.clear()
             self._watchdog_asleep = True
             if self._busy_since is None and not self._stop_requested:
-                self._watchdog_wake.wait()
+                os.read(self._watchdog_wake, 512)
             self._watchdog_asleep = False
             quiet_ticks = 0
 
@@ -1566,12 +1569,18 @@ class WSGIServer(socketserver.TCPServer):
         self.handoff = queue.SimpleQueue()
         self._generation = 0            # the loop's current run; a thread whose run is over stops
         self._busy_since = None         # when the loop's thread began its current request
-        self._watchdog_wake = threading.Event()
+        self._watchdog_wake, self._watchdog_wakeup = os.pipe()   # a pipe: signal-safe
+        os.set_blocking(self._watchdog_wakeup, False)
         self._watchdog_asleep = False
+        self._leaders = 0               # threads inside lead()
+        self._polling = False           # whether the loop's thread waits in poll()
+        self._loop_changed = threading.Condition()
         self._leader = None             # the thread running the loop
         self._poller = None
         self._wakeup_read, self._wakeup_write = os.pipe()
+        os.set_blocking(self._wakeup_read, False)
         os.set_blocking(self._wakeup_write, False)
+        self._ready = collections.deque()           # file descriptors polled, not yet served
         if listen_socket is None:
             super().__init__(server_address, handler_class)
         else:                           # a reloader worker inherits a bound socket
@@ -1646,36 +1655,48 @@ class WSGIServer(socketserver.TCPServer):
         """The event loop: wait for connections and requests and serve them,
         until request_stop(), or until another thread took the loop over
         (LoopThreadingMixIn) while this one was busy with a request."""
+        with self._loop_changed:
+            self._leaders += 1
+        try:
+            self.run_events(generation)
+        finally:
+            with self._loop_changed:
+                self._leaders -= 1
+                self._loop_changed.notify_all()
+
+    def run_events(self, generation):
         self._leader = threading.current_thread()
         poller = self._poller
         listener, wakeup = self.socket.fileno(), self._wakeup_read
+        ready = self._ready         # shared: a thread taking the loop over serves what is left
         while not self._stop_requested and self._generation == generation:
-            timeout = poller.next_deadline - time.monotonic()
-            ready = poller.poll(None if timeout == float("inf") else max(timeout, 0))
-            claimed = []
-            for fd in ready:
-                if fd == wakeup:
-                    os.read(wakeup, 512)
-                elif fd != listener:
-                    handler = poller.claim(fd)
-                    if handler is not None:
-                        claimed.append(handler)
-            if self._stop_requested or self._generation != generation:
-                for handler in claimed:
-                    self.serve_later(handler)
-                break
-            if listener in ready:
-                self.accept_connections(generation)
-            for index, handler in enumerate(claimed):
-                if self._generation != generation:      # taken over: pass the rest on
-                    for handler in claimed[index:]:
-                        self.serve_later(handler)
+            try:
+                fd = ready.popleft()
+            except IndexError:
+                if time.monotonic() >= poller.next_deadline:
+                    for handler in poller.claim_expired(time.monotonic()):
+                        handler.expire()
+                        self.close_connection(handler)
+                timeout = poller.next_deadline - time.monotonic()
+                self._polling = True
+                try:
+                    ready.extend(poller.poll(None if timeout == float("inf") else max(timeout, 0)))
+                except (OSError, ValueError):   # closed by server_close()
                     return
-                self.serve_connection(handler, generation)
-            if time.monotonic() >= poller.next_deadline and self._generation == generation:
-                for handler in poller.claim_expired(time.monotonic()):
-                    handler.expire()
-                    self.close_connection(handler)
+                finally:
+                    self._polling = False
+                continue
+            if fd == wakeup:
+                try:
+                    os.read(wakeup, 512)
+                except OSError:                 # another thread read it, or server_close()
+                    pass
+            elif fd == listener:
+                self.accept_connections(generation)
+            else:
+                handler = poller.claim(fd)
+                if handler is not None:
+                    self.serve_connection(handler, generation)
 
     def accept_connections(self, generation):
         """Accept what waits in the backlog (several per wake-up under load)."""
@@ -1709,7 +1730,7 @@ class WSGIServer(socketserver.TCPServer):
         if current:
             self._busy_since = time.monotonic()
             if self._watchdog_asleep:
-                self._watchdog_wake.set()
+                self.wake(self._watchdog_wakeup)
         try:
             keep = handler.serve_ready()
         except Exception:
@@ -1737,12 +1758,6 @@ class WSGIServer(socketserver.TCPServer):
                 and (earliest or not self._poller.use_epoll):
             self.wake_loop()
 
-    def serve_later(self, handler):
-        """A connection claimed by a thread that no longer runs the loop: its
-        bytes are there, the loop's thread will serve them."""
-        self.wait_for_bytes(handler)
-        self.wake_loop()
-
     def close_connection(self, handler):
         self._poller.forget(handler.fileno)
         try:
@@ -1751,16 +1766,20 @@ class WSGIServer(socketserver.TCPServer):
             self.shutdown_request(handler.request)
 
     def wake_loop(self):
+        self.wake(self._wakeup_write)
+
+    @staticmethod
+    def wake(fd):
         try:
-            os.write(self._wakeup_write, b"\0")
-        except OSError:
+            os.write(fd, b"\0")
+        except OSError:         # full (a wake-up is pending anyway) or closed
             pass
 
     def request_stop(self):
         """Make serve_forever() return soon; safe in signal handlers and threads."""
         self._stop_requested = True
         self._generation += 1
-        self._watchdog_wake.set()
+        self.wake(self._watchdog_wakeup)
         self.wake_loop()
 
     def shutdown(self):
@@ -1825,12 +1844,13 @@ class WSGIServer(socketserver.TCPServer):
         if self._poller is not None:        # None if binding failed
             self._poller.close()
         super().server_close()
-        for fd in (self._wakeup_read, self._wakeup_write):
+        for fd in (self._wakeup_read, self._wakeup_write,
+                   self._watchdog_wake, self._watchdog_wakeup):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        self._wakeup_read = self._wakeup_write = -1
+        self._wakeup_read = self._wakeup_write = self._watchdog_wake = self._watchdog_wakeup = -1
 
     def close_if_idle(self, handler, now):
         """At a stop: close a connection claimed from the event loop, unless

@@ -1530,6 +1530,111 @@ class LoadTests(ServerTestCase):
         self.upload(chunked=True)
 
 
+class ThreadModelTests(ServerTestCase):
+    """One thread serves the event loop; slow requests get threads of their own."""
+
+    def test_the_poller(self):
+        server = self.start_server()
+        self.assertEqual(server.server._poller.use_epoll, runserver.Poller.use_epoll)
+
+    def test_quick_requests_are_all_served_by_the_loop_thread(self):
+        idents = []
+
+        def app(environ, start_response):
+            idents.append(threading.get_ident())
+            return hello_app(environ, start_response)
+        server = ServerThread(app)
+        self.addCleanup(server.close)
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
+                     for _ in range(5)]
+            for _ in range(3):
+                for sock in socks:
+                    sock.sendall(get())
+                    self.assertEqual(Reader(sock).response().status, 200)
+        self.assertEqual(len(idents), 15)
+        self.assertEqual(len(set(idents)), 1)
+        self.assertNotEqual(idents[0], server.thread.ident)     # that one is the watchdog
+
+    def test_slow_requests_get_threads_of_their_own_which_exit_when_unused(self):
+        original = runserver.SPARE_THREAD_TIMEOUT
+        runserver.SPARE_THREAD_TIMEOUT = 0.05
+        self.addCleanup(setattr, runserver, "SPARE_THREAD_TIMEOUT", original)
+        release = threading.Event()
+        started = []
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/slow":
+                started.append(threading.get_ident())
+                release.wait(TIMEOUT)
+            return hello_app(environ, start_response)
+        server = ServerThread(app)
+        self.addCleanup(server.close)
+        before = threading.active_count()
+        with contextlib.ExitStack() as stack:
+            slow = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
+                    for _ in range(3)]
+            for sock in slow:
+                sock.sendall(get("/slow"))
+            wait_until(lambda: len(started) == 3)
+            # Three requests blocked in the app, and a fourth client still served.
+            self.assertEqual(http_get(server.port).status, 200)
+            self.assertEqual(len(set(started)), 3)
+            release.set()
+            for sock in slow:
+                reader = Reader(sock)
+                self.assertEqual(reader.response().status, 200)
+                sock.sendall(get())         # the connection went back to the loop
+                self.assertEqual(reader.response().status, 200)
+        # The threads the slow requests got wait SPARE_THREAD_TIMEOUT, then exit.
+        wait_until(lambda: server.server.spare_threads == 0
+                   and threading.active_count() <= before)
+
+    def test_a_request_arriving_at_shutdown_is_answered(self):
+        server = runserver.make_server(hello_app, "127.0.0.1", 0, quiet=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        sock.sendall(get())
+        self.assertEqual(Reader(sock).response().status, 200)
+        idle = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
+        self.addCleanup(idle.close)
+        idle.sendall(get())
+        self.assertEqual(Reader(idle).response().status, 200)
+        server.shutdown()
+        thread.join(TIMEOUT)
+        sock.sendall(get())                 # after the loop stopped, before the connection closed
+        self.assertEqual(server.close_idle_and_wait(TIMEOUT), 0)
+        response = Reader(sock).response()
+        self.assertEqual((response.status, response.header("connection")), (200, "close"))
+        self.assertEqual(idle.recv(10), b"")
+
+
+class SelectorPoller:
+    """Mixed into a test class: the same tests with the portable selector
+    poller (macOS, BSD) instead of Linux's epoll."""
+
+    def setUp(self):
+        original = runserver.Poller.use_epoll
+        runserver.Poller.use_epoll = False
+        self.addCleanup(setattr, runserver.Poller, "use_epoll", original)
+        super().setUp()
+
+
+class SelectorThreadModelTests(SelectorPoller, ThreadModelTests):
+    pass
+
+
+class SelectorKeepAliveTests(SelectorPoller, KeepAliveTests):
+    pass
+
+
+class SelectorLimitsAndTimeoutsTests(SelectorPoller, LimitsAndTimeoutsTests):
+    pass
+
+
 class AppFaultTests(ServerTestCase):
     """Apps that raise, misuse start_response or misframe their body; clients
     that leave.  The server answers or cuts the response, calls close(), and
@@ -2454,79 +2559,6 @@ class APITests(unittest.TestCase):
         plain = runserver.make_server(hello_app, "127.0.0.1", 0, threading=False)
         self.addCleanup(plain.server_close)
         self.assertIs(type(plain), runserver.WSGIServer)
-
-    def test_quick_requests_are_all_served_by_the_loop_thread(self):
-        idents = []
-
-        def app(environ, start_response):
-            idents.append(threading.get_ident())
-            return hello_app(environ, start_response)
-        server = ServerThread(app)
-        self.addCleanup(server.close)
-        with contextlib.ExitStack() as stack:
-            socks = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
-                     for _ in range(5)]
-            for _ in range(3):
-                for sock in socks:
-                    sock.sendall(get())
-                    self.assertEqual(Reader(sock).response().status, 200)
-        self.assertEqual(len(idents), 15)
-        self.assertEqual(len(set(idents)), 1)
-        self.assertNotEqual(idents[0], server.thread.ident)     # that one is the watchdog
-
-    def test_slow_requests_get_threads_of_their_own_which_exit_when_unused(self):
-        original = runserver.SPARE_THREAD_TIMEOUT
-        runserver.SPARE_THREAD_TIMEOUT = 0.05
-        self.addCleanup(setattr, runserver, "SPARE_THREAD_TIMEOUT", original)
-        release = threading.Event()
-        started = []
-
-        def app(environ, start_response):
-            if environ["PATH_INFO"] == "/slow":
-                started.append(threading.get_ident())
-                release.wait(TIMEOUT)
-            return hello_app(environ, start_response)
-        server = ServerThread(app)
-        self.addCleanup(server.close)
-        before = threading.active_count()
-        with contextlib.ExitStack() as stack:
-            slow = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
-                    for _ in range(3)]
-            for sock in slow:
-                sock.sendall(get("/slow"))
-            wait_until(lambda: len(started) == 3)
-            # Three requests blocked in the app, and a fourth client still served.
-            self.assertEqual(http_get(server.port).status, 200)
-            self.assertEqual(len(set(started)), 3)
-            release.set()
-            for sock in slow:
-                reader = Reader(sock)
-                self.assertEqual(reader.response().status, 200)
-                sock.sendall(get())         # the connection went back to the loop
-                self.assertEqual(reader.response().status, 200)
-        wait_until(lambda: threading.active_count() <= before)
-        self.assertEqual(server.server.spare_threads, 0)
-
-    def test_a_request_arriving_at_shutdown_is_answered(self):
-        server = runserver.make_server(hello_app, "127.0.0.1", 0, quiet=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(server.server_close)
-        sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
-        self.addCleanup(sock.close)
-        sock.sendall(get())
-        self.assertEqual(Reader(sock).response().status, 200)
-        idle = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
-        self.addCleanup(idle.close)
-        idle.sendall(get())
-        self.assertEqual(Reader(idle).response().status, 200)
-        server.shutdown()
-        thread.join(TIMEOUT)
-        sock.sendall(get())                 # after the loop stopped, before the connection closed
-        self.assertEqual(server.close_idle_and_wait(TIMEOUT), 0)
-        response = Reader(sock).response()
-        self.assertEqual((response.status, response.header("connection")), (200, "close"))
-        self.assertEqual(idle.recv(10), b"")
 
     def test_tcp_nodelay_on_accepted_sockets(self):
         seen = {}
