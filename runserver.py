@@ -49,6 +49,7 @@ import http
 import importlib
 import importlib.util
 import io
+import itertools
 import logging
 import os
 import queue
@@ -1478,9 +1479,9 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
 
     def promote(self):
         """Make a spare thread, or a new one, run the loop from now on."""
-        self._generation += 1
+        self._generation = generation = next(self._generations)    # atomic, unlike += 1
         self._busy_since = None
-        self.start_task(self._generation)
+        self.start_task(generation)
 
     def process_request(self, request, client_address):
         self.start_task((request, client_address))
@@ -1567,6 +1568,7 @@ class WSGIServer(socketserver.TCPServer):
         self.spare_threads = 0                      # for LoopThreadingMixIn
         self.spare_threads_lock = threading.Lock()
         self.handoff = queue.SimpleQueue()
+        self._generations = itertools.count(1)
         self._generation = 0            # the loop's current run; a thread whose run is over stops
         self._busy_since = None         # when the loop's thread began its current request
         self._watchdog_wake, self._watchdog_wakeup = os.pipe()   # a pipe: signal-safe
@@ -1691,12 +1693,16 @@ class WSGIServer(socketserver.TCPServer):
                     os.read(wakeup, 512)
                 except OSError:                 # another thread read it, or server_close()
                     pass
-            elif fd == listener:
-                self.accept_connections(generation)
-            else:
-                handler = poller.claim(fd)
-                if handler is not None:
-                    self.serve_connection(handler, generation)
+                continue
+            try:
+                if fd == listener:
+                    self.accept_connections(generation)
+                else:
+                    handler = poller.claim(fd)
+                    if handler is not None:
+                        self.serve_connection(handler, generation)
+            except Exception:                   # a bug: log it, keep the loop alive
+                logger.error("Internal error in the event loop", exc_info=True)
 
     def accept_connections(self, generation):
         """Accept what waits in the backlog (several per wake-up under load)."""
@@ -1778,7 +1784,7 @@ class WSGIServer(socketserver.TCPServer):
     def request_stop(self):
         """Make serve_forever() return soon; safe in signal handlers and threads."""
         self._stop_requested = True
-        self._generation += 1
+        self._generation = next(self._generations)
         self.wake(self._watchdog_wakeup)
         self.wake_loop()
 
