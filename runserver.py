@@ -1373,11 +1373,16 @@ def parse_range(value, size):
 # ---- Server classes -----------------------------------------------------------
 
 class Poller:
-    """The event loop's wait for readable sockets.  A connection is reported
-    once per arm(), and claim() hands it to exactly one thread, so the loop
-    and a thread finishing a long request never serve it both.  Linux gets
-    epoll with EPOLLONESHOT (one system call per request); elsewhere a
-    selector, with the connection unregistered while it is served."""
+    """The event loop's wait for readable sockets.  arm() puts a connection
+    in `waiting`; claim() takes it out for exactly one thread, so the loop and
+    a thread finishing a long request never serve it both.
+
+    Linux: epoll, level-triggered, each connection registered once: a
+    keep-alive request costs no system call besides epoll_wait, recv and send.
+    Only when poll() reports a connection that another thread is serving (it
+    took the loop over while that one ran long, and more bytes came) is the
+    connection switched off until it is armed again.  Elsewhere: a selector,
+    the connection unregistered while it is served."""
 
     use_epoll = hasattr(select, "epoll")
 
@@ -1388,7 +1393,7 @@ class Poller:
         self.lock = threading.Lock()
         if self.use_epoll:
             self.epoll = select.epoll()
-            self.registered = set()         # connections epoll knows, armed or not
+            self.registered = {}            # fd -> whether epoll reports it (switched on)
             for fd in fds:
                 self.epoll.register(fd, select.EPOLLIN)
         else:
@@ -1411,19 +1416,24 @@ class Poller:
                 self.next_deadline = handler.deadline
             if not self.use_epoll:
                 self.selector.register(fd, selectors.EVENT_READ)
-            elif fd in self.registered:
-                self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
-            else:
-                self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
-                self.registered.add(fd)
+            elif fd not in self.registered:
+                self.epoll.register(fd, select.EPOLLIN)
+                self.registered[fd] = True
+            elif not self.registered[fd]:
+                self.epoll.modify(fd, select.EPOLLIN)
+                self.registered[fd] = True
         return earliest
 
     def claim(self, fd):
         """The armed connection on fd, now this thread's; None if another took it."""
         with self.lock:
             handler = self.waiting.pop(fd, None)
-            if handler is not None and not self.use_epoll:
-                self.selector.unregister(fd)
+            if not self.use_epoll:
+                if handler is not None:
+                    self.selector.unregister(fd)
+            elif handler is None and self.registered.get(fd):
+                self.epoll.modify(fd, 0)        # being served: quiet until armed again
+                self.registered[fd] = False
         return handler
 
     def claim_expired(self, now):
@@ -1445,8 +1455,7 @@ class Poller:
         """Before a claimed connection's socket is closed (its number is reused)."""
         if self.use_epoll:
             with self.lock:
-                if fd in self.registered:
-                    self.registered.discard(fd)
+                if self.registered.pop(fd, None) is not None:
                     self.epoll.unregister(fd)
 
     def close(self):
