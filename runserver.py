@@ -548,6 +548,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.timeout = None             # what the socket's timeout is set to
         self.opened = self.head_started = time.monotonic()
         self.deadline = None            # event loop: when to give up waiting for bytes
+        self.pending_head = None        # event loop: a complete head taken from the buffer
         self.connection = self.request
         self.fileno = self.request.fileno()
         self.kernel_timeouts = server.ssl_context is None and hasattr(socket, "SO_RCVTIMEO")
@@ -602,11 +603,10 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         while True:
             self.request_line = b""
             self.idle = not self.buffer
-            head = self.take_head()
-            if head is None:
+            self.pending_head = self.take_head()
+            if self.pending_head is None:
                 return True
-            self.requests += 1
-            if not self.handle_one_request(head):
+            if not self.handle_one_request():
                 return False
             if not self.buffer:
                 return True
@@ -739,6 +739,10 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def read_head(self, first):
         """Return the next request head without its blank line; None when the
         client closed the connection or stayed idle between requests."""
+        head = self.pending_head
+        if head is not None:                # the event loop found it in the buffer
+            self.pending_head = None
+            return head
         limits = self.limits
         if not self.buffer:
             timeout = limits.header_timeout if first else limits.keepalive_timeout
@@ -792,16 +796,13 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
     # -- one request --------------------------------------------------------
 
-    def handle_one_request(self, head=None):
-        """Run and answer one request, reading its head first unless given
-        (then the caller counted it in self.requests); return whether to keep
-        the connection."""
+    def handle_one_request(self):
+        """Read, run and answer one request; return whether to keep the connection."""
+        self.requests += 1
         self.request_line = b""
+        head = self.read_head(self.requests == 1)
         if head is None:
-            self.requests += 1
-            head = self.read_head(self.requests == 1)
-            if head is None:
-                return False
+            return False
         self.started = time.perf_counter()
         self.request_line = head[:head.find(b"\r\n")] if b"\r\n" in head else head
         request = parse_request_head(head, self.limits)
@@ -944,6 +945,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         if body is not None and body.remaining and (self.expect_continue
                                                      or body.remaining > DRAIN_LIMIT):
             self.keep_alive = False             # the unread body will not be drained
+        if self.server.stopping:
+            self.keep_alive = False             # the server stopped while this one ran
         if not self.keep_alive:
             lines.append("Connection: close")
         elif self.http_version == "HTTP/1.0":
@@ -1456,7 +1459,10 @@ class Poller:
         if self.use_epoll:
             with self.lock:
                 if self.registered.pop(fd, None) is not None:
-                    self.epoll.unregister(fd)
+                    try:
+                        self.epoll.unregister(fd)
+                    except (OSError, ValueError):   # closed by server_close()
+                        pass
 
     def close(self):
         with self.lock:
@@ -1486,11 +1492,30 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
         with self._loop_changed:        # no thread polls once serve_forever() returns
             self._loop_changed.wait_for(lambda: not (self._leaders and self._polling), 1.0)
 
-    def promote(self):
-        """Make a spare thread, or a new one, run the loop from now on."""
-        self._generation = generation = next(self._generations)    # atomic, unlike += 1
-        self._busy_since = None
-        self.start_task(generation)
+    def promote(self, busy_since=None):
+        """Make a spare thread, or a new one, run the loop from now on; with
+        busy_since, only if the loop's thread is still on that request."""
+        with self._busy_lock:
+            if busy_since is not None and self._busy_since is not busy_since:
+                return                  # it finished meanwhile
+            previous = self._generation
+            self._generation = generation = next(self._generations)
+            self._busy_since = None
+        if self._stop_requested:        # a stop came first: its run is over too
+            return
+        with self._loop_changed:
+            self._leaders += 1
+        try:
+            self.start_task(generation)
+        except RuntimeError as exc:     # no more threads: the current one carries on
+            with self._loop_changed:
+                self._leaders -= 1
+            self._generation = previous
+            logger.error("Cannot start a thread to take the event loop over: %s", exc)
+
+    def loop_lost(self):
+        logger.error("The event loop's thread stopped; another one takes over")
+        self.promote()
 
     def process_request(self, request, client_address):
         self.start_task((request, client_address))
@@ -1535,7 +1560,7 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
             else:
                 quiet_ticks = 0
                 if time.monotonic() - busy_since >= PROMOTE_AFTER:
-                    self.promote()
+                    self.promote(busy_since)
             if quiet_ticks < WATCH_IDLE_TICKS:
                 time.sleep(PROMOTE_AFTER)
                 continue
@@ -1580,6 +1605,7 @@ class WSGIServer(socketserver.TCPServer):
         self._generations = itertools.count(1)
         self._generation = 0            # the loop's current run; a thread whose run is over stops
         self._busy_since = None         # when the loop's thread began its current request
+        self._busy_lock = threading.Lock()
         self._watchdog_wake, self._watchdog_wakeup = os.pipe()   # a pipe: signal-safe
         os.set_blocking(self._watchdog_wakeup, False)
         self._watchdog_asleep = False
@@ -1613,8 +1639,11 @@ class WSGIServer(socketserver.TCPServer):
         self.base_environ = self.make_base_environ()
         self.serving = threading.Event()    # set once serve_forever() has started its loop
         self._poller = Poller((self.socket.fileno(), self._wakeup_read))
-        self._loop_handlers = getattr(self.RequestHandlerClass, "serve_ready", None) is not None \
-            and self.ssl_context is None
+        # The event loop serves plain connections with WSGIRequestHandler and
+        # subclasses that keep its handle(); others get socketserver's way.
+        self._loop_handlers = self.ssl_context is None \
+            and issubclass(self.RequestHandlerClass, WSGIRequestHandler) \
+            and self.RequestHandlerClass.handle is WSGIRequestHandler.handle
 
     def server_bind(self):
         """Bind, accepting IPv4 too on '::' where the system allows (dual stack)."""
@@ -1653,6 +1682,7 @@ class WSGIServer(socketserver.TCPServer):
         try:
             self.run_loop()
         finally:
+            self._generation = next(self._generations)     # no thread runs the loop now
             self._stop_requested = False
             self.serving.clear()
             self._loop_done.set()
@@ -1660,20 +1690,26 @@ class WSGIServer(socketserver.TCPServer):
     def run_loop(self):
         """Run the event loop in this thread (LoopThreadingMixIn uses a pool)."""
         self.serving.set()
+        with self._loop_changed:
+            self._leaders += 1
         self.lead(self._generation)
 
     def lead(self, generation):
         """The event loop: wait for connections and requests and serve them,
         until request_stop(), or until another thread took the loop over
-        (LoopThreadingMixIn) while this one was busy with a request."""
-        with self._loop_changed:
-            self._leaders += 1
+        (LoopThreadingMixIn) while this one was busy with a request.  The
+        caller counted this thread in self._leaders."""
         try:
             self.run_events(generation)
         finally:
             with self._loop_changed:
                 self._leaders -= 1
                 self._loop_changed.notify_all()
+            if self._generation == generation and not self._stop_requested:
+                self.loop_lost()
+
+    def loop_lost(self):
+        """The loop's thread died of an exception (LoopThreadingMixIn replaces it)."""
 
     def run_events(self, generation):
         self._leader = threading.current_thread()
@@ -1685,9 +1721,7 @@ class WSGIServer(socketserver.TCPServer):
                 fd = ready.popleft()
             except IndexError:
                 if time.monotonic() >= poller.next_deadline:
-                    for handler in poller.claim_expired(time.monotonic()):
-                        handler.expire()
-                        self.close_connection(handler)
+                    self.expire_connections(generation)
                 timeout = poller.next_deadline - time.monotonic()
                 self._polling = True
                 try:
@@ -1696,6 +1730,8 @@ class WSGIServer(socketserver.TCPServer):
                     return
                 finally:
                     self._polling = False
+                if ready and self._generation != generation:
+                    self.wake_loop()            # the thread that runs the loop now serves them
                 continue
             if fd == wakeup:
                 try:
@@ -1713,6 +1749,20 @@ class WSGIServer(socketserver.TCPServer):
             except Exception:                   # a bug: log it, keep the loop alive
                 logger.error("Internal error in the event loop", exc_info=True)
 
+    def expire_connections(self, generation):
+        """Close the connections whose deadline passed (a 408 if a head was coming)."""
+        self.timed(generation)
+        try:
+            for handler in self._poller.claim_expired(time.monotonic()):
+                try:
+                    handler.expire()
+                finally:
+                    self.close_connection(handler)
+        except Exception:
+            logger.error("Internal error in the event loop", exc_info=True)
+        finally:
+            self.untimed(generation)
+
     def accept_connections(self, generation):
         """Accept what waits in the backlog (several per wake-up under load)."""
         for _ in range(64):
@@ -1720,6 +1770,9 @@ class WSGIServer(socketserver.TCPServer):
                 request, client_address = self.get_request()
             except OSError:         # nothing left (the socket is non-blocking), or EMFILE
                 return
+            if not self.verify_request(request, client_address):
+                self.shutdown_request(request)
+                continue
             if not self._loop_handlers:
                 try:
                     self.process_request(request, client_address)
@@ -1741,22 +1794,33 @@ class WSGIServer(socketserver.TCPServer):
     def serve_connection(self, handler, generation):
         """Serve what arrived on a claimed connection, then wait for its next
         bytes or close it.  The watchdog times this thread while it works."""
-        current = self._generation == generation
-        if current:
-            self._busy_since = time.monotonic()
-            if self._watchdog_asleep:
-                self.wake(self._watchdog_wakeup)
+        self.timed(generation)
         try:
             keep = handler.serve_ready()
         except Exception:
             self.handle_error(handler.request, handler.client_address)
             keep = False
-        if current and self._generation == generation:
-            self._busy_since = None
-        if keep and not self.stopping:
+        except BaseException:           # SystemExit in the app, say: this thread ends
+            self.untimed(generation)
+            self.close_connection(handler)
+            raise
+        self.untimed(generation)
+        if keep:            # even when stopping: close_idle_and_wait() decides then
             self.wait_for_bytes(handler)
         else:
             self.close_connection(handler)
+
+    def timed(self, generation):
+        """The loop's thread starts something that may take long: the watchdog times it."""
+        if self._generation == generation:
+            self._busy_since = time.monotonic()
+            if self._watchdog_asleep:
+                self.wake(self._watchdog_wakeup)
+
+    def untimed(self, generation):
+        with self._busy_lock:           # not after a promotion: then it is the new thread's
+            if self._generation == generation:
+                self._busy_since = None
 
     def wait_for_bytes(self, handler):
         """Hand a claimed connection back to the loop until its next bytes
@@ -1774,8 +1838,8 @@ class WSGIServer(socketserver.TCPServer):
             self.wake_loop()
 
     def close_connection(self, handler):
-        self._poller.forget(handler.fileno)
         try:
+            self._poller.forget(handler.fileno)
             handler.finish()
         finally:
             self.shutdown_request(handler.request)
@@ -1857,6 +1921,7 @@ class WSGIServer(socketserver.TCPServer):
 
     def server_close(self):
         if self._poller is not None:        # None if binding failed
+            self.request_stop()             # a thread still in the loop leaves it
             self._poller.close()
         super().server_close()
         for fd in (self._wakeup_read, self._wakeup_write,

@@ -1612,6 +1612,82 @@ class ThreadModelTests(ServerTestCase):
         self.assertEqual(idle.recv(10), b"")
 
 
+    def test_no_thread_serves_after_serve_forever_returned(self):
+        server = runserver.make_server(hello_app, "127.0.0.1", 0, quiet=True)
+        self.addCleanup(server.server_close)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.assertTrue(server.serving.wait(TIMEOUT))
+        self.assertEqual(http_get(server.server_port).status, 200)
+        server.shutdown()
+        thread.join(TIMEOUT)
+        self.assertEqual(server.spare_threads, 1)       # the loop's thread, waiting for work
+        server.request_stop()
+        server.serve_forever()                          # returns at once: the stop came first
+        wait_until(lambda: server._leaders == 0)
+        sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=0.3)
+        self.addCleanup(sock.close)
+        sock.sendall(get())
+        with self.assertRaises(socket.timeout):         # it waits in the backlog, unserved
+            sock.recv(100)
+
+    def test_a_request_still_running_at_server_close_gets_its_connection_closed(self):
+        release = threading.Event()
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/slow":
+                release.wait(TIMEOUT)
+            return hello_app(environ, start_response)
+        server = runserver.make_server(app, "127.0.0.1", 0, quiet=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.assertTrue(server.serving.wait(TIMEOUT))
+        sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        reader = Reader(sock)
+        sock.sendall(get())
+        self.assertEqual(reader.response().status, 200)
+        sock.sendall(get("/slow"))
+        wait_until(lambda: not all(h.idle for h in list(server._connections)))
+        server.shutdown()
+        self.assertEqual(server.close_idle_and_wait(0.05), 1)
+        server.server_close()
+        release.set()
+        response = reader.response()
+        self.assertEqual((response.status, response.header("connection")), (200, "close"))
+        self.assertEqual(reader.read_to_eof(), b"")
+        self.assertFalse([r for r in LOG.records if r.levelno >= logging.ERROR])
+
+    def test_handler_and_server_hooks_still_apply(self):
+        calls = []
+
+        class Handler(runserver.WSGIRequestHandler):
+            def handle_one_request(self):
+                calls.append(self.requests)
+                return super().handle_one_request()
+        server = self.start_server(handler_class=Handler)
+        sock = self.connect(server)
+        reader = Reader(sock)
+        for _ in range(2):
+            sock.sendall(get())
+            self.assertEqual(reader.response().status, 200)
+        self.assertEqual(calls, [0, 1])
+        refused = []
+        server.server.verify_request = lambda request, address: refused.append(address) and False
+        self.assertEqual(self.exchange(server, get()), b"")
+        self.assertEqual(len(refused), 1)
+
+    def test_system_exit_in_the_app_closes_that_connection_only(self):
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/exit":
+                sys.exit(3)
+            return hello_app(environ, start_response)
+        server = self.start_server(app)
+        self.assertEqual(self.exchange(server, get("/exit")), b"")
+        self.assertEqual(http_get(server.port).status, 200)
+        wait_until(lambda: server.server._accepted == 0)
+
+
 class SelectorPoller:
     """Mixed into a test class: the same tests with the portable selector
     poller (macOS, BSD) instead of Linux's epoll."""
