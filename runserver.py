@@ -198,7 +198,8 @@ def field_name_info(name):
 
 FIELD_NAMES = {}                # header name as sent -> field_name_info(), for common names
 FIELD_NAMES_CACHED = 1000       # at most this many names, whatever clients send
-RESPONSE_NAMES = {}             # response header names already checked -> lower case
+RESPONSE_FIELDS = {}            # (name, value) response headers already checked -> lower name
+STATUS_CODES = {}               # status lines already checked -> their code
 FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"host", b"expect",
                             b"connection"))
 
@@ -276,6 +277,19 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
         if connection is not None else ()
     head.keep_alive = b"close" not in tokens if minor == b"1" else b"keep-alive" in tokens
     return head
+
+
+def check_response_field(name, value):
+    """Check one (name, value) response header from an app; its lower-case name."""
+    if type(name) is not str or not STR_TOKEN.fullmatch(name):
+        raise AssertionError("invalid header name %r" % (name,))
+    lower = name.lower()
+    if lower in HOP_BY_HOP:
+        raise AssertionError("hop-by-hop header %r is the server's to set" % name)
+    if type(value) is not str or not STR_FIELD_VALUE.fullmatch(value):
+        raise AssertionError("invalid value for header %s: %r (CR, LF, a control "
+                             "character or one outside latin-1, or not a str)" % (name, value))
+    return lower
 
 
 def check_target_and_host(head, method, target, hosts):
@@ -883,9 +897,14 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        if type(status) is not str or STATUS.fullmatch(status) is None:
-            raise AssertionError("invalid status %r: expected a str like '200 OK' (latin-1, "
-                                 "and not 1xx)" % (status,))
+        code = STATUS_CODES.get(status) if type(status) is str else None
+        if code is None:
+            if type(status) is not str or STATUS.fullmatch(status) is None:
+                raise AssertionError("invalid status %r: expected a str like '200 OK' "
+                                     "(latin-1, and not 1xx)" % (status,))
+            code = int(status[:3])
+            if len(STATUS_CODES) < FIELD_NAMES_CACHED:
+                STATUS_CODES[status] = code
         if type(headers) is not list:
             raise AssertionError("headers must be a list of (name, value) tuples, not %s"
                                  % type(headers).__name__)
@@ -893,25 +912,21 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise AssertionError("header %r is not a (name, value) tuple" % (item,))
+            try:
+                lower = RESPONSE_FIELDS.get(item)
+            except TypeError:                   # an unhashable value: refused below
+                lower = None
             name, value = item
-            lower = RESPONSE_NAMES.get(name) if type(name) is str else None
             if lower is None:
-                if type(name) is not str or not STR_TOKEN.fullmatch(name):
-                    raise AssertionError("invalid header name %r" % (name,))
-                lower = name.lower()
-                if lower in HOP_BY_HOP:
-                    raise AssertionError("hop-by-hop header %r is the server's to set" % name)
-                if len(RESPONSE_NAMES) < FIELD_NAMES_CACHED:
-                    RESPONSE_NAMES[name] = lower
-            if type(value) is not str or not STR_FIELD_VALUE.fullmatch(value):
-                raise AssertionError("invalid value for header %s: %r (CR, LF, a control "
-                                     "character or one outside latin-1, or not a str)"
-                                     % (name, value))
+                lower = check_response_field(name, value)
+                if len(RESPONSE_FIELDS) < FIELD_NAMES_CACHED:
+                    RESPONSE_FIELDS[item] = lower
             if lower == "content-length":
                 if not value.isdigit() or not value.isascii() or length is not None:
                     raise AssertionError("invalid Content-Length %r" % value)
                 length = int(value)
         self.status = status
+        self.status_code = code
         self.response_headers = headers
         self.content_length = length
         return self.write
@@ -919,8 +934,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def send_head(self, length):
         """Choose the framing and return the response head as bytes; `length`
         is the body's size when the server knows it and the app did not say."""
-        code = int(self.status[:3])
-        self.status_code = code
+        code = self.status_code
         bodiless_status = code < 200 or code in (204, 304)
         no_body = self.no_body = bodiless_status or self.method == "HEAD"
         self.chunked = False
@@ -1612,7 +1626,6 @@ class WSGIServer(socketserver.TCPServer):
         self._leaders = 0               # threads inside lead()
         self._polling = False           # whether the loop's thread waits in poll()
         self._loop_changed = threading.Condition()
-        self._leader = None             # the thread running the loop
         self._poller = None
         self._wakeup_read, self._wakeup_write = os.pipe()
         os.set_blocking(self._wakeup_read, False)
@@ -1712,7 +1725,6 @@ class WSGIServer(socketserver.TCPServer):
         """The loop's thread died of an exception (LoopThreadingMixIn replaces it)."""
 
     def run_events(self, generation):
-        self._leader = threading.current_thread()
         poller = self._poller
         listener, wakeup = self.socket.fileno(), self._wakeup_read
         ready = self._ready         # shared: a thread taking the loop over serves what is left
@@ -1806,7 +1818,7 @@ class WSGIServer(socketserver.TCPServer):
             raise
         self.untimed(generation)
         if keep:            # even when stopping: close_idle_and_wait() decides then
-            self.wait_for_bytes(handler)
+            self.wait_for_bytes(handler, self._generation == generation)
         else:
             self.close_connection(handler)
 
@@ -1822,9 +1834,9 @@ class WSGIServer(socketserver.TCPServer):
             if self._generation == generation:
                 self._busy_since = None
 
-    def wait_for_bytes(self, handler):
+    def wait_for_bytes(self, handler, in_loop):
         """Hand a claimed connection back to the loop until its next bytes
-        arrive or its deadline passes."""
+        arrive or its deadline passes; in_loop: this thread runs the loop."""
         handler.deadline = handler.wait_deadline()
         try:
             earliest = self._poller.arm(handler.fileno, handler)
@@ -1833,8 +1845,7 @@ class WSGIServer(socketserver.TCPServer):
             return
         # The loop's thread picks up the new deadline when it next polls;
         # another thread wakes it (a selector also needs that to see the socket).
-        if threading.current_thread() is not self._leader \
-                and (earliest or not self._poller.use_epoll):
+        if not in_loop and (earliest or not self._poller.use_epoll):
             self.wake_loop()
 
     def close_connection(self, handler):
