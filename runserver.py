@@ -37,10 +37,9 @@ the socket the supervisor holds, so a reload never refuses a connection.  With
 """
 
 # Modules needed only on rare paths (ssl, mimetypes, html, email.utils, shlex,
-# termios, site, sysconfig) are imported where they are used: every reload
+# termios, site, sysconfig, ast, tempfile) are imported where they are used: every reload
 # starts a new process, so start-up time counts.
 import argparse
-import ast
 import collections
 import errno
 import fnmatch
@@ -62,7 +61,6 @@ import socketserver
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -156,8 +154,10 @@ ABSOLUTE_FORM = re.compile(rb"https?://([^/?#]*)((?:[/?][^#]*)?)", re.IGNORECASE
 EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 STR_TOKEN = re.compile(TOKEN.decode())
-STR_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*")   # latin-1 only
-STATUS = re.compile(r"([2-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*")
+# Tab, visible ASCII, space and latin-1's upper half: no control character, nothing
+# beyond latin-1 (a class listed this way, not negated, compiles in microseconds).
+STR_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+STATUS = re.compile(r"([2-9][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*")
 
 # A timed-out socket operation: Python's timeout, or the kernel's SO_RCVTIMEO
 # and SO_SNDTIMEO on a blocking socket (which raise EAGAIN).
@@ -492,6 +492,7 @@ class ContentLengthInput:
 
 def read_chunked_body(handler, max_body):
     """Decode a chunked body into a spooled file; return (file, decoded length)."""
+    import tempfile
     body = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_LIMIT)
     total = 0
     try:
@@ -2354,6 +2355,7 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
     signal.signal(signal.SIGTERM, stop)
     terminal = save_terminal()
     listen_fd = server.socket.fileno()
+    import tempfile
     watchlist = tempfile.TemporaryFile()        # unlinked: a SIGKILL leaves nothing behind
     restarts = 0
     try:
@@ -2568,8 +2570,12 @@ def import_file(path):
     return module
 
 
-def evaluate_app_expression(module, module_name, expression):
-    """Resolve 'attr', 'a.b' or 'factory(literal args)' in a module, without eval."""
+DOTTED_NAME = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*")
+
+
+def parse_factory_call(expression):
+    """(attribute names, ast.Call or None) of 'a.b' or 'factory(args)'."""
+    import ast
     try:
         node = ast.parse(expression.strip(), mode="eval").body
     except SyntaxError:
@@ -2584,8 +2590,18 @@ def evaluate_app_expression(module, module_name, expression):
         raise AppSpecError('"%s" is not an attribute name or a factory call like '
                            'create_app() or create_app("dev", debug=True)' % expression)
     names.insert(0, target.id)
+    return names, call
+
+
+def evaluate_app_expression(module, module_name, expression):
+    """Resolve 'attr', 'a.b' or 'factory(literal args)' in a module, without eval."""
     args, kwargs = [], {}
+    if DOTTED_NAME.fullmatch(expression.strip()):       # the usual case: no need for ast
+        names, call = expression.strip().split("."), None
+    else:
+        names, call = parse_factory_call(expression)
     if call:
+        import ast
         try:
             args = [ast.literal_eval(arg) for arg in call.args]
             kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
