@@ -2619,6 +2619,14 @@ class APITests(unittest.TestCase):
                                 timeout=TIMEOUT)
         self.assertEqual(result.stdout.strip(), b"clean", result.stderr)
 
+    def test_rarely_needed_modules_are_not_imported_at_start_up(self):
+        # Every reload starts a worker process: its imports are reload latency.
+        code = ("import sys, runserver; print(sorted(m for m in %r if m in sys.modules))"
+                % (("ast", "http", "ssl", "subprocess", "tempfile", "urllib.parse"),))
+        result = subprocess.run([sys.executable, "-S", "-c", code], cwd=HERE,
+                                capture_output=True, timeout=TIMEOUT)    # -S: not site's imports
+        self.assertEqual(result.stdout.strip(), b"[]", result.stderr)
+
     def test_public_names(self):
         self.assertRegex(runserver.__version__, r"^\d+\.\d+\.\d+$")
         for name in runserver.__all__:
