@@ -2324,14 +2324,32 @@ class FileWatcher:
             changed = self.poll()
 
 
+# sys.path[0] as Python set it for `python runserver.py` (run() later puts the
+# working directory before it): the worker's import of runserver gets the same.
+_SCRIPT_PATH0 = sys.path[0] if __name__ == "__main__" and sys.path else None
+
+
 def worker_command():
-    """The command line that started this process, to start a worker with."""
+    """The command line that started this process, to start a worker with.
+
+    `python runserver.py ...` becomes an import of runserver: Python compiles
+    a script from source at every start (some 50 ms for this file), but
+    imports a module from its cached bytecode, and a worker starts at every
+    reload.  sys.argv and sys.path[0] stay what the script would see."""
+    if hasattr(sys, "orig_argv"):
+        flags = sys.orig_argv[1:len(sys.orig_argv) - len(sys.argv)]
+    else:
+        import subprocess
+        flags = subprocess._args_from_interpreter_flags()
+    main_module = sys.modules["__main__"]
+    if __name__ == "__main__" and getattr(main_module, "__spec__", None) is None \
+            and os.path.basename(__file__) == "runserver.py":
+        boot = ("import sys; sys.argv[0] = %r; sys.path[0] = %r; import runserver; "
+                "sys.exit(runserver.main())" % (sys.argv[0], _SCRIPT_PATH0))
+        return [sys.executable] + flags + ["-c", boot] + sys.argv[1:]
     if hasattr(sys, "orig_argv"):
         return [sys.executable] + sys.orig_argv[1:]
-    main_module = sys.modules["__main__"]
     spec = getattr(main_module, "__spec__", None)
-    import subprocess
-    flags = subprocess._args_from_interpreter_flags()
     if spec is not None and spec.name:
         name = spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
         return [sys.executable] + flags + ["-m", name] + sys.argv[1:]
