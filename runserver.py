@@ -96,6 +96,7 @@ RECV_SIZE = 1 << 16
 
 SPARE_THREAD_TIMEOUT = 1.0      # a pool thread with nothing to do waits this long for work
 PROMOTE_AFTER = 0.005           # a request the loop runs this long gets the loop taken over
+WATCH_INTERVAL = 0.005          # how often the watchdog looks while requests come
 WATCH_IDLE_TICKS = 20           # the watchdog sleeps after this many ticks with nothing to watch
 
 DEFAULT_RELOAD_INTERVAL = 0.25  # --reload-interval: seconds between two polls
@@ -1579,14 +1580,17 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
                 quiet_ticks = 0
                 if time.monotonic() - busy_since >= PROMOTE_AFTER:
                     self.promote(busy_since)
-            if quiet_ticks < WATCH_IDLE_TICKS:
-                time.sleep(PROMOTE_AFTER)
-                continue
-            self._watchdog_asleep = True
-            if self._busy_since is None and not self._stop_requested:
+            timeout = WATCH_INTERVAL
+            if quiet_ticks >= WATCH_IDLE_TICKS:
+                self._watchdog_asleep = True
+                idle = self._busy_since is None and not self._stop_requested
+                timeout = None if idle else 0
+            # A pipe, not a sleep: request_stop() and the loop's thread wake it.
+            if select.select([self._watchdog_wake], [], [], timeout)[0]:
                 os.read(self._watchdog_wake, 512)
-            self._watchdog_asleep = False
-            quiet_ticks = 0
+            if self._watchdog_asleep:
+                self._watchdog_asleep = False
+                quiet_ticks = 0
 
 
 class WSGIServer(socketserver.TCPServer):
