@@ -15,9 +15,12 @@ Map of the file, in reading order:
     request body readers          ContentLengthInput, read_chunked_body()
     WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler)
     file serving                  FileWrapper, StaticFiles
-    server classes                WSGIServer(socketserver.TCPServer)
+    server classes                Poller (epoll or a selector: the event loop's wait)
+                                  WSGIServer(socketserver.TCPServer): an event loop
                                     +-- UnixWSGIServer
-                                  LoopThreadingMixIn(socketserver.ThreadingMixIn)
+                                  LoopThreadingMixIn(socketserver.ThreadingMixIn):
+                                    the loop's thread serves quick requests itself,
+                                    a watchdog hands the loop on when one runs long
                                   make_server() composes, as socketserver suggests,
                                   type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
