@@ -563,7 +563,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.idle = True
         self.requests = 0
         self.timeout = None             # what the socket's timeout is set to
-        self.opened = self.head_started = time.monotonic()
+        self.opened = time.monotonic()
+        self.head_started = None        # event loop: when a partial head was first seen
         self.deadline = None            # event loop: when to give up waiting for bytes
         self.pending_head = None        # event loop: a complete head taken from the buffer
         self.connection = self.request
@@ -612,10 +613,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             if self.buffer:
                 raise BadRequest(400, "client closed the connection in the middle of the head")
             return False
-        if not self.buffer:
-            self.head_started = time.monotonic()
-            if self.requests == 0 and data[:1] == b"\x16":
-                raise BadRequest(0, TLS_TO_HTTP)
+        if not self.buffer and self.requests == 0 and data[:1] == b"\x16":
+            raise BadRequest(0, TLS_TO_HTTP)
         self.buffer += data
         while True:
             self.request_line = b""
@@ -623,15 +622,17 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             self.pending_head = self.take_head()
             if self.pending_head is None:
                 return True
+            self.head_started = None
             if not self.handle_one_request():
                 return False
             if not self.buffer:
                 return True
-            self.head_started = time.monotonic()
 
     def wait_deadline(self):
         """Event loop: when to give up on the next bytes (see expire())."""
-        if self.buffer:
+        if self.buffer:                 # a partial head: timed from when it was first seen
+            if self.head_started is None:
+                self.head_started = time.monotonic()
             return self.head_started + self.limits.header_timeout
         if self.requests == 0:
             return self.opened + self.limits.header_timeout
