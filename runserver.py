@@ -145,8 +145,10 @@ FIELD_VALUE = rb"(?:[^\x00-\x20\x7f][^\x00-\x08\x0a-\x1f\x7f]*)?"  # VCHAR, obs-
 QUOTED_STRING = rb'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
 REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])" % TOKEN)
 FIELD_LINE = re.compile(rb"(%s):[ \t]*(%s)" % (TOKEN, FIELD_VALUE))
-FIELD_LINES = re.compile(rb"(?:%s:[ \t]*%s\r\n)*" % (TOKEN, FIELD_VALUE))
-FIELD_PAIRS = re.compile(rb"(%s):[ \t]*(%s)\r\n" % (TOKEN, FIELD_VALUE))
+FIELD_NAME = re.compile(TOKEN)
+# What a header section may hold: tab, visible ASCII, space, obs-text (FIELD_VALUE's
+# bytes), and CR and LF, which must pair up as line endings.
+FIELD_SECTION_BYTES = b"\t\n\r" + bytes(range(0x20, 0x7f)) + bytes(range(0x80, 0x100))
 CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 CHUNK_HEADER = re.compile(
     rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*)[ \t]*"
@@ -200,8 +202,9 @@ def field_name_info(name):
 
 FIELD_NAMES = {}                # header name as sent -> field_name_info(), for common names
 FIELD_NAMES_CACHED = 1000       # at most this many names, whatever clients send
-RESPONSE_FIELDS = {}            # (name, value) response headers already checked -> lower name
-STATUS_CODES = {}               # status lines already checked -> their code
+RESPONSE_FIELDS = {}            # (name, value) response headers already checked ->
+                                # (lower-case name, b"Name: value\r\n")
+STATUS_LINES = {}               # statuses already checked -> (code, b"HTTP/1.1 status\r\n")
 FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"host", b"expect",
                             b"connection"))
 
@@ -212,24 +215,30 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
     Raises BadRequest with the status to answer for anything RFC 9112 forbids.
     """
     end = data.find(b"\r\n")
-    line = data if end < 0 else data[:end]
-    if len(line) > limits.max_request_line:
+    if end < 0:
+        end = len(data)
+    if end > limits.max_request_line:
         raise BadRequest(414, "request line longer than %d bytes" % limits.max_request_line)
-    match = REQUEST_LINE.fullmatch(line)
+    match = REQUEST_LINE.fullmatch(data, 0, end)
     if match is None:
-        raise BadRequest(400, describe_bad_request_line(line))
+        raise BadRequest(400, describe_bad_request_line(data[:end]))
     method, target, major, minor = match.groups()
     if major != b"1" or minor not in b"01":
         raise BadRequest(505, "HTTP version %s.%s is not supported"
                          % (major.decode(), minor.decode()))
-    if len(data) - len(line) > limits.max_header_size:
+    if len(data) - end > limits.max_header_size:
         raise BadRequest(431, "header section larger than %d bytes (--max-header-size)"
                          % limits.max_header_size)
-    block = b"" if end < 0 else data[end + 2:] + b"\r\n"
-    if FIELD_LINES.fullmatch(block) is None:
-        raise BadRequest(400, describe_bad_field_block(block))
-    fields = FIELD_PAIRS.findall(block)
-    if len(fields) > limits.max_headers:
+    # The header lines.  Rather than a regular expression over the section
+    # (some microseconds per line), its bytes are checked at once: a field
+    # line is a token, a colon and a value of FIELD_SECTION_BYTES; every CR
+    # and LF must belong to a line ending.  Only the names are left to check.
+    block = data[end + 2:]
+    lines = block.split(b"\r\n") if end < len(data) else ()
+    if lines and (block.translate(None, FIELD_SECTION_BYTES)
+                  or not block.count(b"\r") == block.count(b"\n") == len(lines) - 1):
+        raise BadRequest(400, describe_bad_field_lines(lines))
+    if len(lines) > limits.max_headers:
         raise BadRequest(431, "more than %d header lines" % limits.max_headers)
 
     head = RequestHead()
@@ -240,14 +249,17 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
     encodings = []
     hosts = []
     expect = connection = None
-    for name, value in fields:
-        known = FIELD_NAMES.get(name)
-        if known is None:
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        known = FIELD_NAMES.get(name) if colon else None
+        if known is None:           # FIELD_NAMES holds valid names only
+            if not colon or FIELD_NAME.fullmatch(name) is None:
+                raise BadRequest(400, describe_bad_field_lines(lines))
             known = field_name_info(name)
             if len(FIELD_NAMES) < FIELD_NAMES_CACHED:
                 FIELD_NAMES[name] = known
         name, key = known
-        value = value.rstrip(b" \t")
+        value = value.strip(b" \t")
         if name in FRAMING_FIELDS:
             if name == b"content-length":
                 lengths.append(value)
@@ -356,9 +368,9 @@ def describe_bad_request_line(line):
     return "malformed request line"
 
 
-def describe_bad_field_block(block):
-    """Say what is wrong with the first bad line of a header block."""
-    for line in block[:-2].split(b"\r\n"):
+def describe_bad_field_lines(lines):
+    """Say what is wrong with the first bad line of a header section."""
+    for line in lines:
         if FIELD_LINE.fullmatch(line) is None:
             return describe_bad_field_line(line)
     return "malformed header section"
@@ -414,6 +426,19 @@ def http_date(timestamp=None):
     return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (
         _WEEKDAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
         t.tm_hour, t.tm_min, t.tm_sec)
+
+
+_head_lines_cache = [0, b""]
+
+
+def date_and_server_lines():
+    """The Date and Server lines of a response head, as bytes (made once a second)."""
+    now = int(time.time())
+    if now != _head_lines_cache[0]:
+        _head_lines_cache[1] = ("Date: %s\r\nServer: %s\r\n"
+                                % (http_date(now), SERVER_SOFTWARE)).encode("latin-1")
+        _head_lines_cache[0] = now
+    return _head_lines_cache[1]
 
 
 # ---- Request body readers -------------------------------------------------
@@ -902,37 +927,41 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        code = STATUS_CODES.get(status) if type(status) is str else None
-        if code is None:
+        known = STATUS_LINES.get(status) if type(status) is str else None
+        if known is None:
             if type(status) is not str or STATUS.fullmatch(status) is None:
                 raise AssertionError("invalid status %r: expected a str like '200 OK' "
                                      "(latin-1, and not 1xx)" % (status,))
-            code = int(status[:3])
-            if len(STATUS_CODES) < FIELD_NAMES_CACHED:
-                STATUS_CODES[status] = code
+            known = int(status[:3]), ("HTTP/1.1 %s\r\n" % status).encode("latin-1")
+            if len(STATUS_LINES) < FIELD_NAMES_CACHED:
+                STATUS_LINES[status] = known
         if type(headers) is not list:
             raise AssertionError("headers must be a list of (name, value) tuples, not %s"
                                  % type(headers).__name__)
         length = None
+        lines = []
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise AssertionError("header %r is not a (name, value) tuple" % (item,))
             try:
-                lower = RESPONSE_FIELDS.get(item)
+                field = RESPONSE_FIELDS.get(item)
             except TypeError:                   # an unhashable value: refused below
-                lower = None
-            name, value = item
-            if lower is None:
-                lower = check_response_field(name, value)
+                field = None
+            if field is None:
+                field = (check_response_field(*item),
+                         ("%s: %s\r\n" % item).encode("latin-1"))
                 if len(RESPONSE_FIELDS) < FIELD_NAMES_CACHED:
-                    RESPONSE_FIELDS[item] = lower
-            if lower == "content-length":
+                    RESPONSE_FIELDS[item] = field
+            if field[0] == "content-length":
+                value = item[1]
                 if not value.isdigit() or not value.isascii() or length is not None:
                     raise AssertionError("invalid Content-Length %r" % value)
                 length = int(value)
+            lines.append(field[1])
         self.status = status
-        self.status_code = code
+        self.status_code, self.status_line = known
         self.response_headers = headers
+        self.header_lines = b"".join(lines)    # sent as checked, whatever the app does to the list
         self.content_length = length
         return self.write
 
@@ -944,17 +973,15 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         no_body = self.no_body = bodiless_status or self.method == "HEAD"
         self.chunked = False
         self.remaining = self.content_length
-        lines = ["HTTP/1.1 " + self.status, "Date: " + http_date(),
-                 "Server: " + SERVER_SOFTWARE]
-        lines += ["%s: %s" % header for header in self.response_headers]
+        lines = [self.status_line, date_and_server_lines(), self.header_lines]
         if self.content_length is None and not bodiless_status:
             if length is not None:
-                lines.append("Content-Length: %d" % length)
+                lines.append(b"Content-Length: %d\r\n" % length)
                 self.remaining = length
             elif no_body:
                 pass                            # HEAD: the length is unknown
             elif self.http_version == "HTTP/1.1":
-                lines.append("Transfer-Encoding: chunked")
+                lines.append(b"Transfer-Encoding: chunked\r\n")
                 self.chunked = True
             else:
                 self.keep_alive = False
@@ -967,11 +994,12 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         if self.server.stopping:
             self.keep_alive = False             # the server stopped while this one ran
         if not self.keep_alive:
-            lines.append("Connection: close")
+            lines.append(b"Connection: close\r\n")
         elif self.http_version == "HTTP/1.0":
-            lines.append("Connection: keep-alive")
+            lines.append(b"Connection: keep-alive\r\n")
+        lines.append(b"\r\n")
         self.headers_sent = True
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return b"".join(lines)
 
     def write(self, data):
         """Send body bytes (the PEP 3333 write callable, and the iterator's sink)."""
