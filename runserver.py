@@ -146,9 +146,8 @@ QUOTED_STRING = rb'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])
 REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])" % TOKEN)
 FIELD_LINE = re.compile(rb"(%s):[ \t]*(%s)" % (TOKEN, FIELD_VALUE))
 FIELD_NAME = re.compile(TOKEN)
-# What a header section may hold: tab, visible ASCII, space, obs-text (FIELD_VALUE's
-# bytes), and CR and LF, which must pair up as line endings.
-FIELD_SECTION_BYTES = b"\t\n\r" + bytes(range(0x20, 0x7f)) + bytes(range(0x80, 0x100))
+# The bytes of a header line: tab, visible ASCII, space and obs-text (FIELD_VALUE's).
+FIELD_VALUE_BYTES = b"\t" + bytes(range(0x20, 0x7f)) + bytes(range(0x80, 0x100))
 CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 CHUNK_HEADER = re.compile(
     rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*)[ \t]*"
@@ -205,6 +204,7 @@ FIELD_NAMES_CACHED = 1000       # at most this many names, whatever clients send
 RESPONSE_FIELDS = {}            # (name, value) response headers already checked ->
                                 # (lower-case name, b"Name: value\r\n")
 STATUS_LINES = {}               # statuses already checked -> (code, b"HTTP/1.1 status\r\n")
+HOSTS_CHECKED = set()           # Host values already found valid
 FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"host", b"expect",
                             b"connection"))
 
@@ -231,12 +231,12 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
                          % limits.max_header_size)
     # The header lines.  Rather than a regular expression over the section
     # (some microseconds per line), its bytes are checked at once: a field
-    # line is a token, a colon and a value of FIELD_SECTION_BYTES; every CR
-    # and LF must belong to a line ending.  Only the names are left to check.
+    # line is a token, a colon and a value of FIELD_VALUE_BYTES, so deleting
+    # those bytes must leave exactly the line endings.  Then only the names
+    # are left to check.
     block = data[end + 2:]
     lines = block.split(b"\r\n") if end < len(data) else ()
-    if lines and (block.translate(None, FIELD_SECTION_BYTES)
-                  or not block.count(b"\r") == block.count(b"\n") == len(lines) - 1):
+    if lines and block.translate(None, FIELD_VALUE_BYTES) != b"\r\n" * (len(lines) - 1):
         raise BadRequest(400, describe_bad_field_lines(lines))
     if len(lines) > limits.max_headers:
         raise BadRequest(431, "more than %d header lines" % limits.max_headers)
@@ -279,7 +279,11 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
         environ[key] = text
 
     check_target_and_host(head, method, target, hosts)
-    check_framing(head, lengths, encodings, limits)
+    if lengths or encodings:
+        check_framing(head, lengths, encodings, limits)
+    else:
+        head.chunked = False
+        head.content_length = 0
 
     head.expect_continue = False
     if expect is not None:
@@ -308,25 +312,32 @@ def check_response_field(name, value):
 
 def check_target_and_host(head, method, target, hosts):
     """Set head.target and head.host from the request target and Host lines."""
-    if target == b"*":
-        if method != b"OPTIONS":
-            raise BadRequest(400, "the target * is only allowed with OPTIONS")
-    elif target[:1] != b"/":
-        absolute = ABSOLUTE_FORM.fullmatch(target)
-        if absolute is None:
-            raise BadRequest(400, "request target must start with '/' or be an absolute URL")
-        authority, target = absolute.groups()
-        hosts = [authority]      # RFC 9112 3.2.2: the target's authority wins
-        head.environ["HTTP_HOST"] = authority.decode("latin-1")
-        target = target or b"/"
+    if target[:1] != b"/":
+        if target == b"*":
+            if method != b"OPTIONS":
+                raise BadRequest(400, "the target * is only allowed with OPTIONS")
+        else:
+            absolute = ABSOLUTE_FORM.fullmatch(target)
+            if absolute is None:
+                raise BadRequest(400, "request target must start with '/' or be an absolute URL")
+            authority, target = absolute.groups()
+            hosts = [authority]      # RFC 9112 3.2.2: the target's authority wins
+            head.environ["HTTP_HOST"] = authority.decode("latin-1")
+            target = target or b"/"
     head.target = target
-    if len(hosts) > 1:
+    if len(hosts) == 1:
+        host = head.host = hosts[0]
+        if host not in HOSTS_CHECKED:
+            if HOST.fullmatch(host) is None:
+                raise BadRequest(400, "invalid Host header")
+            if len(HOSTS_CHECKED) < FIELD_NAMES_CACHED:
+                HOSTS_CHECKED.add(host)
+    elif hosts:
         raise BadRequest(400, "more than one Host header")
-    if not hosts and head.version == "HTTP/1.1":
+    elif head.version == "HTTP/1.1":
         raise BadRequest(400, "HTTP/1.1 request without a Host header")
-    head.host = hosts[0] if hosts else None
-    if head.host is not None and HOST.fullmatch(head.host) is None:
-        raise BadRequest(400, "invalid Host header")
+    else:
+        head.host = None
 
 
 def check_framing(head, lengths, encodings, limits):
@@ -627,7 +638,10 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def serve_ready(self):
         """Event loop: take the bytes that arrived and serve every complete
         request among them; True to wait for more, False to close."""
-        return self.guarded(self.serve_buffered)
+        try:                            # guarded(), without its calls: once per request
+            return self.serve_buffered()
+        except (BadRequest, OSError) as exc:
+            return self.refuse(exc)
 
     def serve_buffered(self):
         try:
@@ -684,16 +698,20 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         """Run serve(); answer and log a refused request; False if the connection must close."""
         try:
             return serve()
-        except BadRequest as exc:
+        except (BadRequest, OSError) as exc:
+            return self.refuse(exc)
+
+    def refuse(self, exc):
+        """After a BadRequest or a socket error: answer and log; False (close)."""
+        if isinstance(exc, BadRequest):
             self.log_bad_request(exc)
             # A peer that only half-closed still reads why; a started response
             # cannot be followed by another.
             if exc.status and not (isinstance(exc, ClientDisconnected) and self.headers_sent):
                 self.send_error(exc.status, exc.reason)
-        except (ConnectionError, *TIMEOUT_ERRORS):
-            pass                                    # the peer left: nothing to answer
-        except OSError as exc:                      # a bad TLS record, say
-            logger.warning("%s connection failed: %s", self.remote, escape_control(str(exc)))
+        elif not isinstance(exc, (ConnectionError, *TIMEOUT_ERRORS)):   # else the peer left
+            logger.warning("%s connection failed: %s", self.remote,     # a bad TLS record, say
+                           escape_control(str(exc)))
         return False
 
     def start_tls(self):
@@ -782,10 +800,6 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def read_head(self, first):
         """Return the next request head without its blank line; None when the
         client closed the connection or stayed idle between requests."""
-        head = self.pending_head
-        if head is not None:                # the event loop found it in the buffer
-            self.pending_head = None
-            return head
         limits = self.limits
         if not self.buffer:
             timeout = limits.header_timeout if first else limits.keepalive_timeout
@@ -843,11 +857,16 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         """Read, run and answer one request; return whether to keep the connection."""
         self.requests += 1
         self.request_line = b""
-        head = self.read_head(self.requests == 1)
-        if head is None:
-            return False
+        head = self.pending_head
+        if head is not None:                # the event loop found it in the buffer
+            self.pending_head = None
+        else:
+            head = self.read_head(self.requests == 1)
+            if head is None:
+                return False
         self.started = time.perf_counter()
-        self.request_line = head[:head.find(b"\r\n")] if b"\r\n" in head else head
+        end = head.find(b"\r\n")
+        self.request_line = head if end < 0 else head[:end]
         request = parse_request_head(head, self.limits)
         server = self.server
         if request.host is not None and not server.host_allowed(request.host):
