@@ -202,7 +202,7 @@ def field_name_info(name):
 FIELD_NAMES = {}                # header name as sent -> field_name_info(), for common names
 FIELD_NAMES_CACHED = 1000       # at most this many names, whatever clients send
 RESPONSE_FIELDS = {}            # (name, value) response headers already checked ->
-                                # (lower-case name, b"Name: value\r\n")
+                                # (b"Name: value\r\n", the length if Content-Length)
 STATUS_LINES = {}               # statuses already checked -> (code, b"HTTP/1.1 status\r\n")
 HOSTS_CHECKED = set()           # Host values already found valid
 FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"host", b"expect",
@@ -261,22 +261,22 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
         name, key = known
         value = value.strip(b" \t")
         if name in FRAMING_FIELDS:
-            if name == b"content-length":
+            if name == b"host":
+                hosts.append(value)
+            elif name == b"content-length":
                 lengths.append(value)
             elif name == b"transfer-encoding":
                 encodings.append(value)
-            elif name == b"host":
-                hosts.append(value)
             elif name == b"expect":
                 expect = value if expect is None else expect + b"," + value
             else:
                 connection = value if connection is None else connection + b"," + value
         if key is None:
             continue
-        text = value.decode("latin-1")
         if key in environ:
-            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
-        environ[key] = text
+            environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value.decode("latin-1")
+        else:
+            environ[key] = value.decode("latin-1")
 
     check_target_and_host(head, method, target, hosts)
     if lengths or encodings:
@@ -297,8 +297,12 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
     return head
 
 
-def check_response_field(name, value):
-    """Check one (name, value) response header from an app; its lower-case name."""
+def check_response_field(item):
+    """Check one (name, value) response header from an app.  Returns the line
+    to send and, for Content-Length, the length (else None)."""
+    if type(item) is not tuple or len(item) != 2:
+        raise AssertionError("header %r is not a (name, value) tuple" % (item,))
+    name, value = item
     if type(name) is not str or not STR_TOKEN.fullmatch(name):
         raise AssertionError("invalid header name %r" % (name,))
     lower = name.lower()
@@ -307,7 +311,12 @@ def check_response_field(name, value):
     if type(value) is not str or not STR_FIELD_VALUE.fullmatch(value):
         raise AssertionError("invalid value for header %s: %r (CR, LF, a control "
                              "character or one outside latin-1, or not a str)" % (name, value))
-    return lower
+    length = None
+    if lower == "content-length":
+        if not value.isdigit() or not value.isascii():
+            raise AssertionError("invalid Content-Length %r" % value)
+        length = int(value)
+    return ("%s: %s\r\n" % item).encode("latin-1"), length
 
 
 def check_target_and_host(head, method, target, hosts):
@@ -463,6 +472,8 @@ class ContentLengthInput:
 
     The first read sends `100 Continue` when the client asked for it.
     """
+
+    __slots__ = ("handler", "remaining")
 
     def __init__(self, handler, length):
         self.handler = handler
@@ -834,12 +845,16 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         line; None if it has not all arrived.  Refuses an oversized one."""
         limits = self.limits
         buffer = self.buffer
-        if buffer[:2] == b"\r\n":                    # RFC 9112 2.2: skip empty lines
+        if buffer.startswith(b"\r\n"):              # RFC 9112 2.2: skip empty lines
             del buffer[:EMPTY_LINES.match(buffer).end()]
         end = buffer.find(b"\r\n\r\n")
         if end >= 0:
-            head = bytes(buffer[:end])
-            del buffer[:end + 4]
+            if end + 4 == len(buffer):              # the usual case: nothing after it
+                head = bytes(buffer)[:end]
+                buffer.clear()
+            else:
+                head = bytes(buffer[:end])
+                del buffer[:end + 4]
             return head
         if b"\n\n" in buffer:
             raise BadRequest(400, "bare LF as a line ending")
@@ -960,23 +975,20 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         length = None
         lines = []
         for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise AssertionError("header %r is not a (name, value) tuple" % (item,))
             try:
                 field = RESPONSE_FIELDS.get(item)
-            except TypeError:                   # an unhashable value: refused below
+            except TypeError:                   # unhashable: not a header, refused below
                 field = None
             if field is None:
-                field = (check_response_field(*item),
-                         ("%s: %s\r\n" % item).encode("latin-1"))
+                field = check_response_field(item)
                 if len(RESPONSE_FIELDS) < FIELD_NAMES_CACHED:
                     RESPONSE_FIELDS[item] = field
-            if field[0] == "content-length":
-                value = item[1]
-                if not value.isdigit() or not value.isascii() or length is not None:
-                    raise AssertionError("invalid Content-Length %r" % value)
-                length = int(value)
-            lines.append(field[1])
+            line, content_length = field
+            if content_length is not None:
+                if length is not None:
+                    raise AssertionError("invalid Content-Length %r: a second one" % item[1])
+                length = content_length
+            lines.append(line)
         self.status = status
         self.status_code, self.status_line = known
         self.response_headers = headers
@@ -1007,16 +1019,16 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         if no_body:
             self.remaining = 0
         body = self.body
-        if body is not None and body.remaining and (self.expect_continue
-                                                     or body.remaining > DRAIN_LIMIT):
-            self.keep_alive = False             # the unread body will not be drained
-        if self.server.stopping:
-            self.keep_alive = False             # the server stopped while this one ran
+        if self.keep_alive and (self.server.stopping        # stopped while this one ran
+                                or body is not None and body.remaining   # not to be drained
+                                and (self.expect_continue or body.remaining > DRAIN_LIMIT)):
+            self.keep_alive = False
         if not self.keep_alive:
-            lines.append(b"Connection: close\r\n")
+            lines.append(b"Connection: close\r\n\r\n")
         elif self.http_version == "HTTP/1.0":
-            lines.append(b"Connection: keep-alive\r\n")
-        lines.append(b"\r\n")
+            lines.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            lines.append(b"\r\n")
         self.headers_sent = True
         return b"".join(lines)
 
@@ -1058,10 +1070,10 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         result = None
         try:
             result = app(environ, self.start_response)
-            if type(result) is list and len(result) == 1 and type(result[0]) is bytes \
-                    and self.status is not None and not self.headers_sent \
-                    and self.content_length in (None, len(result[0])):
-                data = result[0]            # the common case: one sendall, head and body
+            data = result[0] if type(result) is list and len(result) == 1 else None
+            if type(data) is bytes and self.status is not None and not self.headers_sent \
+                    and (self.content_length is None or self.content_length == len(data)):
+                # The common case: one sendall, head and body.
                 if len(data) > RECV_SIZE:
                     self.set_timeout(self.limits.body_timeout)
                 self.connection.sendall(self.send_head(len(data))
