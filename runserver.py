@@ -975,8 +975,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         length = None
         lines = []
         for item in headers:
-            try:
-                field = RESPONSE_FIELDS.get(item)
+            try:        # a tuple subclass equal to a cached item is not one (refused below)
+                field = RESPONSE_FIELDS.get(item) if type(item) is tuple else None
             except TypeError:                   # unhashable: not a header, refused below
                 field = None
             if field is None:
@@ -986,7 +986,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             line, content_length = field
             if content_length is not None:
                 if length is not None:
-                    raise AssertionError("invalid Content-Length %r: a second one" % item[1])
+                    raise AssertionError("invalid Content-Length %r" % item[1])
                 length = content_length
             lines.append(line)
         self.status = status

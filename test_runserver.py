@@ -7,6 +7,7 @@ listen on port 0; tests wait on events, banner lines and responses, never on
 fixed sleeps.
 """
 
+import collections
 import contextlib
 import email.utils
 import errno
@@ -1917,6 +1918,37 @@ class AppFaultTests(ServerTestCase):
                 self.assertRegex(data, rb"^HTTP/1\.1 500 ")
                 self.assertNotIn(b"evil=1\r\n", data)
                 self.assertNotIn(b"X-Injected", data.partition(b"\r\n\r\n")[0])
+
+    def test_header_checks_do_not_depend_on_the_cache(self):
+        # A checked ("X-A", "1") is cached; an equal namedtuple is still not a tuple.
+        Header = collections.namedtuple("Header", "name value")
+        for headers in ([("X-Cached", "1")], [Header("X-Cached", "1")]):
+            with self.subTest(headers=headers):
+                server = self.serve(self.fault_app(lambda environ, start_response: (
+                    start_response("200 OK", headers), [b"abc"])[1]))
+                data = self.exchange(server, get("/x", extra=b"Connection: close\r\n"))
+                status = b"200" if type(headers[0]) is tuple else b"500"
+                self.assertTrue(data.startswith(b"HTTP/1.1 %s " % status), data)
+
+    def test_headers_are_sent_as_checked_by_start_response(self):
+        # PEP 3333 lets the server send the headers later; it sends what it
+        # checked, not what the app put in the list afterwards.
+        def late(environ, start_response):
+            headers = [("Content-Type", "text/plain")]
+            start_response("200 OK", headers)
+            headers.append(("X-Late", "a\r\nSet-Cookie: evil=1"))
+            yield b"abc"
+        server = self.serve(self.fault_app(late))
+        data = self.exchange(server, get("/x", extra=b"Connection: close\r\n"))
+        self.assertRegex(data, rb"^HTTP/1\.1 200 ")
+        self.assertNotIn(b"X-Late", data)
+        self.assertNotIn(b"evil", data)
+
+    def test_two_content_lengths_are_refused(self):
+        server = self.serve(self.fault_app(lambda environ, start_response: (
+            start_response("200 OK", [("Content-Length", "3"), ("Content-Length", "3")]),
+            [b"abc"])[1]))
+        self.assertRegex(self.exchange(server, get("/x")), rb"^HTTP/1\.1 500 ")
 
     def test_client_disconnects_mid_upload(self):
         finished = threading.Event()
