@@ -366,6 +366,10 @@ def section_reload(ctx, servers, plan, results, workdir):
         return
     # No bytecode cache: a stale .pyc can never answer for a new source.
     no_pyc = {"PYTHONDONTWRITEBYTECODE": "1"}
+    # Except runserver.py's own, which its reloader worker imports: a user has
+    # it from the second start on.  Written here, so that no leftover decides.
+    if "runserver" in names:
+        subprocess.run([ctx.python, "-m", "py_compile", ctx.runserver], check=True)
 
     # 1. Launch -> first response, reloader on, interleaved.
     launch_dir = os.path.join(workdir, "launch")
