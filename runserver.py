@@ -430,18 +430,8 @@ def escape_control(text):
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_date_cache = [0, ""]
-
-
 def http_date(timestamp=None):
     """An IMF-fixdate (RFC 9110 5.6.7), independent of the locale."""
-    if timestamp is None:
-        now = int(time.time())
-        if now == _date_cache[0]:
-            return _date_cache[1]
-        _date_cache[1] = http_date(now)
-        _date_cache[0] = now
-        return _date_cache[1]
     t = time.gmtime(timestamp)
     return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (
         _WEEKDAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
@@ -849,12 +839,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             del buffer[:EMPTY_LINES.match(buffer).end()]
         end = buffer.find(b"\r\n\r\n")
         if end >= 0:
-            if end + 4 == len(buffer):              # the usual case: nothing after it
-                head = bytes(buffer)[:end]
-                buffer.clear()
-            else:
-                head = bytes(buffer[:end])
-                del buffer[:end + 4]
+            head = bytes(buffer[:end])
+            del buffer[:end + 4]
             return head
         if b"\n\n" in buffer:
             raise BadRequest(400, "bare LF as a line ending")
@@ -1184,10 +1170,10 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def error_head(self, status, content_type, length):
         """Response head of a response the server makes itself; it closes the connection."""
         import http
-        return ("HTTP/1.1 %d %s\r\nDate: %s\r\nServer: %s\r\nContent-Type: %s\r\n"
-                "Content-Length: %d\r\nConnection: close\r\n\r\n"
-                % (status, http.HTTPStatus(status).phrase, http_date(), SERVER_SOFTWARE,
-                   content_type, length)).encode("latin-1")
+        return (b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode())
+                + date_and_server_lines()
+                + ("Content-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                   % (content_type, length)).encode("latin-1"))
 
     def send_error(self, status, reason):
         """Answer a refused request with its status and the reason, then close."""
