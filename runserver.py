@@ -977,7 +977,6 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             lines.append(line)
         self.status = status
         self.status_code, self.status_line = known
-        self.response_headers = headers
         self.header_lines = b"".join(lines)    # sent as checked, whatever the app does to the list
         self.content_length = length
         return self.write
