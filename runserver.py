@@ -34,6 +34,9 @@ Process model with the reloader on (the default):
         +-- worker    inherits the socket, imports the app, serves it and polls
                       the source files; exits with RELOAD_EXIT_CODE on a change
 
+The first worker is forked from the supervisor (fork_first_worker()), which
+saves a Python start-up; each later one is started afresh (worker_command()).
+
 Connections that arrive while a worker restarts wait in the listen backlog of
 the socket the supervisor holds, so a reload never refuses a connection.  With
 --noreload the process you start is the worker, without supervision.
@@ -2408,10 +2411,12 @@ def worker_command():
     return [sys.executable] + flags + sys.argv
 
 
-def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
+def run_supervisor(server, watchlist, first_worker=None,
+                   shutdown_timeout=Limits.shutdown_timeout,
                    reload_interval=DEFAULT_RELOAD_INTERVAL):
     """Keep a worker serving on `server`'s socket, restart it when it asks to;
-    return the exit status.  The supervisor itself never imports the app."""
+    return the exit status.  The supervisor itself never imports the app.
+    first_worker is what fork_first_worker() returned, if it forked one."""
     import subprocess
     state = {"worker": None, "stopping": False}
 
@@ -2428,22 +2433,28 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    if first_worker is not None:            # fork_first_worker() held them back until now
+        signal.pthread_sigmask(signal.SIG_SETMASK, first_worker[2])
     terminal = save_terminal()
     listen_fd = server.socket.fileno()
-    watchlist = make_watchlist()
     restarts = 0
     try:
         while True:
-            read_end, write_end = os.pipe()
-            environ = dict(os.environ)
-            environ.update({ENV_LISTEN_FD: str(listen_fd), ENV_SUPERVISOR_FD: str(read_end),
-                            ENV_RESTARTS: str(restarts), ENV_WATCHLIST: str(watchlist.fileno())})
-            try:
-                state["worker"] = subprocess.Popen(
-                    worker_command(), env=environ,
-                    pass_fds=(listen_fd, read_end, watchlist.fileno()))
-            finally:
-                os.close(read_end)
+            if first_worker is not None:
+                state["worker"], write_end = first_worker[:2]
+                first_worker = None
+            else:
+                read_end, write_end = os.pipe()
+                environ = dict(os.environ)
+                environ.update({ENV_LISTEN_FD: str(listen_fd), ENV_SUPERVISOR_FD: str(read_end),
+                                ENV_RESTARTS: str(restarts),
+                                ENV_WATCHLIST: str(watchlist.fileno())})
+                try:
+                    state["worker"] = subprocess.Popen(
+                        worker_command(), env=environ,
+                        pass_fds=(listen_fd, read_end, watchlist.fileno()))
+                finally:
+                    os.close(read_end)
             if state["stopping"]:
                 stop(signal.SIGTERM, None)
             code = state["worker"].wait()
@@ -2479,6 +2490,81 @@ def run_supervisor(server, shutdown_timeout=Limits.shutdown_timeout,
         watchlist.close()
         restore_terminal(terminal)
         server.server_close()
+
+
+def can_fork_worker():
+    """Whether the first worker may be forked rather than started: from
+    runserver.py's own command line only, where no user code has run, with no
+    other thread, and not on macOS, whose system libraries forbid it."""
+    return (__name__ == "__main__" and hasattr(os, "fork") and sys.platform != "darwin"
+            and hasattr(signal, "pthread_sigmask") and threading.active_count() == 1)
+
+
+def fork_first_worker(server, watchlist):
+    """Fork the first worker: it starts at once, with the modules and the parsed
+    command line at hand, where a new interpreter takes some 50 ms to get there.
+    Return (process, pipe, signal mask) in the supervisor; in the worker
+    return None, with the ENV_* variables set as a started worker finds them."""
+    read_end, write_end = os.pipe()
+    for stream in (sys.stdout, sys.stderr):     # or the worker would write it again
+        if stream is not None:
+            stream.flush()
+    # Ctrl-C and SIGTERM wait until the supervisor has its handlers: the
+    # worker may print the banner before that, and a script may then stop it.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
+    pid = os.fork()
+    if pid:
+        os.close(read_end)
+        return ForkedProcess(pid), write_end, mask
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # a worker leaves Ctrl-C to the supervisor
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(write_end)
+    listen_fd, watchlist_fd = os.dup(server.socket.fileno()), os.dup(watchlist.fileno())
+    server.owns_socket_file = False     # the supervisor's: close this copy, keep the file
+    server.server_close()
+    watchlist.close()
+    os.environ.update({ENV_LISTEN_FD: str(listen_fd), ENV_SUPERVISOR_FD: str(read_end),
+                       ENV_RESTARTS: "0", ENV_WATCHLIST: str(watchlist_fd)})
+    # As in a started worker, the app's `import runserver` finds this module.
+    sys.modules.setdefault("runserver", sys.modules[__name__])
+    return None
+
+
+class ForkedProcess:
+    """A forked child, with what run_supervisor() uses of subprocess.Popen."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:       # wait() has reaped it, a signal came before it returned
+                return None
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self):
+        if self.returncode is None:
+            try:
+                status = os.waitpid(self.pid, 0)[1]
+            except ChildProcessError:       # reaped by poll() in a signal handler meanwhile
+                return self.returncode
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum):
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
 
 
 def make_watchlist():
@@ -3039,7 +3125,11 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
                     limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts)
     if reload and not is_reloader_worker():
         server = bind_or_exit(None, settings)
-        sys.exit(run_supervisor(server, limits.shutdown_timeout, reload_interval))
+        watchlist = make_watchlist()
+        first_worker = fork_first_worker(server, watchlist) if can_fork_worker() else None
+        if not is_reloader_worker():        # (a forked worker goes on below)
+            sys.exit(run_supervisor(server, watchlist, first_worker,
+                                    limits.shutdown_timeout, reload_interval))
     inner_run(app, settings, reload=reload, reload_interval=reload_interval,
               reload_include=reload_include, reload_exclude=reload_exclude)
 

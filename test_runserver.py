@@ -7,6 +7,7 @@ listen on port 0; tests wait on events, banner lines and responses, never on
 fixed sleeps.
 """
 
+import ast
 import collections
 import contextlib
 import email.utils
@@ -3199,6 +3200,35 @@ class ReloaderTests(CLITestCase):
         self.assertNotEqual(self.worker_pid(port), pid)
         process.signal(signal.SIGINT)
         self.assertEqual(process.wait(), 0)
+
+    @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "lists descriptors in /proc")
+    def test_the_forked_first_worker_looks_like_a_started_one(self):
+        # The first worker is forked from the supervisor, the next one started
+        # afresh: the app must not tell them apart.
+        source = ("import os, sys, runserver\n"
+                  "VERSION = %r\n"
+                  "def descriptors():\n"         # what each is, but for sockets
+                  "    kinds = []\n"
+                  "    for fd in os.listdir('/proc/self/fd'):\n"
+                  "        try:\n"
+                  "            kinds.append(os.readlink('/proc/self/fd/' + fd).split('[')[0])\n"
+                  "        except OSError:\n"       # the listing's own descriptor
+                  "            pass\n"
+                  "    return sorted(kind for kind in kinds if kind != 'socket:')\n"
+                  "def application(environ, start_response):\n"
+                  "    kinds = descriptors()\n"
+                  "    body = repr((VERSION, runserver.is_reloader_worker(), os.getppid(),\n"
+                  "                 sorted(name for name in os.environ if 'RUNSERVER' in name),\n"
+                  "                 sys.modules['runserver'].__file__, kinds)).encode()\n"
+                  "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+                  "    return [body]\n")
+        self.write("app.py", source % "v1")
+        process, port = self.start_reloader()
+        first = ast.literal_eval(self.wait_for_body(port, "v1"))
+        self.write("app.py", source % "v2")
+        second = ast.literal_eval(self.wait_for_body(port, "v2"))
+        self.assertEqual(first[1:3], (True, process.process.pid))
+        self.assertEqual(first[1:], second[1:])
 
     def test_usage_error_in_the_app_spec_with_the_reloader_on(self):
         code, output = self.run_cli("app:missing", "127.0.0.1:0", "--reload-interval", "0.05")
