@@ -1937,11 +1937,21 @@ class WSGIServer(socketserver.TCPServer):
         self._loop_done.wait()
 
     def get_request(self):
-        """Accept a connection, and count it until shutdown_request()."""
-        request = super().get_request()
-        with self._connections_changed:         # counted before a handler can track it
+        """Accept a connection, and count it until shutdown_request().  It is
+        counted before accept(), under the lock that close_idle_and_wait()
+        takes to begin: that one waits for it, or none is accepted any more
+        and the backlog stays for the next worker."""
+        with self._connections_changed:
+            if self.stopping:
+                raise BlockingIOError(errno.EAGAIN, "the server is stopping")
             self._accepted += 1
-        return request
+        try:
+            return super().get_request()
+        except BaseException:
+            with self._connections_changed:
+                self._accepted -= 1
+                self._connections_changed.notify_all()
+            raise
 
     def shutdown_request(self, request):
         super().shutdown_request(request)
@@ -1965,9 +1975,9 @@ class WSGIServer(socketserver.TCPServer):
         loop are looked at for bytes first, and thread-per-connection ones
         (TLS) only get their reading side shut (on Linux, a read still returns
         what came before)."""
-        self.stopping = True
         deadline = time.monotonic() + timeout
         with self._connections_changed:
+            self.stopping = True
             busy = sum(not handler.idle for handler in self._connections)
             if busy and announce is not None:
                 announce(busy)

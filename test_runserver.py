@@ -2681,6 +2681,24 @@ class APITests(unittest.TestCase):
         self.addCleanup(plain.server_close)
         self.assertIs(type(plain), runserver.WSGIServer)
 
+    def test_no_connection_is_accepted_once_a_stop_has_begun(self):
+        # A loop thread could accept one just after close_idle_and_wait() had
+        # counted none; the worker then exited with it: a reset during a reload.
+        server = runserver.make_server(hello_app, "127.0.0.1", 0)
+        self.addCleanup(server.server_close)
+        self.assertEqual(server.close_idle_and_wait(0), 0)
+        client = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
+        self.addCleanup(client.close)
+        client.sendall(get())
+        with self.assertRaises(BlockingIOError):
+            server.get_request()
+        # It waits in the backlog for the next serve_forever(), as for the next worker.
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, TIMEOUT)
+        self.addCleanup(server.shutdown)
+        self.assertEqual(Reader(client).response().status, 200)
+
     def test_tcp_nodelay_on_accepted_sockets(self):
         seen = {}
 
