@@ -2407,8 +2407,7 @@ def worker_command():
         import subprocess
         flags = subprocess._args_from_interpreter_flags()
     main_module = sys.modules["__main__"]
-    if __name__ == "__main__" and getattr(main_module, "__spec__", None) is None \
-            and os.path.basename(__file__) == "runserver.py":
+    if workers_import_runserver():
         boot = ("import sys; sys.argv[0] = %r; sys.path[0] = %r; import runserver; "
                 "sys.exit(runserver.main())" % (sys.argv[0], _SCRIPT_PATH0))
         return [sys.executable] + flags + ["-c", boot] + sys.argv[1:]
@@ -2421,12 +2420,33 @@ def worker_command():
     return [sys.executable] + flags + sys.argv
 
 
-def run_supervisor(server, watchlist, first_worker=None,
+def is_the_program():
+    """Whether this file is the program itself (`python runserver.py` or
+    `python -m runserver`), not run by a profiler, a debugger or a launcher."""
+    if __name__ != "__main__" or vars(sys.modules["__main__"]) is not globals():
+        return False
+    frame = sys._getframe()
+    while frame is not None and frame.f_globals is globals():
+        frame = frame.f_back
+    while frame is not None and frame.f_globals.get("__name__") == "runpy":
+        frame = frame.f_back            # python -m runserver
+    return frame is None
+
+
+def workers_import_runserver():
+    """Whether a started worker imports this file as the module runserver (see
+    worker_command()): when the program is `python runserver.py`."""
+    return (is_the_program() and os.path.basename(__file__) == "runserver.py"
+            and getattr(sys.modules["__main__"], "__spec__", None) is None)
+
+
+def run_supervisor(server, watchlist, terminal, first_worker=None,
                    shutdown_timeout=Limits.shutdown_timeout,
                    reload_interval=DEFAULT_RELOAD_INTERVAL):
     """Keep a worker serving on `server`'s socket, restart it when it asks to;
     return the exit status.  The supervisor itself never imports the app.
-    first_worker is what fork_first_worker() returned, if it forked one."""
+    terminal is save_terminal()'s, to restore at the end; first_worker is
+    what fork_first_worker() returned, if it forked one."""
     import subprocess
     state = {"worker": None, "stopping": False}
 
@@ -2445,7 +2465,6 @@ def run_supervisor(server, watchlist, first_worker=None,
     signal.signal(signal.SIGTERM, stop)
     if first_worker is not None:            # fork_first_worker() held them back until now
         signal.pthread_sigmask(signal.SIG_SETMASK, first_worker[2])
-    terminal = save_terminal()
     listen_fd = server.socket.fileno()
     restarts = 0
     try:
@@ -2503,18 +2522,25 @@ def run_supervisor(server, watchlist, first_worker=None,
 
 
 def can_fork_worker():
-    """Whether the first worker may be forked rather than started: from
-    runserver.py's own command line only, where no user code has run, with no
-    other thread, and not on macOS, whose system libraries forbid it."""
-    return (__name__ == "__main__" and hasattr(os, "fork") and sys.platform != "darwin"
-            and hasattr(signal, "pthread_sigmask") and threading.active_count() == 1)
+    """Whether the first worker may be forked rather than started: when this
+    file is the program itself, so that no user code has run, with no other
+    thread, and not on macOS, whose system libraries forbid a fork without
+    an exec."""
+    if not (hasattr(os, "fork") and hasattr(signal, "pthread_sigmask")
+            and sys.platform != "darwin" and is_the_program()):
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1     # threads of C code too
+    except OSError:
+        return threading.active_count() == 1
 
 
 def fork_first_worker(server, watchlist):
     """Fork the first worker: it starts at once, with the modules and the parsed
     command line at hand, where a new interpreter takes some 50 ms to get there.
-    Return (process, pipe, signal mask) in the supervisor; in the worker
-    return None, with the ENV_* variables set as a started worker finds them."""
+    Return (process, pipe, signal mask) in the supervisor, or None if the
+    fork failed; in the worker return None, with the ENV_* variables set as a
+    started worker finds them."""
     read_end, write_end = os.pipe()
     for stream in (sys.stdout, sys.stderr):     # or the worker would write it again
         if stream is not None:
@@ -2522,22 +2548,48 @@ def fork_first_worker(server, watchlist):
     # Ctrl-C and SIGTERM wait until the supervisor has its handlers: the
     # worker may print the banner before that, and a script may then stop it.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:                     # the worker is started instead
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(read_end)
+        os.close(write_end)
+        return None
     if pid:
         os.close(read_end)
         return ForkedProcess(pid), write_end, mask
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # a worker leaves Ctrl-C to the supervisor
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(write_end)
+    close_inherited_descriptors()
     listen_fd, watchlist_fd = os.dup(server.socket.fileno()), os.dup(watchlist.fileno())
     server.owns_socket_file = False     # the supervisor's: close this copy, keep the file
     server.server_close()
     watchlist.close()
     os.environ.update({ENV_LISTEN_FD: str(listen_fd), ENV_SUPERVISOR_FD: str(read_end),
                        ENV_RESTARTS: "0", ENV_WATCHLIST: str(watchlist_fd)})
-    # As in a started worker, the app's `import runserver` finds this module.
-    sys.modules.setdefault("runserver", sys.modules[__name__])
+    if workers_import_runserver():      # the app's `import runserver` finds this module
+        sys.modules.setdefault("runserver", sys.modules[__name__])
     return None
+
+
+def close_inherited_descriptors():
+    """In a forked worker: close what the supervisor inherited from its own
+    parent, as subprocess does for a started worker.  Those are the
+    inheritable descriptors past stderr; Python opens its own non-inheritable
+    (PEP 446), and some object may still own them."""
+    for directory in ("/proc/self/fd", "/dev/fd"):
+        try:
+            fds = [int(name) for name in os.listdir(directory)]
+            break
+        except OSError:
+            fds = []
+    for fd in fds:
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:                 # the listing's own descriptor, closed by now
+            pass
 
 
 class ForkedProcess:
@@ -3134,11 +3186,13 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
                     unix_socket=unix_socket, ssl_context=ssl_context, static=static,
                     limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts)
     if reload and not is_reloader_worker():
+        if hasattr(signal, "SIGCHLD"):      # ignored, it would leave no exit status to wait for
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         server = bind_or_exit(None, settings)
-        watchlist = make_watchlist()
+        watchlist, terminal = make_watchlist(), save_terminal()
         first_worker = fork_first_worker(server, watchlist) if can_fork_worker() else None
         if not is_reloader_worker():        # (a forked worker goes on below)
-            sys.exit(run_supervisor(server, watchlist, first_worker,
+            sys.exit(run_supervisor(server, watchlist, terminal, first_worker,
                                     limits.shutdown_timeout, reload_interval))
     inner_run(app, settings, reload=reload, reload_interval=reload_interval,
               reload_include=reload_include, reload_exclude=reload_exclude)

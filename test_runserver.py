@@ -3229,7 +3229,9 @@ class ReloaderTests(CLITestCase):
                   "    kinds = []\n"
                   "    for fd in os.listdir('/proc/self/fd'):\n"
                   "        try:\n"
-                  "            kinds.append(os.readlink('/proc/self/fd/' + fd).split('[')[0])\n"
+                  "            kind = os.readlink('/proc/self/fd/' + fd).split('[')[0]\n"
+                  "            if not os.path.isdir(kind):\n"    # the file watcher's scans
+                  "                kinds.append(kind)\n"
                   "        except OSError:\n"       # the listing's own descriptor
                   "            pass\n"
                   "    return sorted(kind for kind in kinds if kind != 'socket:')\n"
@@ -3241,12 +3243,39 @@ class ReloaderTests(CLITestCase):
                   "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
                   "    return [body]\n")
         self.write("app.py", source % "v1")
-        process, port = self.start_reloader()
+        launcher = self.write("launch.py", (   # as a shell's `exec 7>marker.txt` would
+            "import os, sys\n"
+            "os.set_inheritable(os.open('marker.txt', os.O_WRONLY | os.O_CREAT), True)\n"
+            "os.execv(sys.executable, [sys.executable] + sys.argv[1:])\n"))
+        process = CLIProcess([RUNSERVER, "app:application", "127.0.0.1:0",
+                              "--reload-interval", "0.05"], self.directory, program=launcher)
+        self.addCleanup(process.kill)
+        port = process.port()
         first = ast.literal_eval(self.wait_for_body(port, "v1"))
         self.write("app.py", source % "v2")
         second = ast.literal_eval(self.wait_for_body(port, "v2"))
         self.assertEqual(first[1:3], (True, process.process.pid))
         self.assertEqual(first[1:], second[1:])
+
+    def test_under_a_launcher_the_first_worker_is_started_not_forked(self):
+        # Under a launcher (runpy here; a profiler, a debugger) a forked worker
+        # would resume in the middle of the launcher's code and run its end.
+        launcher = self.write("launcher.py", (
+            "import atexit, os, runpy, sys\n"
+            "print('the launcher starts in', os.getpid(), flush=True)\n"
+            "atexit.register(lambda: print('the launcher ends in', os.getpid(), flush=True))\n"
+            "sys.argv = sys.argv[1:]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n"))
+        process = CLIProcess([RUNSERVER, "app:application", "127.0.0.1:0",
+                              "--reload-interval", "0.05"], self.directory, program=launcher)
+        self.addCleanup(process.kill)
+        self.wait_for_body(process.port(), "v1")
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+        started = re.findall(r"the launcher starts in (\d+)", process.output())
+        ended = re.findall(r"the launcher ends in (\d+)", process.output())
+        self.assertIn(str(process.process.pid), ended)
+        self.assertLessEqual(set(ended), set(started), process.output())
 
     def test_usage_error_in_the_app_spec_with_the_reloader_on(self):
         code, output = self.run_cli("app:missing", "127.0.0.1:0", "--reload-interval", "0.05")
