@@ -337,8 +337,12 @@ class CLITestCase(unittest.TestCase):
         os.replace(temporary, path)        # an atomic save, as editors do
         return path
 
-    def start(self, *args, env=None):
-        process = CLIProcess(args, cwd=self.directory, env=env)
+    def start(self, *args, env=None, launcher=None):
+        """runserver.py ARGS, or `python LAUNCHER runserver.py ARGS`."""
+        if launcher is None:
+            process = CLIProcess(args, cwd=self.directory, env=env)
+        else:
+            process = CLIProcess((RUNSERVER,) + args, self.directory, env, program=launcher)
         self.addCleanup(process.kill)
         return process
 
@@ -3026,9 +3030,9 @@ class ReloaderTests(CLITestCase):
         self.write("helper.py", "VALUE = 'helper-1'\n")
         self.write("app.py", APP_SOURCE % "v1")
 
-    def start_reloader(self, *extra):
+    def start_reloader(self, *extra, launcher=None):
         process = self.start("app:application", "127.0.0.1:0", "--reload-interval", "0.05",
-                             *extra)
+                             *extra, launcher=launcher)
         return process, process.port()
 
     def wait_for_body(self, port, text, path="/"):
@@ -3247,10 +3251,7 @@ class ReloaderTests(CLITestCase):
             "import os, sys\n"
             "os.set_inheritable(os.open('marker.txt', os.O_WRONLY | os.O_CREAT), True)\n"
             "os.execv(sys.executable, [sys.executable] + sys.argv[1:])\n"))
-        process = CLIProcess([RUNSERVER, "app:application", "127.0.0.1:0",
-                              "--reload-interval", "0.05"], self.directory, program=launcher)
-        self.addCleanup(process.kill)
-        port = process.port()
+        process, port = self.start_reloader(launcher=launcher)
         first = ast.literal_eval(self.wait_for_body(port, "v1"))
         self.write("app.py", source % "v2")
         second = ast.literal_eval(self.wait_for_body(port, "v2"))
@@ -3266,10 +3267,8 @@ class ReloaderTests(CLITestCase):
             "atexit.register(lambda: print('the launcher ends in', os.getpid(), flush=True))\n"
             "sys.argv = sys.argv[1:]\n"
             "runpy.run_path(sys.argv[0], run_name='__main__')\n"))
-        process = CLIProcess([RUNSERVER, "app:application", "127.0.0.1:0",
-                              "--reload-interval", "0.05"], self.directory, program=launcher)
-        self.addCleanup(process.kill)
-        self.wait_for_body(process.port(), "v1")
+        process, port = self.start_reloader(launcher=launcher)
+        self.wait_for_body(port, "v1")
         process.signal(signal.SIGINT)
         self.assertEqual(process.wait(), 0)
         started = re.findall(r"the launcher starts in (\d+)", process.output())
