@@ -90,6 +90,7 @@ DEFAULT_HOST_IPV6 = "::1"
 DEFAULT_PORT = 8000
 LISTEN_BACKLOG = 1024           # connections that wait while a worker restarts
 FIRST_REQUEST_GRACE = 0.2       # a connection this new is not idle: its request is on the way
+ACCEPT_RETRY_DELAY = 0.05       # out of file descriptors: the wait before accepting again
 SERVER_SOFTWARE = "runserver.py/%s Python/%s" % (__version__, sys.version.split()[0])
 
 USAGE_EXIT_CODE = 2             # the user's mistake: bad option, unknown module...
@@ -1704,6 +1705,7 @@ class WSGIServer(socketserver.TCPServer):
         self._host_cache = {}
         self._connections = set()
         self._accepted = 0              # connections accepted and not yet shut down
+        self._out_of_descriptors = False    # accept() failed with EMFILE: logged once
         self._connections_changed = threading.Condition()
         self._stop_requested = False
         self._loop_done = threading.Event()
@@ -1839,8 +1841,11 @@ class WSGIServer(socketserver.TCPServer):
         for _ in range(64):
             try:
                 request, client_address = self.get_request()
-            except OSError:         # nothing left (the socket is non-blocking), or EMFILE
+            except OSError as exc:  # nothing left (the socket is non-blocking), or no descriptor
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    self.wait_for_descriptors(exc)
                 return
+            self._out_of_descriptors = False
             if not self.verify_request(request, client_address):
                 self.shutdown_request(request)
                 continue
@@ -1861,6 +1866,15 @@ class WSGIServer(socketserver.TCPServer):
             self.serve_connection(handler, generation)   # its request is often there already
             if self._generation != generation:
                 return
+
+    def wait_for_descriptors(self, exc):
+        """accept() found no file descriptor free: say so once, and wait a
+        little rather than spin on the listening socket, which stays readable."""
+        if not self._out_of_descriptors:
+            self._out_of_descriptors = True
+            logger.warning("Cannot accept connections: %s; they wait until some close "
+                           "(raise the limit with ulimit -n).", exc.strerror)
+        time.sleep(ACCEPT_RETRY_DELAY)
 
     def serve_connection(self, handler, generation):
         """Serve what arrived on a claimed connection, then wait for its next

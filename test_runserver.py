@@ -3376,6 +3376,27 @@ class CLITests(CLITestCase):
         code, output = self.run_cli("--version")
         self.assertEqual((code, output.strip()), (0, "runserver.py " + runserver.__version__))
 
+    @unittest.skipUnless(hasattr(os, "fork"), "sets RLIMIT_NOFILE")
+    def test_out_of_file_descriptors_is_said_once_then_serving_resumes(self):
+        # accept() fails with EMFILE while the listening socket stays readable.
+        launcher = self.write("launch.py", (
+            "import os, resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+            "os.execv(sys.executable, [sys.executable] + sys.argv[1:])\n"))
+        process = self.start("127.0.0.1:0", "--noreload", launcher=launcher)
+        port = process.port()
+        clients = []
+        try:
+            for _ in range(80):
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))
+            process.wait_for(r"Cannot accept connections: Too many open files; they wait")
+        finally:
+            for client in clients:
+                client.close()
+        self.assertEqual(http_get(port).status, 200)
+        self.assertEqual(process.output().count("Cannot accept connections"), 1,
+                         process.output())
+
     def test_usage_errors_are_one_line_with_status_2(self):
         self.write("good.py", "def app(e, s): pass\nvalue = 1\ndef make(x): return app\n")
         for args, fragment in [
