@@ -2428,7 +2428,8 @@ def worker_command():
     if hasattr(sys, "orig_argv"):
         return [sys.executable] + sys.orig_argv[1:]
     spec = getattr(main_module, "__spec__", None)
-    if spec is not None and spec.name:
+    if spec is not None and spec.name and spec.origin \
+            and os.path.abspath(spec.origin) == os.path.abspath(sys.argv[0]):   # not a launcher's
         name = spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
         return [sys.executable] + flags + ["-m", name] + sys.argv[1:]
     return [sys.executable] + flags + sys.argv
