@@ -114,6 +114,17 @@ SLOW_POLL_EVERY = 8             # site-packages and new-file globs: every Nth po
 HOT_FILES = 8                   # the files modified last, likely the next ones saved,
 HOT_POLL_INTERVAL = 0.05        # ... are also polled this often between two polls
 POLL_CPU_BUDGET = 0.01          # share of a core polling every file may take (big projects)
+# Names never watched when the reloader walks a directory or expands a glob
+# (--reload-include, new .py files), nor walked into; --reload-exclude adds to them.
+RELOAD_IGNORE = (
+    ".*",                       # hidden: .git .hg .svn .venv .tox .nox .mypy_cache
+                                # .pytest_cache .ruff_cache, vim's .x.swp, Emacs's .#x
+    "*~", "#*#", "*.swp", "*.swx", "*.swo", "4913",     # editors' backups, swap, probe files
+    "__pycache__", "*.py[cod]", "CVS", "_darcs", "node_modules",
+    "*.log", "*.sqlite", "*.sqlite3", "*.db", "*-journal", "*-wal", "*-shm",
+                                # what the app writes: logs, SQLite databases and journals
+)
+VIRTUALENV_MARKER = "pyvenv.cfg"    # a directory holding it is a virtualenv: not walked
 
 
 class Limits:
@@ -2230,7 +2241,10 @@ class FileWatcher:
     Watched: the source of every imported module outside the standard library
     (site-packages every SLOW_POLL_EVERY polls), `extra_files`, the `include`
     paths and globs, minus the `exclude` globs; and new .py files in the
-    directories of the project's modules.  A file seen for the first time
+    directories of the project's modules.  Directory walks and globs leave out
+    RELOAD_IGNORE's names, virtualenvs and the files this process's stdout and
+    stderr write to (a log there would reload at every line), but a file
+    `include` names is always watched.  A file seen for the first time
     counts as changed if it was modified after `since_ns` (default: now) or
     after the previous poll began (its module may have been imported before),
     give or take MTIME_SLACK_NS,
@@ -2243,6 +2257,9 @@ class FileWatcher:
         import sysconfig
         self.include = list(include)
         self.exclude = list(exclude)
+        self.ignored_name = re.compile("|".join(map(fnmatch.translate, RELOAD_IGNORE))).match
+        self.output_files = output_files()
+        self.output_inodes = {inode for _, inode in self.output_files}
         self.extra_files = {os.path.abspath(path) for path in extra_files}
         self.watch_modules = watch_modules
         paths = sysconfig.get_paths()
@@ -2288,13 +2305,12 @@ class FileWatcher:
         if self.include and slow_turn:
             included = set()
             for entry in self.include:
-                for path in (glob.glob(entry, recursive=True) if glob.has_magic(entry) else [entry]):
-                    if os.path.isdir(path):
-                        for top, _, names in os.walk(path):
-                            included.update(os.path.abspath(os.path.join(top, name))
-                                            for name in names)
-                    else:
-                        included.add(os.path.abspath(path))
+                if glob.has_magic(entry):
+                    included.update(self.glob_files(entry))
+                elif os.path.isdir(entry):
+                    included.update(self.walk_files(entry))
+                else:
+                    included.add(os.path.abspath(entry))
             appeared = included - self.included
             changed = changed or bool(appeared)
             if self.polls > 1:
@@ -2308,6 +2324,68 @@ class FileWatcher:
             if self.on_files_changed is not None:
                 self.on_files_changed(self.watched())
         return changed
+
+    def ignored(self, name, path):
+        """Whether a directory walk leaves out this file or directory (see RELOAD_IGNORE)."""
+        return self.ignored_name(name) is not None or self.excluded(path)
+
+    def walk_files(self, top):
+        """The files below the directory `top`, as os.walk() finds them, less the
+        ignored ones; ignored directories and virtualenvs are not entered."""
+        directories = [top]
+        while directories:
+            try:
+                with os.scandir(directories.pop()) as scan:
+                    entries = list(scan)
+            except OSError:
+                continue
+            for entry in entries:
+                if self.ignored(entry.name, entry.path):
+                    continue
+                try:
+                    if not entry.is_dir():
+                        if not (entry.inode() in self.output_inodes and self.is_output(entry.path)):
+                            yield os.path.abspath(entry.path)
+                    elif not entry.is_symlink() and not os.path.exists(
+                            os.path.join(entry.path, VIRTUALENV_MARKER)):
+                        directories.append(entry.path)
+                except OSError:
+                    continue
+
+    def glob_files(self, pattern):
+        """The files a glob matches (the directories it matches, walked), less
+        those under an ignored name or a virtualenv below its fixed part."""
+        separators = "[%s]" % re.escape(os.sep + (os.altsep or ""))
+        parts = re.split(separators, pattern)
+        fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts[:-1]))
+        root = os.sep.join(fixed) or (os.sep if fixed else os.curdir)
+        virtualenvs = {}
+        for path in glob.glob(pattern, recursive=True):
+            names = re.split(separators, os.path.relpath(path, root))
+            below = [os.path.join(root, *names[:depth]) for depth in range(1, len(names) + 1)]
+            if any(self.ignored(name, where) for name, where in zip(names, below)):
+                continue
+            is_directory = os.path.isdir(path)
+            for where in below if is_directory else below[:-1]:
+                if where not in virtualenvs:
+                    virtualenvs[where] = os.path.exists(os.path.join(where, VIRTUALENV_MARKER))
+                if virtualenvs[where]:
+                    break
+            else:
+                if is_directory:
+                    yield from self.walk_files(path)
+                elif not self.is_output(path):
+                    yield os.path.abspath(path)
+
+    def is_output(self, path):
+        """Whether `path` is a file this process's stdout or stderr writes to."""
+        if not self.output_files:
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self.output_files
 
     def watched(self):
         return {path for path in self.fast | self.slow | self.included if not self.excluded(path)}
@@ -2327,7 +2405,8 @@ class FileWatcher:
             if seen is not None and seen[0] == key:
                 continue
             try:
-                names = {name for name in os.listdir(directory) if name.endswith(".py")}
+                names = {name for name in os.listdir(directory)
+                         if name.endswith(".py") and self.ignored_name(name) is None}
             except OSError:
                 names = set()
             if seen is None:            # a first look: files made since `since_ns` are new
@@ -2401,6 +2480,19 @@ class FileWatcher:
             if quiet <= 0 or remaining <= 0 or stop.wait(min(quiet, remaining)):
                 return
             changed = self.poll()
+
+
+def output_files():
+    """(st_dev, st_ino) of the regular files this process's stdout and stderr write to."""
+    found = set()
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_mode & 0o170000 == 0o100000:
+            found.add((st.st_dev, st.st_ino))
+    return found
 
 
 # sys.path[0] as Python set it for `python runserver.py` (run() later puts the

@@ -2865,6 +2865,61 @@ class FileWatcherTests(unittest.TestCase):
         self.write("app.py", "VERSION = 2\n", self.base_ns + 10**9)
         self.assertEqual(watcher.poll(), [self.path])
 
+    LITTER = [  # what editors, VCS, tools and the app leave in a project, never watched
+        "templates/.page.html.swp", "templates/.page.html.swx", "templates/page.html.swo",
+        "templates/page.html~", "templates/#page.html#", "templates/.#page.html",
+        "templates/4913", "templates/debug.log", ".git/index", ".git/objects/ab/cdef",
+        ".hg/dirstate", ".svn/wc.db", "CVS/Entries", "_darcs/index", "__pycache__/app.cpython-311.pyc",
+        "app.pyc", "app.pyo", "node_modules/pkg/index.js", ".tox/py311/log.txt",
+        ".nox/x.txt", ".mypy_cache/3.11/app.json", ".pytest_cache/v/cache/lastfailed",
+        ".ruff_cache/0.1/x", "db.sqlite3", "data.db", "db.sqlite3-journal", "db.sqlite3-wal", "db.sqlite3-shm",
+        "env/pyvenv.cfg", "env/lib/site.py", "env/templates/x.html", ".env.swp"]
+
+    def test_directory_walks_and_globs_leave_out_litter(self):
+        kept = [self.path] + [self.write(name, "x") for name in (
+            "templates/page.html", "templates/sub/part.html", "static/app.js")]
+        for name in self.LITTER:
+            self.write(name, "x")
+        for include in ([self.directory], [os.path.join(self.directory, "**")],
+                        [os.path.join(self.directory, "**", "*")]):
+            with self.subTest(include=include):
+                watcher = self.watcher(include=include)
+                self.assertEqual(sorted(watcher.watched()), sorted(kept))
+
+    def test_a_file_named_by_reload_include_is_always_watched(self):
+        named = [self.write(name, "x") for name in ("debug.log", ".git/index", "page.html~")]
+        watcher = self.watcher(include=named)
+        self.assertEqual(watcher.watched(), set(named + [self.path]))
+        self.write("debug.log", "y", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [named[0]])
+
+    def test_reload_exclude_adds_names_and_keeps_walks_out_of_directories(self):
+        page = self.write("templates/page.html", "x")
+        self.write("templates/media/photo.html", "x")
+        self.write("templates/page.bak", "x")
+        watcher = self.watcher(include=[self.directory], exclude=["media", "*.bak"])
+        self.assertEqual(watcher.watched(), {self.path, page})
+
+    def test_new_py_files_leave_out_editor_litter(self):
+        watcher = self.watcher()
+        self.write(".#app.py", "lock")                  # Emacs's lock file while editing app.py
+        self.write("app.py~", "backup")
+        self.set_mtime(self.directory, self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [])
+
+    def test_the_files_stdout_and_stderr_write_to_are_not_watched(self):
+        log = self.write("server-output.txt", "")
+        page = self.write("page.html", "x")
+        saved = os.dup(2)
+        try:
+            with open(log, "a") as output:
+                os.dup2(output.fileno(), 2)
+                watcher = self.watcher(include=[self.directory, os.path.join(self.directory, "*")])
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        self.assertEqual(watcher.watched(), {self.path, page})
+
     def test_first_seen_files_modified_since_loading_began_are_changes(self):
         # A module imported while the app loaded, then saved before the first poll.
         since = time.time_ns() - 10**9
@@ -3275,6 +3330,83 @@ class ReloaderTests(CLITestCase):
         ended = re.findall(r"the launcher ends in (\d+)", process.output())
         self.assertIn(str(process.process.pid), ended)
         self.assertLessEqual(set(ended), set(started), process.output())
+
+    def test_an_editing_session_reloads_only_for_the_template_edit(self):
+        # Watched: the whole project.  The launcher writes the log (stderr) to a
+        # file in it, and prints a line each time the watcher has looked at
+        # every file, so that the test knows the litter has been seen.
+        launcher = self.write("launch.py", (
+            "import os, sys\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[1]))\n"
+            "import runserver\n"
+            "poll = runserver.FileWatcher.poll\n"
+            "def poll_and_tell(self):\n"
+            "    changed = poll(self)\n"
+            "    if self.polls % runserver.SLOW_POLL_EVERY == 1:\n"
+            "        print('looked at every file', flush=True)\n"
+            "    return changed\n"
+            "runserver.FileWatcher.poll = poll_and_tell\n"
+            "os.dup2(os.open('server-output.txt', os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)\n"
+            "sys.exit(runserver.main(sys.argv[2:]))\n"))
+        template = self.write("templates/page.html", "<p>1</p>")
+        for name in (".git/index", "templates/page.html~", "venv/pyvenv.cfg", "debug.log"):
+            self.write(name, "before")
+        process, port = self.start_reloader("--reload-include", ".", launcher=launcher)
+        pid = self.worker_pid(port)
+        process.wait_for("looked at every file")
+
+        def path(name):
+            os.makedirs(os.path.dirname(os.path.join(self.directory, name)), exist_ok=True)
+            return os.path.join(self.directory, name)
+        # vim: swap file, write probe, backup, then the swap file goes
+        with open(path("templates/.page.html.swp"), "wb") as swap:
+            swap.write(b"b0VIM 9.0")
+            swap.flush()
+            open(path("templates/4913"), "w").close()
+            os.remove(path("templates/4913"))
+            self.write("templates/page.html~", "<p>1</p>")
+        os.remove(path("templates/.page.html.swp"))
+        # Emacs: autosave and lock; git: a commit rewrites the index
+        self.write("templates/#page.html#", "<p>autosave</p>")
+        os.remove(path("templates/#page.html#"))
+        os.symlink("user@host.1234:1", path("templates/.#page.html"))
+        os.remove(path("templates/.#page.html"))
+        self.write(".git/index.lock", "DIRC")
+        os.replace(path(".git/index.lock"), path(".git/index"))
+        # the app: its log, its SQLite database, bytecode; tools: caches, packages
+        with open(path("debug.log"), "a") as log:
+            log.write("a log line\n")
+        import sqlite3
+        database = sqlite3.connect(path("db.sqlite3"))
+        with database:
+            database.execute("CREATE TABLE notes (text)")
+            database.execute("INSERT INTO notes VALUES ('saved')")
+        database.close()
+        for name in ("__pycache__/app.cpython-311.pyc", "node_modules/pkg/index.js",
+                     ".mypy_cache/3.11/app.json", "venv/lib/site-packages/pkg.py"):
+            self.write(name, "junk")
+        self.assertEqual(http_get(port).status, 200)         # a log line in server-output.txt
+        # Two complete looks at every file after the last of it, then the real edit.
+        seen = len(process.lines)
+        process.wait_for("looked at every file", start=seen)
+        process.wait_for("looked at every file", start=seen + 1)
+        self.assertEqual(self.worker_pid(port), pid)
+        self.write("templates/page.html", "<p>2</p>")
+        self.wait_for_new_worker(port, pid)
+        seen = len(process.lines)
+        process.wait_for("looked at every file", start=seen)
+        with open(path("server-output.txt")) as output:
+            log = output.read()
+        self.assertIn('"GET / HTTP/1.1" 200', log)
+        reloads = [line for line in log.splitlines() if "changed, reloading" in line]
+        self.assertEqual(len(reloads), 1, log)
+        self.assertIn(template, reloads[0])
+
+    def wait_for_new_worker(self, port, pid):
+        deadline = time.monotonic() + TIMEOUT
+        while self.worker_pid(port) == pid:
+            self.assertLess(time.monotonic(), deadline, "no reload")
+            time.sleep(0.01)
 
     def test_usage_error_in_the_app_spec_with_the_reloader_on(self):
         code, output = self.run_cli("app:missing", "127.0.0.1:0", "--reload-interval", "0.05")
