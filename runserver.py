@@ -2257,7 +2257,7 @@ class FileWatcher:
         import sysconfig
         self.include = list(include)
         self.exclude = list(exclude)
-        self.ignored_name = re.compile("|".join(map(fnmatch.translate, RELOAD_IGNORE))).match
+        self.ignore_pattern = None     # RELOAD_IGNORE's, compiled in the watcher's thread
         self.output_files = output_files()
         self.output_inodes = {inode for _, inode in self.output_files}
         self.extra_files = {os.path.abspath(path) for path in extra_files}
@@ -2325,9 +2325,15 @@ class FileWatcher:
                 self.on_files_changed(self.watched())
         return changed
 
+    def ignored_name(self, name):
+        """Whether RELOAD_IGNORE leaves out this name."""
+        if self.ignore_pattern is None:
+            self.ignore_pattern = re.compile("|".join(map(fnmatch.translate, RELOAD_IGNORE)))
+        return self.ignore_pattern.match(name) is not None
+
     def ignored(self, name, path):
-        """Whether a directory walk leaves out this file or directory (see RELOAD_IGNORE)."""
-        return self.ignored_name(name) is not None or self.excluded(path)
+        """Whether a directory walk leaves out this file or directory."""
+        return self.ignored_name(name) or self.excluded(path)
 
     def walk_files(self, top):
         """The files below the directory `top`, as os.walk() finds them, less the
@@ -2406,7 +2412,7 @@ class FileWatcher:
                 continue
             try:
                 names = {name for name in os.listdir(directory)
-                         if name.endswith(".py") and self.ignored_name(name) is None}
+                         if name.endswith(".py") and not self.ignored_name(name)}
             except OSError:
                 names = set()
             if seen is None:            # a first look: files made since `since_ns` are new
