@@ -14,7 +14,7 @@ Map of the file, in reading order:
     HTTP grammar and parsing      BadRequest, parse_request_head(), parse_chunk_header()
     request body readers          ContentLengthInput, read_chunked_body()
     WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler)
-    file serving                  FileWrapper, StaticFiles
+    file serving                  FileWrapper, StaticFiles, RootPath (an app under a path)
     server classes                Poller (epoll or a selector: the event loop's wait)
                                   WSGIServer(socketserver.TCPServer): an event loop
                                     +-- UnixWSGIServer
@@ -25,7 +25,12 @@ Map of the file, in reading order:
                                   type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
     app loading                   load_app(), demo_app
-    CLI                           add_arguments(), handle(), run(), inner_run(), main()
+    frameworks                    django_is_set_up(), django_checks()
+    settings                      resolve_settings() -> Settings: each option from the
+                                  command line, its RUNSERVER_* variable, a .env file
+                                  or its default, and where it came from
+    CLI                           add_arguments(), handle(), check(), run(),
+                                  inner_run(), main()
 
 Process model with the reloader on (the default):
 
@@ -36,6 +41,9 @@ Process model with the reloader on (the default):
 
 The first worker is forked from the supervisor (fork_first_worker()), which
 saves a Python start-up; each later one is started afresh (worker_command()).
+The supervisor reads the .env files to resolve the options but keeps their
+variables out of its own environment: each worker loads them afresh before
+it imports the app, so an edited .env file reloads with its new values.
 
 Connections that arrive while a worker restarts wait in the listen backlog of
 the socket the supervisor holds, so a reload never refuses a connection.  With
@@ -74,7 +82,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppSpecError", "BadRequest", "FileWrapper", "Limits", "LoopThreadingMixIn",
-    "StaticFiles",
+    "RootPath", "StaticFiles",
     "UsageError", "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
     "is_reloader_worker", "load_app", "main", "make_server", "make_ssl_context", "run",
     "__version__",
@@ -88,6 +96,12 @@ logger = logging.getLogger("runserver")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HOST_IPV6 = "::1"
 DEFAULT_PORT = 8000
+NEXT_FREE_PORTS = 10            # no ADDRPORT and DEFAULT_PORT taken: try the next 10 (to 8010)
+NETWORK_ADDRESSES_SHOWN = 4     # bound to every interface: the banner's "on your network" lines
+# A UDP connect() to these sends nothing, but picks the interface that routes
+# there (documentation addresses, RFC 5737 and RFC 3849: no host has them).
+ROUTE_PROBE_ADDRESSES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}
+ENV_FILES = (".env", ".flaskenv")   # read from the working directory; the first wins
 LISTEN_BACKLOG = 1024           # connections that wait while a worker restarts
 FIRST_REQUEST_GRACE = 0.2       # a connection this new is not idle: its request is on the way
 ACCEPT_RETRY_DELAY = 0.05       # out of file descriptors: the wait before accepting again
@@ -1393,6 +1407,29 @@ class StaticFiles:
         return [body]
 
 
+class RootPath:
+    """WSGI middleware: the app mounted under a URL path, as behind a proxy
+    that forwards /app/... to it (--root-path).  A request below the path gets
+    it as SCRIPT_NAME and the rest as PATH_INFO; any other, a 404 that says
+    where the app is."""
+
+    def __init__(self, app, root_path):
+        self.app = app
+        self.root_path = root_path.encode("utf-8").decode("latin-1")     # as PATH_INFO has it
+
+    def __call__(self, environ, start_response):
+        path, root = environ.get("PATH_INFO", ""), self.root_path
+        if path == root or path.startswith(root + "/"):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + root
+            environ["PATH_INFO"] = path[len(root):]
+            return self.app(environ, start_response)
+        body = ("404 Not Found: this server serves its app under %s/ (--root-path)\n"
+                % root).encode("latin-1")
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
+
+
 def is_inside(path, root):
     """Whether a resolved path is the directory `root` or lies under it."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
@@ -2147,10 +2184,18 @@ def host_matches(host, allowed):
     return False
 
 
+def serving_app(app, static=(), root_path=""):
+    """The app as the server calls it: mounted under root_path, behind the
+    static files, whose URL prefixes stay absolute."""
+    if root_path:
+        app = RootPath(app, root_path)
+    return StaticFiles(app, static) if static else app
+
+
 def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threading=True,
                 unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
                 debug=None, allowed_hosts=None, listen_socket=None,
-                handler_class=WSGIRequestHandler):
+                handler_class=WSGIRequestHandler, root_path=""):
     """Bind a server for the WSGI `app` and return it, ready for serve_forever().
 
     port 0 picks a free port (server.server_port tells which).  unix_socket is
@@ -2158,8 +2203,9 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     (url_prefix, directory) pairs served before the app.  debug (default: on
     for loopback addresses) puts tracebacks in 500 pages.  allowed_hosts
     (default: local names on loopback, any elsewhere) guards against DNS
-    rebinding.  limits is a Limits().  Stop it with shutdown() from another
-    thread, then server_close().
+    rebinding.  limits is a Limits().  root_path mounts the app under a URL
+    path (see RootPath).  Stop it with shutdown() from another thread, then
+    server_close().
     """
     base = UnixWSGIServer if unix_socket else WSGIServer
     if threading:
@@ -2168,8 +2214,7 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
                             {"daemon_threads": True})
     else:
         server_class = base
-    if static:
-        app = StaticFiles(app, static)
+    app = serving_app(app, static, root_path)
     if ipv6 is None:
         ipv6 = ":" in host
     if debug is None:
@@ -2183,10 +2228,12 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
 # ---- Reloader -----------------------------------------------------------------
 # The supervisor holds the socket and restarts workers; each worker polls files.
 
-ENV_LISTEN_FD = "RUNSERVER_LISTEN_FD"           # the inherited listening socket
-ENV_SUPERVISOR_FD = "RUNSERVER_SUPERVISOR_FD"   # reaches EOF when the supervisor dies
-ENV_RESTARTS = "RUNSERVER_RESTARTS"             # how many workers came before
-ENV_WATCHLIST = "RUNSERVER_WATCHLIST"           # the file a worker lists its watched files in
+# The supervisor talks to its workers in _RUNSERVER_* variables; RUNSERVER_*
+# (no underscore first) are the options' (see resolve_settings()), never these.
+ENV_LISTEN_FD = "_RUNSERVER_LISTEN_FD"          # the inherited listening socket
+ENV_SUPERVISOR_FD = "_RUNSERVER_SUPERVISOR_FD"  # reaches EOF when the supervisor dies
+ENV_RESTARTS = "_RUNSERVER_RESTARTS"            # how many workers came before
+ENV_WATCHLIST = "_RUNSERVER_WATCHLIST"          # the file a worker lists its watched files in
 
 _worker = {}                                    # this worker's ENV_* values, taken once
 
@@ -2350,7 +2397,8 @@ class FileWatcher:
                     continue
                 try:
                     if not entry.is_dir():
-                        if not (entry.inode() in self.output_inodes and self.is_output(entry.path)):
+                        if entry.inode() not in self.output_inodes \
+                                or not self.is_output(entry.path):
                             yield os.path.abspath(entry.path)
                     elif not entry.is_symlink() and not os.path.exists(
                             os.path.join(entry.path, VIRTUALENV_MARKER)):
@@ -2858,7 +2906,8 @@ MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 def load_app(spec):
     """Import the WSGI app named by `spec`: 'module', 'module:attr',
-    'path/to/file.py:attr' or 'module:factory(literal, args)'."""
+    'path/to/file.py:attr' or 'module:factory(literal, args)'.  'module' is
+    its `application` or `app`, or what its create_app() or make_app() returns."""
     module_name, _, expression = spec.partition(":")
     if module_name.endswith(".py") or "/" in module_name:
         module = import_file(module_name)
@@ -2871,8 +2920,11 @@ def load_app(spec):
         for name in ("application", "app"):
             if callable(getattr(module, name, None)):
                 return getattr(module, name)
-        raise AppSpecError('module "%s" has no callable "application" or "app"; name it '
-                           'as %s:NAME' % (module_name, module_name))
+        for name in ("create_app", "make_app"):     # Flask's factories, as FLASK_APP finds them
+            if callable(getattr(module, name, None)):
+                return evaluate_app_expression(module, module_name, name + "()")
+        raise AppSpecError('module "%s" has no callable "application" or "app", nor a '
+                           'create_app() factory; name it as %s:NAME' % (module_name, module_name))
     app = evaluate_app_expression(module, module_name, expression)
     if not callable(app):
         raise AppSpecError('"%s" is a %s, not a WSGI application (a callable)'
@@ -3012,6 +3064,397 @@ def error_app(text):
     return import_failed
 
 
+# ---- Frameworks -----------------------------------------------------------------
+# What runserver.py knows of frameworks, reached only through modules the app
+# has imported itself: nothing here imports a framework the app has not.
+
+def django_is_set_up():
+    """Whether the app has set Django up (get_wsgi_application() does): its
+    app registry is ready."""
+    apps = getattr(sys.modules.get("django.apps"), "apps", None)
+    return bool(getattr(apps, "ready", False))
+
+
+def django_checks():
+    """Django's system checks, as `manage.py check` runs them, then a look for
+    unapplied migrations; return (whether no check failed, their report)."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+    output = io.StringIO()
+    try:
+        call_command("check", stdout=output, stderr=output, no_color=True)
+        passed = True
+    except SystemCheckError as exc:
+        output.write(str(exc))
+        passed = False
+    except Exception as exc:       # the project's own code, imported by a check
+        output.write("Django's system checks failed:\n" + format_user_traceback(exc))
+        passed = False
+    report = [output.getvalue().strip()]
+    try:
+        apps = django_unapplied_migrations()
+    except Exception as exc:
+        report.append("Warning: cannot look for unapplied migrations: %s"
+                      % escape_control(str(exc)))
+    else:
+        if apps:
+            count = sum(apps.values())
+            report.append("Warning: %d migration%s not applied yet (%s): the project may fail "
+                          "until you run python manage.py migrate." % (
+                              count, " is" if count == 1 else "s are", ", ".join(sorted(apps))))
+    return passed, "\n".join(line for line in report if line)
+
+
+def django_unapplied_migrations():
+    """{app label: how many of its migrations the default database lacks}, empty
+    when the project has no database."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+    connection = connections[DEFAULT_DB_ALIAS]
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except ImproperlyConfigured:       # no DATABASES
+        return {}
+    finally:
+        connection.close()
+    return collections.Counter(migration.app_label for migration, _ in plan)
+
+
+def start_framework_checks():
+    """In a worker whose app is a Django project: print Django's system checks
+    and unapplied migrations, as manage.py runserver does at each start, from
+    a thread, so that serving does not wait for them."""
+    if django_is_set_up():
+        threading.Thread(target=lambda: print(django_checks()[1], file=sys.stderr, flush=True),
+                         name="runserver-django-checks", daemon=True).start()
+
+
+# ---- Settings -------------------------------------------------------------------
+# Each option comes from the first of: the command line, its RUNSERVER_* variable
+# in the environment, that variable in a .env file, the default.  One function,
+# resolve_settings(), decides, and remembers where each value came from.
+
+OPTION_VARIABLE_PREFIX = "RUNSERVER_"     # RUNSERVER_RELOAD_INTERVAL sets --reload-interval
+ENV_FILE_OPTIONS = ("env_file", "no_env_file")  # these only from the command line and environment
+# The .env syntax, compiled when a .env file is first read (re caches them),
+# not at every worker's start.
+DOTENV_ASSIGNMENT = r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*="
+DOTENV_DOUBLE_QUOTED = r'(?s)((?:[^"\\]|\\.)*)"'
+DOTENV_SINGLE_QUOTED = r"([^']*)'"
+DOTENV_AFTER_VALUE = r"[ \t]*(?:#.*)?"
+DOTENV_SUBSTITUTION = r"(?s)\\(.)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"  # \x, ${X:-y}
+DOTENV_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "'": "'", "\\": "\\", "$": "$"}
+BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+                 "0": False, "false": False, "no": False, "off": False, "": False}
+
+
+def parse_dotenv(text, lookup):
+    """Read the text of a .env file: yield (line number, name, value) for each
+    variable, (line number, None, what is wrong) for each line it cannot read.
+    lookup(name) is ${name}'s value, or None if it has none."""
+    text = text.replace("\r\n", "\n")
+    position, number = 0, 1
+    while position < len(text):
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end
+        line = text[position:end]
+        assignment = re.match(DOTENV_ASSIGNMENT, line)
+        value = line[assignment.end():] if assignment else ""
+        value_end, problem = end, None
+        if not line.strip() or line.lstrip().startswith("#"):
+            pass
+        elif assignment is None:
+            problem = 'expected NAME=value, not "%s"' % escape_control(line[:60])
+        elif value.lstrip(" \t")[:1] in ("'", '"'):     # quoted: may span lines
+            quote_at = end - len(value.lstrip(" \t"))
+            value, closing_end, problem = dotenv_quoted(text, quote_at, number)
+            if problem is None:
+                value_end = closing_end
+                if text[quote_at] == '"':
+                    value = dotenv_substitute(value, lookup, escapes=True)
+                yield number, assignment.group(1), value
+        else:                                           # unquoted: up to a " #" comment
+            value = re.split(r"[ \t]#", value, maxsplit=1)[0].strip()
+            yield number, assignment.group(1), dotenv_substitute(value, lookup, escapes=False)
+        if problem:                                     # and go on with the next line
+            yield number, None, problem
+        number += text.count("\n", position, value_end) + 1
+        position = value_end + 1
+
+
+def dotenv_quoted(text, start, number):
+    """The value quoted from text[start] on (line `number`), where the line of its
+    closing quote ends, and what is wrong (None if nothing)."""
+    quote = text[start]
+    closed = re.compile(DOTENV_DOUBLE_QUOTED if quote == '"' else DOTENV_SINGLE_QUOTED).match(
+        text, start + 1)
+    if closed is None:
+        return None, None, "the %s quote is never closed" % quote
+    line_end = text.find("\n", closed.end())
+    line_end = len(text) if line_end < 0 else line_end
+    rest = text[closed.end():line_end]
+    if not re.fullmatch(DOTENV_AFTER_VALUE, rest):
+        closing = number + text.count("\n", start, closed.end())
+        return None, None, 'unexpected "%s" after the closing quote%s' % (
+            escape_control(rest.strip()[:60]),
+            " (on line %d)" % closing if closing != number else "")
+    return closed.group(1), line_end, None
+
+
+def dotenv_substitute(value, lookup, escapes):
+    """${NAME} and ${NAME:-default} replaced, and with `escapes` \\n, \\" and the like."""
+    def replace(match):
+        escape, name, default = match.groups()
+        if escape is not None:
+            return DOTENV_ESCAPES.get(escape, match.group(0)) if escapes else match.group(0)
+        found = lookup(name) or ""
+        return default if default is not None and not found else found
+    return re.sub(DOTENV_SUBSTITUTION, replace, value)
+
+
+def read_env_files(paths, environ):
+    """Read the .env files that exist among `paths`, each winning over those
+    after it and the environment over all.  Return (variables, counts,
+    warnings): {name: (value, "file:line")} for the variables the environment
+    does not set, and [(path, how many variables it sets)]."""
+    variables, counts, warnings = {}, [], []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8-sig", errors="replace") as file:
+                text = file.read()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            warnings.append("cannot read %s: %s" % (path, exc.strerror or exc))
+            continue
+        own = {}
+
+        def lookup(name):
+            for values in (environ, variables, own):
+                if name in values:
+                    return values[name] if values is environ else values[name][0]
+            return None
+        for number, name, value in parse_dotenv(text, lookup):
+            if name is None:
+                warnings.append("%s:%d: %s; the line is ignored" % (path, number, value))
+            elif "\0" in value:
+                warnings.append("%s:%d: %s has a NUL character; the line is ignored"
+                                % (path, number, name))
+            else:
+                own[name] = (value, "%s:%d" % (path, number))
+        used = [name for name in own if name not in environ and name not in variables]
+        variables.update((name, own[name]) for name in used)
+        counts.append((path, len(used)))
+    return variables, counts, warnings
+
+
+def load_env_files(paths):
+    """Set the variables of the .env files among `paths` in os.environ, where
+    the environment does not set them; warn of the lines that cannot be read.
+    Return [(path, how many variables it set)], for the banner."""
+    variables, counts, warnings = read_env_files(paths, os.environ)
+    for warning in warnings:
+        print_warning(warning)
+    for name, (value, _) in variables.items():
+        os.environ[name] = value
+    return counts
+
+
+class Settings:
+    """The options, as attributes named after their argparse dests, and in
+    `sources` where each value came from: "default", "command line", or
+    the variable that set it ("RUNSERVER_DEBUG in .env:3")."""
+
+    def __init__(self):
+        self.sources = {}
+        self.labels = {}            # dest -> how --check names it: --reload-interval, APP
+        self.env_files = []         # the .env files to read, the first winning
+        self.warnings = []
+
+    def set(self, dest, value, source):
+        setattr(self, dest, value)
+        self.sources[dest] = source
+
+    def given(self, dest):
+        """Whether the option `dest` was set, rather than left to its default."""
+        return self.sources[dest] != "default"
+
+    def blame(self, dest, message):
+        """`message`, about option `dest`, naming the variable that set it if one did."""
+        if self.sources[dest] in ("default", "command line"):
+            return message
+        return "%s: %s" % (self.sources[dest], message)
+
+    def validated(self, dest, parse, *args):
+        """parse(*args), with the variable that set `dest` named in its UsageError."""
+        try:
+            return parse(*args)
+        except UsageError as exc:
+            raise UsageError(self.blame(dest, str(exc))) from None
+
+
+def option_variable(action):
+    """The variable of an argparse option: RUNSERVER_RELOAD_INTERVAL for
+    --reload-interval, RUNSERVER_APP for APP."""
+    long_name = next((name[2:] for name in action.option_strings if name.startswith("--")),
+                     action.dest)
+    return OPTION_VARIABLE_PREFIX + long_name.upper().replace("-", "_")
+
+
+def option_actions(parser):
+    """The parser's options and positionals, without --help and --version.
+    (argparse keeps them in a private list, which Django's call_command reads too.)"""
+    return [action for action in parser._actions if action.default != argparse.SUPPRESS]
+
+
+def parse_variable(action, text):
+    """The value of an option set by a variable, as its flag would give it;
+    ValueError says what is wrong, in argparse's words."""
+    def convert(item):
+        if action.type is None:
+            return item
+        try:
+            return action.type(item)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(str(exc)) from None
+        except (TypeError, ValueError):
+            raise ValueError("invalid %s value: %r"
+                             % (getattr(action.type, "__name__", "its"), item)) from None
+    word = BOOLEAN_WORDS.get(text.strip().lower())
+    if action.nargs == 0:           # a switch: --noreload, --debug/--no-debug
+        if word is None:
+            raise ValueError('"%s" is not one of 1, true, yes, on, 0, false, no, off' % text)
+        return word if action.const is None else action.const if word else action.default
+    if action.nargs == "?" and action.option_strings and word is not None:
+        return action.const if word else None       # --open [PATH]: RUNSERVER_OPEN=1 or =/admin/
+    if isinstance(action.default, list):            # repeatable: values apart by spaces
+        return [convert(item) for item in text.split()]
+    return convert(text)
+
+
+def order_positionals(app, addrport):
+    """APP and ADDRPORT as given: a lone one that looks like ADDRPORT is
+    ADDRPORT; the two the wrong way round are a UsageError saying the right way."""
+    if app is not None and looks_like_addrport(app):
+        if addrport is None:
+            return None, app
+        if not looks_like_addrport(addrport):
+            raise UsageError("APP comes before ADDRPORT; did you mean: %s %s" % (addrport, app))
+    return app, addrport
+
+
+def resolve_settings(parser, argv=None, environ=None):
+    """Every option of `parser`, each from the first of: the command line
+    `argv`, its RUNSERVER_* variable in `environ` (default os.environ), in a
+    .env file, its default; FLASK_APP names the app if nothing else does.
+    Return a Settings; a bad value is a UsageError that names its variable."""
+    environ = os.environ if environ is None else environ
+    actions = option_actions(parser)
+    given = parser.parse_intermixed_args(      # None: not given (no option gives None)
+        argv, argparse.Namespace(**dict.fromkeys(action.dest for action in actions)))
+    given.app, given.addrport = order_positionals(given.app, given.addrport)
+    settings = Settings()
+    for action in actions:
+        settings.labels[action.dest] = next(
+            (name for name in action.option_strings if name.startswith("--")), action.metavar)
+    env_file_options = [action for action in actions if action.dest in ENV_FILE_OPTIONS]
+    for action in env_file_options:            # a .env file cannot name .env files
+        resolve_option(settings, action, given, environ, {})
+    settings.env_files = env_file_paths(settings)
+    dotenv = read_env_files(settings.env_files, environ)[0]     # load_env_files() warns
+    for action in actions:
+        if action not in env_file_options:
+            resolve_option(settings, action, given, environ, dotenv)
+    if settings.app is None and environ.get("FLASK_APP"):
+        settings.set("app", environ["FLASK_APP"], "FLASK_APP in the environment")
+    elif settings.app is None and dotenv.get("FLASK_APP", ("",))[0]:
+        settings.set("app", dotenv["FLASK_APP"][0], "FLASK_APP in %s" % dotenv["FLASK_APP"][1])
+    settings.warnings += unknown_variable_warnings(actions, environ, dotenv)
+    return settings
+
+
+def resolve_option(settings, action, given, environ, dotenv):
+    """Set one option in `settings` from the command line, the environment,
+    the .env files' `dotenv` variables or its default, the first that has it."""
+    variable = option_variable(action)
+    if getattr(given, action.dest) is not None:
+        settings.set(action.dest, getattr(given, action.dest), "command line")
+    elif variable in environ or variable in dotenv:
+        text, where = (environ[variable], "the environment") if variable in environ \
+            else dotenv[variable]
+        source = "%s in %s" % (variable, where)
+        try:
+            settings.set(action.dest, parse_variable(action, text), source)
+        except ValueError as exc:
+            raise UsageError("%s: %s" % (source, exc)) from None
+    else:
+        default = action.default
+        settings.set(action.dest, list(default) if isinstance(default, list) else default,
+                     "default")
+
+
+def env_file_paths(settings):
+    """The .env files to read, the first winning: --env-file's, the last given
+    first, then ENV_FILES; none with --no-env-file.  A missing --env-file is
+    a UsageError."""
+    if settings.no_env_file:
+        return []
+    for path in settings.env_file:
+        if not os.path.isfile(path):
+            raise UsageError(settings.blame("env_file", '--env-file "%s": %s' % (
+                path, "not a file" if os.path.exists(path) else "no such file")))
+    paths = []
+    for path in list(reversed(settings.env_file)) + list(ENV_FILES):
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
+def unknown_variable_warnings(actions, environ, dotenv):
+    """A warning for each RUNSERVER_* variable that no option reads, and for
+    the .env files' settings of --env-file and --no-env-file."""
+    known = {option_variable(action): action for action in actions}
+    warnings = []
+    for name in sorted(set(environ) | set(dotenv)):
+        if not name.startswith(OPTION_VARIABLE_PREFIX):
+            continue
+        where = "the environment" if name in environ else dotenv[name][1]
+        if name not in known:
+            import difflib
+            suffixes = [known_name[len(OPTION_VARIABLE_PREFIX):] for known_name in known]
+            hint = "ADDRPORT" if name in ("RUNSERVER_PORT", "RUNSERVER_HOST") else (
+                difflib.get_close_matches(name[len(OPTION_VARIABLE_PREFIX):], suffixes, 1)
+                or [None])[0]
+            warnings.append("%s in %s is not an option's variable; %s" % (
+                name, where, "did you mean %s%s?" % (OPTION_VARIABLE_PREFIX, hint) if hint
+                else "see --help"))
+        elif known[name].dest in ENV_FILE_OPTIONS and name not in environ:
+            warnings.append("%s in %s has no effect: only the command line and the "
+                            "environment choose the .env files" % (name, where))
+    return warnings
+
+
+def print_settings(settings):
+    """--check's table: each option, its value and where it came from."""
+    def shown(value):
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, list):
+            return " ".join(map(str, value)) or "-"
+        if isinstance(value, float):
+            return "%g" % value
+        return "-" if value is None or value == "" else str(value)
+    rows = [(label, shown(getattr(settings, dest)), settings.sources[dest])
+            for dest, label in settings.labels.items()]
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    print("Settings, and where each comes from:")
+    for label, value, source in rows:
+        print("  %-*s  %-*s  %s" % (widths[0], label, widths[1], value, source))
+    sys.stdout.flush()
+
+
 # ---- Command line -----------------------------------------------------------------
 
 naiveip_re = re.compile(r"""(?:
@@ -3035,11 +3478,21 @@ class UsageError(Exception):
     """A mistake on the command line: one line for the user, exit status 2."""
 
 
+def print_error(message):
+    """The one way a mistake is told: `Error: message`, on stderr."""
+    print("Error: %s" % message, file=sys.stderr, flush=True)
+
+
+def print_warning(message):
+    print("Warning: %s" % message, file=sys.stderr, flush=True)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, not the whole usage text."""
 
     def error(self, message):
-        self.exit(USAGE_EXIT_CODE, "%s: error: %s (see --help)\n" % (self.prog, message))
+        print_error("%s (see --help)" % message)
+        self.exit(USAGE_EXIT_CODE)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -3091,6 +3544,11 @@ def add_arguments(parser):
     server.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
                         help="tracebacks in 500 pages (default: on for loopback addresses "
                              "and unix sockets)")
+    server.add_argument("--root-path", metavar="PREFIX", default="",
+                        help="serve the app under this URL path, as if mounted there "
+                             "(SCRIPT_NAME); other paths get a 404 that says where it is")
+    server.add_argument("--open", nargs="?", const="/", metavar="PATH",
+                        help="open the web browser at PATH (default /) once the server is up")
     reloader = parser.add_argument_group("reloader")
     reloader.add_argument("--noreload", action="store_true", help="do not use the autoreloader")
     reloader.add_argument("--reload-interval", type=positive_float, metavar="SECONDS",
@@ -3102,6 +3560,17 @@ def add_arguments(parser):
                                "'templates/**/*.html' (repeatable)")
     reloader.add_argument("--reload-exclude", action="append", default=[], metavar="GLOB",
                           help="do not watch files matching GLOB (repeatable)")
+    settings = parser.add_argument_group("settings and checks")
+    settings.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                          help="also read variables from FILE, before %s (repeatable; the "
+                               "last given wins)" % " and ".join(ENV_FILES))
+    settings.add_argument("--no-env-file", action="store_true",
+                          help="read no .env file, not even %s" % " or ".join(ENV_FILES))
+    settings.add_argument("--check", action="store_true",
+                          help="check the settings and import the app, then exit without "
+                               "serving: 0 if all is well, 1 if the app fails, 2 for a bad option")
+    settings.add_argument("--skip-checks", action="store_true",
+                          help="skip Django's system checks and its unapplied-migrations warning")
     output = parser.add_argument_group("output")
     output.add_argument("--quiet", "-q", action="store_true", help="no access log")
     output.add_argument("--no-color", action="store_true",
@@ -3123,7 +3592,7 @@ def add_arguments(parser):
                          in ((30, "G"), (20, "M"), (10, "K"), (0, ""))
                          if not default % (1 << shift))
         limits.add_argument("--" + name.replace("_", "-"), type=kind, metavar=unit,
-                            help="%s (default %s)" % (what, shown))
+                            default=default, help="%s (default %s)" % (what, shown))
 
 
 def positive_float(text):
@@ -3188,17 +3657,57 @@ def parse_addrport(addrport, use_ipv6):
     return host, port, None, use_ipv6
 
 
-def handle(options):
-    """Check the parsed command line and run the server; return the exit status."""
-    app, addrport = options.app, options.addrport
-    if addrport is None and app is not None and looks_like_addrport(app):
-        app, addrport = None, app
-    host, port, unix_socket, ipv6 = parse_addrport(addrport, options.ipv6)
+def handle(settings):
+    """Run the server with the resolved settings; return the exit status."""
+    run(**run_arguments(settings))
+    return 0
+
+
+def run_arguments(settings):
+    """run()'s keyword arguments from resolved Settings; a bad value is a
+    UsageError that names the variable it came from."""
+    host, port, unix_socket, ipv6 = settings.validated(
+        "addrport", parse_addrport, settings.addrport, settings.ipv6)
+    app = settings.app
     if app is not None and not (":" in app or MODULE_NAME.fullmatch(app) or app.endswith(".py")):
-        raise UsageError('"%s" is not a valid APP: expected module:attr, module or '
-                         'path/to/file.py:attr' % app)
+        raise UsageError(settings.blame("app", '"%s" is not a valid APP: expected module:attr, '
+                                               'module or path/to/file.py:attr' % app))
+    static = settings.validated("static", parse_static, settings.static)
+    if bool(settings.cert) != bool(settings.key):
+        raise UsageError(settings.blame("cert" if settings.cert else "key",
+                                        "--cert and --key go together: give both for HTTPS"))
+    ssl_context = settings.validated("cert", make_ssl_context, settings.cert, settings.key) \
+        if settings.cert else None
+    root_path = settings.validated("root_path", parse_root_path, settings.root_path)
+    if settings.open is not None and not settings.open.startswith("/"):
+        raise UsageError(settings.blame("open", '--open "%s": expected a path like / or /admin/ '
+                                                '(write --open=PATH, or --open after APP and '
+                                                'ADDRPORT)' % settings.open))
+    if settings.open is not None and unix_socket:
+        raise UsageError(settings.blame("open", "--open needs a TCP address: a browser cannot "
+                                                "open a unix socket"))
+    allowed_hosts = None
+    if settings.allowed_hosts is not None:
+        allowed_hosts = [name.strip() for name in settings.allowed_hosts.split(",")
+                         if name.strip()]
+    limits = Limits(**{name: getattr(settings, name) for name in (
+        "max_request_line", "max_header_size", "max_headers", "max_body", "header_timeout",
+        "keepalive_timeout", "body_timeout", "shutdown_timeout")})
+    return dict(app=app, host=host, port=port, ipv6=ipv6, threading=not settings.nothreading,
+                reload=not settings.noreload, unix_socket=unix_socket, ssl_context=ssl_context,
+                static=static, limits=limits, quiet=settings.quiet, debug=settings.debug,
+                allowed_hosts=allowed_hosts, reload_interval=settings.reload_interval,
+                reload_include=settings.reload_include, reload_exclude=settings.reload_exclude,
+                color=False if settings.no_color else None, root_path=root_path,
+                env_files=settings.env_files, open_browser=settings.open,
+                skip_checks=settings.skip_checks,
+                next_free_port=not settings.given("addrport") and not unix_socket)
+
+
+def parse_static(items):
+    """--static's URL_PREFIX=DIRECTORY items as (prefix, directory) pairs."""
     static = []
-    for item in options.static:
+    for item in items:
         prefix, equals, directory = item.partition("=")
         if not equals or not prefix.startswith("/"):
             raise UsageError('--static "%s": expected URL_PREFIX=DIRECTORY, like /static=./public'
@@ -3206,21 +3715,50 @@ def handle(options):
         if not os.path.isdir(directory):
             raise UsageError('--static "%s": "%s" is not a directory' % (item, directory))
         static.append((prefix, directory))
-    if bool(options.cert) != bool(options.key):
-        raise UsageError("--cert and --key go together: give both for HTTPS")
-    ssl_context = make_ssl_context(options.cert, options.key) if options.cert else None
-    allowed_hosts = None
-    if options.allowed_hosts is not None:
-        allowed_hosts = [host.strip() for host in options.allowed_hosts.split(",") if host.strip()]
-    limits = Limits(**{name: getattr(options, name) for name in (
-        "max_request_line", "max_header_size", "max_headers", "max_body", "header_timeout",
-        "keepalive_timeout", "body_timeout", "shutdown_timeout")})
-    run(app, host, port, ipv6=ipv6, threading=not options.nothreading,
-        reload=not options.noreload, unix_socket=unix_socket, ssl_context=ssl_context,
-        static=static, limits=limits, quiet=options.quiet, debug=options.debug,
-        allowed_hosts=allowed_hosts, reload_interval=options.reload_interval,
-        reload_include=options.reload_include, reload_exclude=options.reload_exclude,
-        color=False if options.no_color else None)
+    return static
+
+
+def parse_root_path(text):
+    """--root-path's PREFIX, as SCRIPT_NAME: '/app' (no slash at the end), '' for none."""
+    if text and not text.startswith("/"):
+        raise UsageError('--root-path "%s": expected a URL path like /app' % text)
+    return text.rstrip("/")
+
+
+def check(settings):
+    """--check: validate the settings and print them, load the .env files and
+    import the app as a worker does (Django's checks too), and serve nothing.
+    Return 0, or 1 if the app fails; a bad option is a UsageError (2)."""
+    arguments = run_arguments(settings)
+    print_settings(settings)
+    counts = load_env_files(arguments["env_files"])
+    put_working_directory_first()
+    spec = arguments["app"]
+    try:
+        app = demo_app if spec is None else load_app(spec)
+    except AppSpecError as exc:
+        raise UsageError(str(exc).rstrip(".") + ".") from None
+    except (Exception, SystemExit) as exc:
+        print(format_user_traceback(exc), file=sys.stderr, end="", flush=True)
+        print("Check failed: %s cannot be imported." % spec, flush=True)
+        return 1
+    if counts:
+        print(describe_env_files(counts))
+    if arguments["unix_socket"]:
+        where = "unix:" + arguments["unix_socket"]
+    else:
+        host = arguments["host"]
+        where = "%s://%s:%d%s/" % ("https" if arguments["ssl_context"] else "http",
+                                   "[%s]" % host if ":" in host else host, arguments["port"],
+                                   arguments["root_path"])
+    print("Would serve %s at %s" % (spec or describe_app(app) or "the demo app", where))
+    if not arguments["skip_checks"] and django_is_set_up():
+        passed, report = django_checks()
+        print(report, flush=True)
+        if not passed:
+            print("Check failed: Django's system checks found errors.")
+            return 1
+    print("Check passed.")
     return 0
 
 
@@ -3280,7 +3818,8 @@ def configure_logging(color=None):
 def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading=True,
         reload=True, unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
-        reload_include=(), reload_exclude=(), color=None):
+        reload_include=(), reload_exclude=(), color=None, root_path="", env_files=ENV_FILES,
+        open_browser=None, skip_checks=False, next_free_port=False):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
@@ -3288,53 +3827,165 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
     process, and this process supervises it: call run() under
     `if __name__ == "__main__":`.  The other arguments are make_server()'s,
     plus reload_interval, reload_include and reload_exclude for the reloader
-    and color for the log (None: on a terminal without NO_COLOR).  A bind
-    error is one line on stderr and SystemExit(1).
+    and color for the log (None: on a terminal without NO_COLOR).  env_files
+    are read into os.environ before the app is imported, in each worker (the
+    environment wins; () for none); open_browser is a path to open in the web
+    browser once the first worker serves; skip_checks leaves out Django's
+    system checks; with next_free_port a taken `port` gives way to the next
+    free one of NEXT_FREE_PORTS.  A bind error is one line on stderr and
+    SystemExit(1).
     """
     configure_logging(color)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    put_working_directory_first()
     limits = limits or Limits()
     settings = dict(host=host, port=port, ipv6=ipv6, threading=threading,
                     unix_socket=unix_socket, ssl_context=ssl_context, static=static,
-                    limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts)
+                    limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts,
+                    root_path=root_path)
     if reload and not is_reloader_worker():
         if hasattr(signal, "SIGCHLD"):      # ignored, it would leave no exit status to wait for
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        server = bind_or_exit(None, settings)
+        server = bind_or_exit(None, settings, next_free_port=next_free_port)
         watchlist, terminal = make_watchlist(), save_terminal()
         first_worker = fork_first_worker(server, watchlist) if can_fork_worker() else None
         if not is_reloader_worker():        # (a forked worker goes on below)
             sys.exit(run_supervisor(server, watchlist, terminal, first_worker,
                                     limits.shutdown_timeout, reload_interval))
     inner_run(app, settings, reload=reload, reload_interval=reload_interval,
-              reload_include=reload_include, reload_exclude=reload_exclude)
+              reload_include=reload_include, reload_exclude=reload_exclude,
+              env_files=env_files, open_browser=open_browser, skip_checks=skip_checks,
+              next_free_port=next_free_port)
 
 
-def bind_or_exit(app, settings, listen_socket=None):
-    """make_server(), with bind errors as one friendly line and SystemExit(1)."""
+def put_working_directory_first():
+    """The working directory first on sys.path, as `python -m` would have it."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def forget_own_directory():
+    """When this file is the program: take its directory off the front of
+    sys.path, where Python put it (a worker's start too), unless it is the
+    working directory; the app must not import this file's neighbours by chance."""
+    own = os.path.dirname(os.path.realpath(__file__))
+    if os.path.realpath(sys.argv[0]) == os.path.realpath(__file__) and sys.path \
+            and os.path.realpath(sys.path[0] or os.curdir) == own != os.path.realpath(os.getcwd()):
+        del sys.path[0]
+
+
+def bind_or_exit(app, settings, listen_socket=None, next_free_port=False):
+    """make_server(), with bind errors as one friendly line and SystemExit(1);
+    with next_free_port, a taken port gives way to the next free one of
+    NEXT_FREE_PORTS, and a line says so."""
     try:
         return make_server(app, listen_socket=listen_socket, **settings)
     except OSError as exc:
-        where = settings["unix_socket"] or "%s:%s" % (settings["host"], settings["port"])
-        if isinstance(exc, socket.gaierror):
-            message = 'Cannot resolve the host name "%s".' % settings["host"]
-        elif exc.errno == errno.ENOENT and settings["unix_socket"]:
-            message = "The directory of %s does not exist." % where
-        elif exc.errno in ERRNO_MESSAGES:
-            message = ERRNO_MESSAGES[exc.errno]
-        else:
-            message = exc.strerror or str(exc)
-        if exc.filename is None and isinstance(exc.args[-1], str) and where in exc.args[-1]:
-            message = exc.args[-1][0].upper() + exc.args[-1][1:] + "."
-        print("Error: %s (%s)" % (message, where), file=sys.stderr, flush=True)
+        if next_free_port and exc.errno == errno.EADDRINUSE and listen_socket is None:
+            for port in range(settings["port"] + 1, settings["port"] + NEXT_FREE_PORTS + 1):
+                try:
+                    server = make_server(app, **dict(settings, port=port))
+                except OSError as again:
+                    if again.errno == errno.EADDRINUSE:
+                        continue
+                    break
+                holder = port_holder(settings["port"])
+                print_warning("port %d is in use%s; serving on port %d instead." % (
+                    settings["port"], " by " + holder if holder else "", port))
+                return server
+        print_error(describe_bind_error(exc, settings))
         raise SystemExit(1) from None
 
 
-def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_exclude):
+def describe_bind_error(exc, settings):
+    """A bind error in words, with where; for a taken TCP port, what holds it
+    and which port after it is free."""
+    where = settings["unix_socket"] or "%s:%s" % (settings["host"], settings["port"])
+    if isinstance(exc, socket.gaierror):
+        message = 'Cannot resolve the host name "%s".' % settings["host"]
+    elif exc.errno == errno.ENOENT and settings["unix_socket"]:
+        message = "The directory of %s does not exist." % where
+    elif exc.errno in ERRNO_MESSAGES:
+        message = ERRNO_MESSAGES[exc.errno]
+    else:
+        message = exc.strerror or str(exc)
+    if exc.filename is None and isinstance(exc.args[-1], str) and where in exc.args[-1]:
+        message = exc.args[-1][0].upper() + exc.args[-1][1:] + "."
+    message = "%s (%s)" % (message, where)
+    if exc.errno == errno.EADDRINUSE and not settings["unix_socket"]:
+        holder = port_holder(settings["port"])
+        message += ": held by %s" % holder if holder else \
+            "; `lsof -i :%d` shows what holds it" % settings["port"]
+        free = free_port_after(settings["host"], settings["port"], settings["ipv6"])
+        if free is not None:
+            message += "; port %d is free" % free
+    return message
+
+
+def free_port_after(host, port, ipv6):
+    """The first port after `port` that `host` can bind, among the next 100."""
+    family = socket.AF_INET6 if ipv6 or ":" in host else socket.AF_INET
+    for candidate in range(port + 1, min(port + 100, 65535) + 1):
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # as the server does
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    return None
+
+
+def port_holder(port):
+    """Which process listens on TCP `port`, in words, where the system tells
+    without privileges; else None."""
+    return port_holder_linux(port) if sys.platform.startswith("linux") else None
+
+
+def port_holder_linux(port):
+    """'pid 4242 (python3 runserver.py hello:app)': the listening sockets of
+    `port` from /proc/net/tcp and tcp6, their process from the descriptors in
+    /proc that this user may read."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as file:
+                rows = file.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()        # local address, state (0A: LISTEN), ..., inode
+            if len(fields) > 9 and fields[3] == "0A" \
+                    and int(fields[1].rpartition(":")[2], 16) == port:
+                sockets.add("socket:[%s]" % fields[9])
+    for pid in (name for name in os.listdir("/proc") if name.isdigit()) if sockets else ():
+        try:
+            descriptors = os.listdir("/proc/%s/fd" % pid)
+        except OSError:
+            continue
+        for fd in descriptors:
+            try:
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) not in sockets:
+                    continue
+                with open("/proc/%s/cmdline" % pid, "rb") as file:
+                    command = file.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            except OSError:
+                continue
+            return "pid %s (%s)" % (pid, escape_control(command[:80]) or "?")
+    return None
+
+
+def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_exclude,
+              env_files=(), open_browser=None, skip_checks=False, next_free_port=False):
     """Load the app, serve it until stopped or a reload, as worker or alone."""
     worker = take_worker_environment()
     restarts = int(worker.get(ENV_RESTARTS) or 0)
+    listen_socket = None
+    if worker:
+        listen_socket = socket.socket(fileno=int(worker[ENV_LISTEN_FD]))
+        watch_supervisor(int(worker[ENV_SUPERVISOR_FD]))
+    # Bound before the app is imported: alone, a taken port fails before the app does anything.
+    server = bind_or_exit(None, settings, listen_socket, next_free_port)
+    env_counts = load_env_files(env_files)
     app_files = []
     spec = app if isinstance(app, str) else None
     if worker:          # Ctrl-C reaches the supervisor too, which stops us with SIGTERM
@@ -3344,7 +3995,7 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         app = demo_app if app is None else load_app(app) if spec else app
     except AppSpecError as exc:
         if not worker or restarts == 0:
-            print("Error: %s." % str(exc).rstrip("."), file=sys.stderr, flush=True)
+            print_error("%s." % str(exc).rstrip("."))
             raise SystemExit(USAGE_EXIT_CODE) from None
         app = error_app("Cannot load %s: %s.\n" % (spec, exc))
     except (Exception, SystemExit) as exc:
@@ -3361,11 +4012,7 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         if module_part.endswith(".py"):
             app_files.append(module_part)
 
-    listen_socket = None
-    if worker:
-        listen_socket = socket.socket(fileno=int(worker[ENV_LISTEN_FD]))
-        watch_supervisor(int(worker[ENV_SUPERVISOR_FD]))
-    server = bind_or_exit(app, settings, listen_socket)
+    server.app = serving_app(app, settings["static"], settings["root_path"])
     server.reload_requested = False
     if threading.current_thread() is threading.main_thread():
         interrupts = []
@@ -3379,10 +4026,14 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
     if restarts == 0:
-        print_banner(server, spec or describe_app(app), reload, settings)
-    if reload:
+        print_banner(server, spec or describe_app(app), reload, settings, env_counts)
+        if open_browser is not None:
+            open_in_browser(server, settings, open_browser)
+    if not skip_checks:
+        start_framework_checks()
+    if reload:          # .env files too, even missing ones: an edit reloads with the new values
         start_file_watcher(server, reload_interval, reload_include, reload_exclude,
-                           [path for path in app_files if os.path.isfile(path)],
+                           [path for path in app_files if os.path.isfile(path)] + list(env_files),
                            worker.get(ENV_WATCHLIST), loading_ns)
     try:
         server.serve_forever()
@@ -3403,6 +4054,28 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         print_stopped()
 
 
+def open_in_browser(server, settings, path):
+    """--open: open the web browser at `path` under the server's URL, from a
+    thread (a console browser holds it until it quits); no browser, one warning.
+    Connections it makes before serve_forever() wait in the listen backlog."""
+    host, port = server.server_address[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = "%s://%s:%d%s%s" % ("https" if settings["ssl_context"] else "http",
+                              "[%s]" % host if ":" in host else host, port,
+                              settings["root_path"], path)
+    print("Opening %s in the web browser." % url, flush=True)
+
+    def open_url():
+        import webbrowser
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+        if not opened:
+            print_warning("no web browser to open %s with; open it yourself." % url)
+    threading.Thread(target=open_url, name="runserver-browser", daemon=True).start()
+
+
 def print_stopped():
     """The last line, even if stdout's reader is gone (`| tee` got the Ctrl-C too)."""
     try:
@@ -3415,7 +4088,7 @@ def format_user_traceback(exc):
     """A traceback of the app's import without the frames of the import machinery."""
     frames = traceback.extract_tb(exc.__traceback__)
     kept = [frame for frame in frames if frame.filename != __file__
-            and not frame.filename.startswith("<frozen importlib")
+            and not frame.filename.startswith(("<frozen importlib", "<builtin>/frozen importlib"))
             and os.path.dirname(frame.filename) != os.path.dirname(importlib.__file__)]
     lines = ["Traceback (most recent call last):\n"] if kept else []
     lines += traceback.format_list(kept)
@@ -3431,46 +4104,80 @@ def describe_app(app):
     return "%s:%s" % (module, name) if name and module else "a %s object" % type(app).__name__
 
 
-def print_banner(server, spec, reload, settings):
+def print_banner(server, spec, reload, settings, env_counts=()):
     """Django's banner, printed once the socket listens, flushed for scripts."""
     scheme = "https" if settings["ssl_context"] else "http"
     lines = [time.strftime("%B %d, %Y - %X"),
              "runserver.py %s (Python %s), serving %s%s" % (
                  __version__, sys.version.split()[0], spec or "the demo app",
                  ", reloading on changes" if reload else "")]
+    if env_counts:
+        lines.append(describe_env_files(env_counts))
+    root_path = settings.get("root_path", "")
     if isinstance(server.server_address, tuple):
         host, port = server.server_address[:2]
         shown = "[%s]" % host if ":" in host else host
-        lines.append("Starting development server at %s://%s:%d/" % (scheme, shown, port))
+        lines.append("Starting development server at %s://%s:%d%s/"
+                     % (scheme, shown, port, root_path))
         if host in ("0.0.0.0", "::"):
-            for address in lan_addresses(server.address_family):
-                lines.append("  on your network: %s://%s:%d/" % (
-                    scheme, "[%s]" % address if ":" in address else address, port))
+            for address in network_addresses(server):
+                lines.append("  on your network: %s://%s:%d%s/" % (
+                    scheme, "[%s]" % address if ":" in address else address, port, root_path))
     else:
         lines.append("Starting development server at unix:%s" % server.server_address)
         import shlex
-        lines.append("  try: curl --unix-socket %s %s://localhost/"
-                     % (shlex.quote(server.server_address), scheme))
+        lines.append("  try: curl --unix-socket %s %s://localhost%s/"
+                     % (shlex.quote(server.server_address), scheme, root_path))
     lines.append("Quit the server with CONTROL-C.")
     print("\n".join(lines), flush=True)
 
 
+def describe_env_files(counts):
+    """The banner's line on the .env files read: 'Loaded .env (3 variables), ...'."""
+    return "Loaded " + ", ".join("%s (%d variable%s)" % (path, count, "" if count == 1 else "s")
+                                 for path, count in counts) + "."
+
+
+def network_addresses(server):
+    """The addresses other machines may reach a server bound to every
+    interface at: IPv4 for 0.0.0.0, IPv6 and (dual stack) IPv4 for ::."""
+    families = [socket.AF_INET]
+    if server.address_family == socket.AF_INET6:
+        families = [socket.AF_INET6]
+        try:
+            if not server.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                families.append(socket.AF_INET)
+        except (OSError, AttributeError):
+            pass
+    return [address for family in families for address in lan_addresses(family)]
+
+
 def lan_addresses(family):
-    """This machine's non-loopback addresses, from its host name (no traffic)."""
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
-    except OSError:
-        return []
+    """This machine's non-loopback addresses, without sending a packet: the
+    one a UDP socket's connect() picks to reach a documentation address (the
+    default route's), then those of the host name."""
     found = []
-    for info in infos:
-        address = info[4][0]
-        if not is_loopback(address) and address not in found:
-            found.append(address)
-    return found[:2]
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((ROUTE_PROBE_ADDRESSES[family], 9))
+            found.append(probe.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        found += [info[4][0] for info in socket.getaddrinfo(
+            socket.gethostname(), None, family, socket.SOCK_STREAM)]
+    except OSError:
+        pass
+    addresses = []
+    for address in found:
+        if not (is_loopback(address) or address.lower().startswith("fe80:")
+                or address in ("0.0.0.0", "::") or address in addresses):
+            addresses.append(address)
+    return addresses[:NETWORK_ADDRESSES_SHOWN]
 
 
-def main(argv=None):
-    """The command line: python runserver.py [APP] [ADDRPORT] [options]."""
+def make_parser():
+    """The command line's parser: add_arguments() with the help's words."""
     parser = ArgumentParser(
         prog="runserver.py",
         description="A development server for any WSGI application, like Django's "
@@ -3480,14 +4187,35 @@ def main(argv=None):
                "  python runserver.py hello:app 8080      hello.py's app on port 8080\n"
                "  python runserver.py hello:app 0:8000    on every interface\n"
                "  python runserver.py 'factory:create_app(\"dev\")' --static /static=public\n"
-               "  python runserver.py hello:app unix:/tmp/hello.sock --noreload",
+               "  python runserver.py hello:app unix:/tmp/hello.sock --noreload\n"
+               "  python runserver.py hello:app --check   check, import, serve nothing\n"
+               "\n"
+               "environment:\n"
+               "  Each option can be set by a variable instead, in the environment or in a\n"
+               "  .env file: RUNSERVER_ and its long name in capitals, - as _, such as\n"
+               "  RUNSERVER_RELOAD_INTERVAL=1 or RUNSERVER_NORELOAD=1; RUNSERVER_APP and\n"
+               "  RUNSERVER_ADDRPORT for APP and ADDRPORT.  Switches take 1/0, true/false,\n"
+               "  yes/no or on/off, repeatable options their values apart by spaces.  The\n"
+               "  command line wins over the environment, which wins over .env files.\n"
+               "  .env and .flaskenv in the working directory are read if present (.env\n"
+               "  wins), before the app is imported; FLASK_APP names the app if nothing\n"
+               "  else does.",
         formatter_class=HelpFormatter)
     add_arguments(parser)
-    options = parser.parse_intermixed_args(argv)    # options may come between APP and ADDRPORT
+    return parser
+
+
+def main(argv=None):
+    """The command line: python runserver.py [APP] [ADDRPORT] [options]."""
+    forget_own_directory()
     try:
-        return handle(options)
+        settings = resolve_settings(make_parser(), argv)
+        if not is_reloader_worker():            # a worker's supervisor has told them
+            for warning in settings.warnings:
+                print_warning(warning)
+        return check(settings) if settings.check else handle(settings)
     except UsageError as exc:
-        print("%s: error: %s" % (parser.prog, exc), file=sys.stderr, flush=True)
+        print_error(exc)
         return USAGE_EXIT_CODE
 
 

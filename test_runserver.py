@@ -14,7 +14,9 @@ import email.utils
 import errno
 import hashlib
 import importlib
+import importlib.util
 import io
+import json
 import logging
 import os
 import re
@@ -28,7 +30,9 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import unittest
+import unittest.mock
 import wsgiref.validate
 import zipfile
 
@@ -346,20 +350,20 @@ class CLITestCase(unittest.TestCase):
         self.addCleanup(process.kill)
         return process
 
-    def assertOneLineError(self, args, status, fragment):
+    def assertOneLineError(self, args, status, fragment, env=None):
         """The CLI with `args` exits with `status` after one line containing `fragment`."""
-        code, output = self.run_cli(*args)
+        code, output = self.run_cli(*args, env=env)
         self.assertEqual(code, status, output)
         self.assertEqual(len(output.strip().splitlines()), 1, output)
         self.assertIn(fragment, output)
         self.assertNotIn("Traceback", output)
 
-    def run_cli(self, *args, timeout=TIMEOUT):
+    def run_cli(self, *args, timeout=TIMEOUT, env=None):
         """Run the CLI to completion; return (exit status, combined output)."""
         result = subprocess.run([sys.executable, RUNSERVER] + list(args), cwd=self.directory,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, timeout=timeout,
-                                env=dict(os.environ, NO_COLOR="1"))
+                                env=dict(os.environ, NO_COLOR="1", **(env or {})))
         return result.returncode, result.stdout.decode("utf-8", "replace")
 
 
@@ -2644,6 +2648,69 @@ class UnixSocketTests(ServerTestCase, CLITestCase):
         self.assertFalse(os.path.lexists(self.path))
 
 
+# ---- Mounted under a URL path: --root-path ---------------------------------------
+
+def script_app(environ, start_response):
+    """Answers with SCRIPT_NAME and PATH_INFO, one a line."""
+    body = ("SCRIPT_NAME=%s\nPATH_INFO=%s\n" % (environ["SCRIPT_NAME"], environ["PATH_INFO"])
+            ).encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class RootPathTests(ServerTestCase, CLITestCase):
+    """An app mounted under a prefix, as behind a proxy that forwards /app/ to it."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def test_requests_below_the_prefix_are_split_into_script_name_and_path_info(self):
+        server = self.start_server(script_app, root_path="/app")
+        for path, expected in [("/app/x/y?q=1", {"SCRIPT_NAME": "/app", "PATH_INFO": "/x/y"}),
+                               ("/app/", {"SCRIPT_NAME": "/app", "PATH_INFO": "/"}),
+                               ("/app", {"SCRIPT_NAME": "/app", "PATH_INFO": ""}),
+                               ("/app/caf%C3%A9", {"SCRIPT_NAME": "/app",
+                                                   "PATH_INFO": "/caf\u00c3\u00a9"})]:
+            with self.subTest(path=path):
+                response = self.request(server, get(path))
+                self.assertEqual(response.status, 200)
+                self.assertEqual(environ_lines(response.body), expected)
+
+    def test_other_paths_get_a_404_that_says_where_the_app_is(self):
+        server = self.start_server(script_app, root_path="/app")
+        for path in ("/", "/application", "/ap", "/other/app/x"):
+            with self.subTest(path=path):
+                response = self.request(server, get(path))
+                self.assertEqual(response.status, 404)
+                self.assertIn(b"under /app/ (--root-path)", response.body)
+
+    def test_static_prefixes_stay_absolute(self):
+        self.write("public/hello.txt", "static hello\n")
+        server = self.start_server(script_app, root_path="/app",
+                                   static=[("/static", os.path.join(self.directory, "public"))])
+        self.assertEqual(self.request(server, get("/static/hello.txt")).body, b"static hello\n")
+        self.assertEqual(environ_lines(self.request(server, get("/app/static/hello.txt")).body),
+                         {"SCRIPT_NAME": "/app", "PATH_INFO": "/static/hello.txt"})
+
+    def test_a_prefix_beyond_ascii(self):
+        server = self.start_server(script_app, root_path="/caf\u00e9")
+        response = self.request(server, get("/caf%C3%A9/menu"))
+        self.assertEqual(environ_lines(response.body)["SCRIPT_NAME"].encode("latin-1"),
+                         "/caf\u00e9".encode("utf-8"))
+        self.assertEqual(self.request(server, get("/cafe/menu")).status, 404)
+
+    def test_command_line_banner_and_mistakes(self):
+        process = self.start("127.0.0.1:0", "--noreload", "--root-path", "/app/")
+        url = process.wait_for_banner()
+        self.assertRegex(url, r"^http://127\.0\.0\.1:\d+/app/$")
+        port = int(re.search(r":(\d+)/", url).group(1))
+        self.assertIn(b"You sent: GET /hello", http_get(port, "/app/hello").body)
+        self.assertEqual(http_get(port, "/hello").status, 404)
+        self.assertOneLineError(["0", "--root-path", "app"], 2,
+                                'Error: --root-path "app": expected a URL path like /app')
+
+
 # ---- Server classes and the Python API --------------------------------------------
 
 class APITests(unittest.TestCase):
@@ -3469,6 +3536,477 @@ class LoadAppTests(CLITestCase):
             runserver.load_app("specs_d")
 
 
+# ---- Frameworks: Django's checks ---------------------------------------------------
+
+DJANGO_PROJECT = {
+    "mysite/__init__.py": "",
+    "mysite/settings.py": """\
+import os
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET_KEY = "only-for-tests"
+DEBUG = True
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "demo"]
+MIDDLEWARE = []
+ROOT_URLCONF = "mysite.urls"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": os.path.join(BASE_DIR, "db.sqlite3")}}
+USE_TZ = True
+""",
+    "mysite/urls.py": """\
+from django.http import HttpResponse
+from django.urls import path
+
+VERSION = "v1"
+urlpatterns = [path("", lambda request: HttpResponse("django " + VERSION))]
+""",
+    "mysite/wsgi.py": """\
+import os
+from django.core.wsgi import get_wsgi_application
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()
+""",
+    # A check of the project's own, which DEMO_CHECK makes a warning or an error.
+    "demo/__init__.py": """\
+import os
+from django.core import checks
+
+@checks.register
+def demo_check(app_configs, **kwargs):
+    kind = os.environ.get("DEMO_CHECK")
+    if kind == "warning":
+        return [checks.Warning("the demo warning", id="demo.W001")]
+    if kind == "error":
+        return [checks.Error("the demo error", id="demo.E001")]
+    return []
+""",
+}
+
+
+@unittest.skipIf(importlib.util.find_spec("django") is None,
+                 "Django is not installed for this Python (.ci/run runs these tests in a "
+                 "virtualenv with Django)")
+class DjangoTests(CLITestCase):
+    """Django's system checks and unapplied migrations, on a generated project."""
+
+    def setUp(self):
+        super().setUp()
+        for name, text in DJANGO_PROJECT.items():
+            self.write(name, text)
+
+    def test_check_runs_the_system_checks_and_tells_of_unapplied_migrations(self):
+        code, output = self.run_cli("mysite.wsgi", "--check", env={"DEMO_CHECK": "warning"})
+        self.assertEqual(code, 0, output)
+        self.assertIn("demo.W001", output)
+        self.assertIn("System check identified 1 issue (0 silenced).", output)
+        self.assertRegex(output, r"Warning: \d+ migrations are not applied yet \(auth, "
+                                 r"contenttypes\): the project may fail until you run "
+                                 r"python manage\.py migrate\.")
+        self.assertEqual(output.splitlines()[-1], "Check passed.")
+
+    def test_check_fails_on_a_system_check_error_unless_skipped(self):
+        code, output = self.run_cli("mysite.wsgi", "--check", env={"DEMO_CHECK": "error"})
+        self.assertEqual(code, 1, output)
+        self.assertIn("demo.E001", output)
+        self.assertEqual(output.splitlines()[-1], "Check failed: Django's system checks found "
+                                                  "errors.")
+        code, output = self.run_cli("mysite.wsgi", "--check", "--skip-checks",
+                                    env={"DEMO_CHECK": "error"})
+        self.assertEqual(code, 0, output)
+        self.assertNotIn("demo.E001", output)
+        self.assertNotIn("migrations", output)
+
+    def test_each_worker_prints_the_checks_at_start(self):
+        process = self.start("mysite.wsgi", "127.0.0.1:0", "--reload-interval", "0.05",
+                             env={"DEMO_CHECK": "warning"})
+        port = process.port()
+        self.assertEqual(http_get(port).body, b"django v1")
+        process.wait_for(r"demo\.W001")
+        process.wait_for(r"migrations are not applied yet")
+        self.write("mysite/urls.py", DJANGO_PROJECT["mysite/urls.py"].replace("v1", "v2"))
+        wait_until(lambda: http_get(port).body == b"django v2")
+        wait_until(lambda: process.output().count("demo.W001") == 2
+                   and process.output().count("migrations are not applied yet") == 2)
+
+
+# ---- Settings: .env files, RUNSERVER_* variables, FLASK_APP ----------------------
+
+def parse_env(text, **known):
+    """parse_dotenv() of `text` as a list, ${NAME} looked up in `known`."""
+    return list(runserver.parse_dotenv(text, known.get))
+
+
+class DotenvSyntaxTests(unittest.TestCase):
+    """The .env syntax, without files: table-driven."""
+
+    def test_values(self):
+        for text, expected in [
+                ("KEY=value", "value"),
+                ("export KEY=value", "value"),
+                ("  KEY = spaced out  ", "spaced out"),
+                ("KEY=", ""),
+                ("KEY=value # a comment", "value"),
+                ("KEY=a#b", "a#b"),
+                ("KEY=#hash", "#hash"),
+                ("KEY= # only a comment", ""),
+                ("KEY='single ${X} \\n \"kept\"'", 'single ${X} \\n "kept"'),
+                ('KEY="tab\\tnew\\nline \\"quoted\\" back\\\\slash \\$"',
+                 'tab\tnew\nline "quoted" back\\slash $'),
+                ('KEY="${X} and ${MISSING} and ${MISSING:-fallback} and ${EMPTY:-empty}"',
+                 "x-value and  and fallback and empty"),
+                ("KEY=${X}/unquoted\\n", "x-value/unquoted\\n"),
+                ("KEY='a # not a comment'  # a comment", "a # not a comment"),
+                ('KEY="first\nsecond"', "first\nsecond"),
+                ("KEY='first\n\nthird'", "first\n\nthird"),
+                ("KEY=crlf\r\n", "crlf")]:
+            with self.subTest(text=text):
+                self.assertEqual(parse_env(text, X="x-value", EMPTY=""), [(1, "KEY", expected)])
+
+    def test_comments_blank_lines_and_line_numbers(self):
+        text = ('# a comment\n\nA=1\n  # indented comment\nB="two\nlines"\nC=3\n'
+                "export D='four'\n")
+        self.assertEqual(parse_env(text), [(3, "A", "1"), (5, "B", "two\nlines"), (7, "C", "3"),
+                                           (8, "D", "four")])
+
+    def test_a_bad_line_is_reported_and_the_rest_is_read(self):
+        text = ('A=1\njust words\nB="never closed\nC=3\nD="closed" trailing\n'
+                "1BAD=x\nexport\nE=5\n")
+        found = parse_env(text)
+        self.assertEqual([item for item in found if item[1]],
+                         [(1, "A", "1"), (4, "C", "3"), (8, "E", "5")])
+        problems = {number: problem for number, name, problem in found if name is None}
+        self.assertEqual(sorted(problems), [2, 3, 5, 6, 7])
+        self.assertIn('expected NAME=value, not "just words"', problems[2])
+        self.assertIn('unexpected "closed" trailing" after the closing quote (on line 5)',
+                      problems[3])
+        self.assertIn('unexpected "trailing" after the closing quote', problems[5])
+        self.assertEqual(parse_env('A="never closed\nB=2\n'),
+                         [(1, None, 'the " quote is never closed'), (2, "B", "2")])
+
+
+class SettingsTests(CLITestCase):
+    """resolve_settings(): where each option comes from, in process."""
+
+    def resolve(self, *argv, environ=None):
+        cwd = os.getcwd()
+        os.chdir(self.directory)
+        try:
+            return runserver.resolve_settings(runserver.make_parser(), list(argv), environ or {})
+        finally:
+            os.chdir(cwd)
+
+    def test_defaults(self):
+        settings = self.resolve()
+        self.assertEqual((settings.app, settings.addrport, settings.reload_interval),
+                         (None, None, runserver.DEFAULT_RELOAD_INTERVAL))
+        self.assertEqual(settings.max_body, runserver.Limits.max_body)
+        self.assertEqual(set(settings.sources.values()), {"default"})
+        self.assertEqual(settings.env_files, list(runserver.ENV_FILES))
+
+    def test_command_line_then_environment_then_env_files_then_default(self):
+        self.write(".env", "RUNSERVER_RELOAD_INTERVAL=3\nRUNSERVER_ADDRPORT=9003\n"
+                           "RUNSERVER_QUIET=yes\nRUNSERVER_MAX_BODY=1K\n")
+        self.write(".flaskenv", "RUNSERVER_MAX_BODY=2K\nRUNSERVER_NOTHREADING=on\n")
+        settings = self.resolve("--reload-interval", "1", environ={
+            "RUNSERVER_RELOAD_INTERVAL": "2", "RUNSERVER_ADDRPORT": "9002"})
+        self.assertEqual(settings.reload_interval, 1.0)
+        self.assertEqual(settings.sources["reload_interval"], "command line")
+        self.assertEqual(settings.addrport, "9002")
+        self.assertEqual(settings.sources["addrport"], "RUNSERVER_ADDRPORT in the environment")
+        self.assertEqual((settings.quiet, settings.sources["quiet"]),
+                         (True, "RUNSERVER_QUIET in .env:3"))
+        self.assertEqual((settings.max_body, settings.sources["max_body"]),
+                         (1024, "RUNSERVER_MAX_BODY in .env:4"))
+        self.assertEqual((settings.nothreading, settings.sources["nothreading"]),
+                         (True, "RUNSERVER_NOTHREADING in .flaskenv:2"))
+        self.assertEqual(settings.sources["debug"], "default")
+
+    def test_value_forms(self):
+        environ = {"RUNSERVER_APP": "hello:app", "RUNSERVER_DEBUG": "false",
+                   "RUNSERVER_NORELOAD": "1", "RUNSERVER_STATIC": "/s=static /m=media",
+                   "RUNSERVER_RELOAD_INCLUDE": "templates", "RUNSERVER_OPEN": "on",
+                   "RUNSERVER_ROOT_PATH": "/app", "RUNSERVER_NO_COLOR": "0"}
+        settings = self.resolve(environ=environ)
+        self.assertEqual((settings.app, settings.debug, settings.noreload, settings.no_color),
+                         ("hello:app", False, True, False))
+        self.assertEqual(settings.static, ["/s=static", "/m=media"])
+        self.assertEqual(settings.reload_include, ["templates"])
+        self.assertEqual((settings.open, settings.root_path), ("/", "/app"))
+        self.assertEqual(self.resolve(environ={"RUNSERVER_OPEN": "/admin/"}).open, "/admin/")
+        self.assertIsNone(self.resolve(environ={"RUNSERVER_OPEN": "off"}).open)
+        self.assertTrue(self.resolve("--debug", environ={"RUNSERVER_DEBUG": "0"}).debug)
+
+    def test_a_bad_value_is_the_flags_error_naming_the_variable(self):
+        self.write(".env", "\nRUNSERVER_MAX_BODY=lots\n")
+        for environ, fragment in [
+                ({"RUNSERVER_RELOAD_INTERVAL": "soon"},
+                 "RUNSERVER_RELOAD_INTERVAL in the environment: 'soon' is not a positive number"),
+                ({"RUNSERVER_NORELOAD": "maybe"}, 'RUNSERVER_NORELOAD in the environment: "maybe"'),
+                ({"RUNSERVER_MAX_HEADERS": "many"},
+                 "RUNSERVER_MAX_HEADERS in the environment: invalid int value: 'many'"),
+                ({}, "RUNSERVER_MAX_BODY in .env:2: 'lots' is not a size")]:
+            with self.subTest(environ=environ):
+                with self.assertRaises(runserver.UsageError) as caught:
+                    self.resolve(environ=environ)
+                self.assertIn(fragment, str(caught.exception))
+
+    def test_the_env_files_and_their_order(self):
+        self.write("first.env", "A=first\n")
+        self.write("second.env", "A=second\nB=second\n")
+        self.write(".env", "A=dotenv\nB=dotenv\nC=dotenv\n")
+        self.write(".flaskenv", "C=flaskenv\nD=flaskenv\n")
+        settings = self.resolve("--env-file", "first.env", "--env-file", "second.env")
+        self.assertEqual(settings.env_files, ["second.env", "first.env", ".env", ".flaskenv"])
+        cwd = os.getcwd()
+        os.chdir(self.directory)
+        try:
+            variables, counts, warnings = runserver.read_env_files(settings.env_files, {"D": "env"})
+        finally:
+            os.chdir(cwd)
+        self.assertEqual({name: value for name, (value, _) in variables.items()},
+                         {"A": "second", "B": "second", "C": "dotenv"})
+        self.assertEqual(variables["C"][1], ".env:3")
+        self.assertEqual(counts, [("second.env", 2), ("first.env", 0), (".env", 1),
+                                  (".flaskenv", 0)])
+        self.assertEqual(self.resolve("--no-env-file").env_files, [])
+        with self.assertRaises(runserver.UsageError) as caught:
+            self.resolve("--env-file", "missing.env")
+        self.assertIn('--env-file "missing.env": no such file', str(caught.exception))
+
+    def test_expansion_sees_the_environment_and_files_read_before(self):
+        self.write(".env", 'HOST=db.test\nURL="postgres://${USER}@${HOST}/x"\n')
+        self.write(".flaskenv", "HOST=ignored\nCOPY=${URL}\n")
+        cwd = os.getcwd()
+        os.chdir(self.directory)
+        try:
+            variables = runserver.read_env_files([".env", ".flaskenv"], {"USER": "me"})[0]
+        finally:
+            os.chdir(cwd)
+        self.assertEqual(variables["URL"][0], "postgres://me@db.test/x")
+        self.assertEqual(variables["COPY"][0], "postgres://me@db.test/x")
+
+    def test_flask_app_names_the_app_when_nothing_else_does(self):
+        self.write(".flaskenv", "FLASK_APP=hello:app\n")
+        settings = self.resolve()
+        self.assertEqual((settings.app, settings.sources["app"]),
+                         ("hello:app", "FLASK_APP in .flaskenv:1"))
+        self.assertEqual(self.resolve(environ={"FLASK_APP": "env:app"}).app, "env:app")
+        self.assertEqual(self.resolve(environ={"RUNSERVER_APP": "mine:app"}).app, "mine:app")
+        self.assertEqual(self.resolve("given:app").app, "given:app")
+        self.assertEqual(self.resolve("8001").app, "hello:app")          # 8001 is ADDRPORT
+
+    def test_env_files_cannot_choose_env_files_and_unknown_variables_are_told(self):
+        self.write(".env", "RUNSERVER_NO_ENV_FILE=1\nRUNSERVER_RELOAD_INTERVALL=1\n")
+        settings = self.resolve(environ={"RUNSERVER_PORT": "8001", "RUNSERVER_TEST_X": "1",
+                                         "_RUNSERVER_RESTARTS": "x", "RUNSERVERX": "1"})
+        self.assertFalse(settings.no_env_file)
+        self.assertEqual(len(settings.warnings), 4, settings.warnings)
+        warnings = "\n".join(settings.warnings)
+        self.assertIn("RUNSERVER_NO_ENV_FILE in .env:1 has no effect", warnings)
+        self.assertIn("RUNSERVER_PORT in the environment is not an option's variable; "
+                      "did you mean RUNSERVER_ADDRPORT?", warnings)
+        self.assertIn("RUNSERVER_RELOAD_INTERVALL in .env:2 is not an option's variable; "
+                      "did you mean RUNSERVER_RELOAD_INTERVAL?", warnings)
+        self.assertIn("RUNSERVER_TEST_X in the environment is not an option's variable; "
+                      "see --help", warnings)
+
+    def test_option_variables_and_the_workers_variables_cannot_be_confused(self):
+        actions = runserver.option_actions(runserver.make_parser())
+        variables = {runserver.option_variable(action): action.dest for action in actions}
+        self.assertEqual(len(variables), len(actions))
+        for name, dest in [("RUNSERVER_APP", "app"), ("RUNSERVER_ADDRPORT", "addrport"),
+                           ("RUNSERVER_RELOAD_INTERVAL", "reload_interval"),
+                           ("RUNSERVER_IPV6", "ipv6"), ("RUNSERVER_DEBUG", "debug"),
+                           ("RUNSERVER_NO_COLOR", "no_color"), ("RUNSERVER_ENV_FILE", "env_file")]:
+            self.assertEqual(variables[name], dest)
+        self.assertTrue(all(re.fullmatch(r"RUNSERVER_[A-Z0-9]+(_[A-Z0-9]+)*", name)
+                            for name in variables), variables)
+        internal = {value for name, value in vars(runserver).items()
+                    if name.startswith("ENV_") and isinstance(value, str) and "RUNSERVER" in value}
+        self.assertGreaterEqual(len(internal), 4)
+        self.assertTrue(all(name.startswith("_RUNSERVER_") for name in internal), internal)
+
+    def test_positionals_in_the_wrong_order(self):
+        with self.assertRaises(runserver.UsageError) as caught:
+            self.resolve("8000", "hello:app")
+        self.assertEqual(str(caught.exception),
+                         "APP comes before ADDRPORT; did you mean: hello:app 8000")
+        settings = self.resolve("0:8000")
+        self.assertEqual((settings.app, settings.addrport), (None, "0:8000"))
+
+
+ENV_APP_SOURCE = '''\
+import json, os
+VERSION = %r
+
+def application(environ, start_response):
+    names = ("FOO", "BAR", "BAZ", "GONE", "QUOTED", "LATER")
+    body = json.dumps(dict(version=VERSION, pid=os.getpid(),
+                           env={name: os.environ.get(name) for name in names})).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+'''
+
+
+class SettingsCLITests(CLITestCase):
+    """Settings as a user meets them: .env files, RUNSERVER_* variables and
+    --check, in real processes."""
+
+    def setUp(self):
+        super().setUp()
+        self.write("app.py", ENV_APP_SOURCE % "v1")
+
+    def answer(self, port, path="/"):
+        return json.loads(http_get(port, path).body)
+
+    def wait_for_answer(self, port, predicate):
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            answer = self.answer(port)
+            if predicate(answer):
+                return answer
+            self.assertLess(time.monotonic(), deadline, "the last answer: %r" % answer)
+            time.sleep(0.01)
+
+    def test_env_files_reach_the_app_and_the_environment_wins(self):
+        self.write(".env", 'FOO=dotenv\nBAR=dotenv\nQUOTED="two\\nlines ${FOO}"\n')
+        self.write(".flaskenv", "FOO=flaskenv\nBAZ=flaskenv\nGONE=flaskenv\n")
+        process = self.start("app:application", "127.0.0.1:0", "--noreload", env={"BAR": "env"})
+        process.wait_for(r"^Loaded \.env \(2 variables\), \.flaskenv \(2 variables\)\.$")
+        self.assertEqual(self.answer(process.port())["env"], {
+            "FOO": "dotenv", "BAR": "env", "BAZ": "flaskenv", "GONE": "flaskenv",
+            "QUOTED": "two\nlines dotenv", "LATER": None})
+        self.assertNotIn("Warning", process.output())
+
+    def test_an_env_file_edit_reloads_with_the_new_values(self):
+        self.write(".env", "FOO=1\nGONE=soon\n")
+        process = self.start("app:application", "127.0.0.1:0", "--reload-interval", "0.05")
+        port = process.port()
+        first = self.answer(port)
+        self.assertEqual((first["env"]["FOO"], first["env"]["GONE"]), ("1", "soon"))
+        # The supervisor never holds the old values: the next worker must not take
+        # them for the environment's, which would win over the edited file.
+        self.write(".env", "FOO=2\n")
+        second = self.wait_for_answer(port, lambda answer: answer["pid"] != first["pid"])
+        self.assertEqual((second["env"]["FOO"], second["env"]["GONE"]), ("2", None))
+        self.write(".flaskenv", "LATER=new file\n")
+        third = self.wait_for_answer(port, lambda answer: answer["pid"] != second["pid"])
+        self.assertEqual(third["env"]["LATER"], "new file")
+        process.wait_for(r"\.env changed, reloading\.")
+        process.wait_for(r"\.flaskenv changed, reloading\.")
+
+    def test_flask_app_names_the_app_when_no_app_is_given(self):
+        self.write(".flaskenv", "FLASK_APP=app:application\n")
+        process = self.start("127.0.0.1:0", "--noreload")
+        process.wait_for(r"serving app:application$")
+        self.assertEqual(self.answer(process.port())["version"], "v1")
+
+    def test_runserver_variables_and_the_command_line_winning(self):
+        self.write(".env", "RUNSERVER_APP=app:application\nRUNSERVER_QUIET=1\n")
+        process = self.start(env={"RUNSERVER_ADDRPORT": "127.0.0.1:0", "RUNSERVER_NORELOAD": "true",
+                                  "RUNSERVER_RELOAD_INTERVAL": "0.05", "RUNSERVER_DEBUG": "1"})
+        process.wait_for(r"serving app:application$")          # not ", reloading on changes"
+        port = process.port()
+        self.assertEqual(self.answer(port)["version"], "v1")
+        process.kill()
+        self.assertNotIn('"GET / HTTP/1.1" 200', process.output())     # quiet
+        process = self.start("app:application", "127.0.0.1:0", "--noreload",
+                             env={"RUNSERVER_ADDRPORT": "8o00", "RUNSERVER_APP": "app:missing"})
+        process.wait_for(r"serving app:application$")
+        self.assertEqual(self.answer(process.port())["version"], "v1")
+
+    def test_a_bad_value_is_one_line_that_names_the_variable(self):
+        self.write(".env", "RUNSERVER_ADDRPORT=8o00\n")
+        for args, env, fragment in [
+                ([], {}, 'Error: RUNSERVER_ADDRPORT in .env:1: "8o00" is not a valid port number'),
+                (["0"], {"RUNSERVER_RELOAD_INTERVAL": "soon"},
+                 "Error: RUNSERVER_RELOAD_INTERVAL in the environment: 'soon' is not a "
+                 "positive number"),
+                (["0"], {"RUNSERVER_STATIC": "static"},
+                 'Error: RUNSERVER_STATIC in the environment: --static "static": expected '
+                 "URL_PREFIX=DIRECTORY"),
+                (["0", "--env-file", "missing.env"], {}, 'Error: --env-file "missing.env": no such'),
+                (["0"], {"RUNSERVER_ENV_FILE": "missing.env"},
+                 'Error: RUNSERVER_ENV_FILE in the environment: --env-file "missing.env": no such')]:
+            with self.subTest(args=args, env=env):
+                self.assertOneLineError(args, 2, fragment, env=env)
+
+    def test_a_bad_line_is_one_warning_and_the_rest_loads(self):
+        self.write(".env", "FOO=1\nthis is not a variable\nBAR=2\n")
+        process = self.start("app:application", "127.0.0.1:0", "--noreload")
+        port = process.port()
+        self.assertEqual(self.answer(port)["env"]["BAR"], "2")
+        warnings = [line for line in process.output().splitlines() if "Warning" in line]
+        self.assertEqual(warnings, ['Warning: .env:2: expected NAME=value, not "this is not a '
+                                    'variable"; the line is ignored'])
+
+    def test_check_prints_the_settings_and_their_sources_and_serves_nothing(self):
+        self.write(".env", "RUNSERVER_RELOAD_INTERVAL=0.5\nFOO=1\n")
+        with socket.socket() as taken:        # --check never binds: a taken port is no error
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            address = "127.0.0.1:%d" % taken.getsockname()[1]
+            code, output = self.run_cli("app:application", address, "--check",
+                                        env={"RUNSERVER_MAX_BODY": "10M"})
+        self.assertEqual(code, 0, output)
+        rows = {line.split()[0]: line.split()[1:] for line in output.splitlines()
+                if line.startswith("  ")}
+        self.assertEqual(rows["APP"], ["app:application", "command", "line"])
+        self.assertEqual(rows["ADDRPORT"], [address, "command", "line"])
+        self.assertEqual(rows["--reload-interval"],
+                         ["0.5", "RUNSERVER_RELOAD_INTERVAL", "in", ".env:1"])
+        self.assertEqual(rows["--max-body"], [str(10 << 20), "RUNSERVER_MAX_BODY", "in", "the",
+                                              "environment"])
+        self.assertEqual(rows["--nothreading"], ["off", "default"])
+        self.assertIn("Loaded .env (2 variables).", output)
+        self.assertIn("Would serve app:application at http://%s/" % address, output)
+        self.assertEqual(output.splitlines()[-1], "Check passed.")
+        self.assertNotIn("Starting development server", output)
+
+    def test_check_exit_status_1_with_the_trimmed_traceback(self):
+        self.write("broken.py", "import os\n\ndef helper():\n    raise RuntimeError('no config')\n"
+                                "\nhelper()\napp = None\n")
+        code, output = self.run_cli("broken:app", "--check")
+        self.assertEqual(code, 1, output)
+        self.assertIn("Traceback (most recent call last):", output)
+        self.assertIn("RuntimeError: no config", output)
+        self.assertIn('broken.py", line 6', output)
+        self.assertNotIn("importlib", output)
+        self.assertNotIn("runserver.py", output.split("Traceback")[1])
+        self.assertEqual(output.splitlines()[-1], "Check failed: broken:app cannot be imported.")
+
+    def test_check_exit_status_2_for_a_usage_error(self):
+        for args, fragment in [(["app:missing", "--check"], 'no attribute "missing"'),
+                               (["no_such_module_q", "--check"], 'no module named'),
+                               (["app:application", "8o00", "--check"], "not a valid port"),
+                               (["app:application", "--check", "--open", "x"], '--open "x"')]:
+            with self.subTest(args=args):
+                code, output = self.run_cli(*args)
+                self.assertEqual(code, 2, output)
+                self.assertEqual(output.splitlines()[-1][:7], "Error: ", output)
+                self.assertIn(fragment, output)
+                self.assertNotIn("Traceback", output)
+
+    def test_help_tells_of_the_variables_and_the_env_files(self):
+        code, output = self.run_cli("--help")
+        self.assertEqual(code, 0)
+        for fragment in ("RUNSERVER_RELOAD_INTERVAL", "RUNSERVER_APP", "RUNSERVER_ADDRPORT",
+                         ".env", ".flaskenv", "FLASK_APP", "--env-file", "--check",
+                         "--skip-checks", "--root-path", "--open"):
+            self.assertIn(fragment, output)
+
+    def test_usage_errors_have_one_prefix_and_the_wrong_order_is_told(self):
+        self.assertOneLineError(["8000", "app:application"], 2,
+                                "Error: APP comes before ADDRPORT; did you mean: "
+                                "app:application 8000")
+        for args in (["--no-such-option"], ["app:missing", "0", "--noreload"], ["8o00"],
+                     ["app:application", "--static", "x"], ["--reload-interval", "-1"]):
+            with self.subTest(args=args):
+                code, output = self.run_cli(*args)
+                self.assertEqual(code, 2, output)
+                self.assertTrue(output.startswith("Error: "), output)
+
+
 # ---- Command line -----------------------------------------------------------------
 
 class AddrportTests(unittest.TestCase):
@@ -3611,6 +4149,177 @@ class CLITests(CLITestCase):
         self.assertEqual(process.wait(), 0)
         self.assertNotIn("Traceback", process.output())
         self.assertIn("Server stopped.", process.output())
+
+
+class OpenBrowserTests(CLITestCase):
+    """--open: the browser that BROWSER names opens once, whatever the reloads."""
+
+    def browser(self):
+        """A BROWSER command that notes each URL it is asked to open."""
+        path = self.write("browser.py", "#!%s\nimport sys\nwith open(%r, 'a') as file:\n"
+                          "    file.write(sys.argv[1] + '\\n')\n"
+                          % (sys.executable, os.path.join(self.directory, "opened.txt")))
+        os.chmod(path, 0o755)
+        return path
+
+    def opened(self):
+        try:
+            with open(os.path.join(self.directory, "opened.txt")) as file:
+                return file.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def test_the_browser_opens_once_across_two_reloads(self):
+        self.write("app.py", ENV_APP_SOURCE % "v1")
+        empty = os.path.join(self.directory, "empty")
+        os.mkdir(empty)
+        process = self.start("app:application", "127.0.0.1:0", "--reload-interval", "0.05",
+                             "--open", "/welcome?x=1",
+                             env={"BROWSER": self.browser(), "PATH": empty})
+        port = process.port()
+        url = "http://127.0.0.1:%d/welcome?x=1" % port
+        process.wait_for(r"^Opening %s in the web browser\.$" % re.escape(url))
+        wait_until(lambda: self.opened())
+        pid = json.loads(http_get(port).body)["pid"]
+        for version in ("v2", "v3"):
+            self.write("app.py", ENV_APP_SOURCE % version)
+            wait_until(lambda: json.loads(http_get(port).body)["version"] == version)
+        self.assertNotEqual(json.loads(http_get(port).body)["pid"], pid)
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+        self.assertEqual(process.output().count("in the web browser"), 1, process.output())
+        self.assertEqual(self.opened(), [url])
+
+    def test_no_browser_is_one_warning_and_the_server_carries_on(self):
+        empty = os.path.join(self.directory, "empty")
+        os.mkdir(empty)
+        process = self.start("127.0.0.1:0", "--noreload", "--open",
+                             env={"BROWSER": os.path.join(empty, "no-such-browser"),
+                                  "PATH": empty, "DISPLAY": "", "WAYLAND_DISPLAY": ""})
+        port = process.port()
+        process.wait_for(r"^Warning: no web browser to open http://127\.0\.0\.1:%d/ with; "
+                         r"open it yourself\.$" % port)
+        self.assertEqual(http_get(port).status, 200)
+
+    def test_a_unix_socket_cannot_be_opened(self):
+        self.assertOneLineError([os.path.join("unix:" + self.directory, "s.sock"), "--open"], 2,
+                                "Error: --open needs a TCP address")
+
+
+class NetworkAddressTests(unittest.TestCase):
+    """The banner's "on your network" lines when bound to every interface."""
+
+    def setUp(self):
+        if shutil.which("ip") is None:
+            self.skipTest("the ip command is not installed: cannot list the interfaces")
+        listing = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
+                                 text=True, timeout=TIMEOUT).stdout
+        self.interfaces = {address for address in re.findall(r"\binet ([0-9.]+)/", listing)
+                           if not address.startswith("127.")}
+        if not self.interfaces:
+            self.skipTest("this machine has no non-loopback IPv4 interface")
+
+    def test_found_when_the_host_name_resolves_to_loopback(self):
+        with unittest.mock.patch("socket.gethostname", return_value="localhost"):
+            self.assertEqual(socket.gethostbyname(socket.gethostname()), "127.0.0.1")
+            addresses = runserver.lan_addresses(socket.AF_INET)
+        self.assertTrue(addresses, "no address found")
+        self.assertLessEqual(set(addresses), self.interfaces)
+
+    def test_the_banner_lists_them_for_a_server_on_every_interface(self):
+        server = types.SimpleNamespace(server_address=("0.0.0.0", 8765), socket=None,
+                                       address_family=socket.AF_INET)
+        output = io.StringIO()
+        with unittest.mock.patch("socket.gethostname", return_value="localhost"), \
+                contextlib.redirect_stdout(output):
+            runserver.print_banner(server, "hello:app", False, {"ssl_context": None,
+                                                                "root_path": ""})
+        shown = re.findall(r"^  on your network: http://([0-9.]+):8765/$", output.getvalue(), re.M)
+        self.assertTrue(shown, output.getvalue())
+        self.assertLessEqual(set(shown), self.interfaces)
+
+
+class PortTests(CLITestCase):
+    """A taken port: what holds it, the next free one, and nothing of the app run."""
+
+    def setUp(self):
+        super().setUp()
+        self.write("app.py", "open('imported', 'w').close()\n" + ENV_APP_SOURCE % "v1")
+
+    def hold(self, port=0):
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock.getsockname()[1]
+
+    def test_a_taken_port_names_its_holder_and_a_free_port(self):
+        port = self.hold()
+        code, output = self.run_cli("app:application", "127.0.0.1:%d" % port, "--noreload")
+        self.assertEqual(code, 1, output)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn("Error: That port is already in use. (127.0.0.1:%d)" % port, output)
+        if sys.platform.startswith("linux"):
+            self.assertIn("held by pid %d (" % os.getpid(), output)
+        else:
+            self.assertIn("`lsof -i :%d` shows what holds it" % port, output)
+        free = int(re.search(r"; port (\d+) is free$", output.strip()).group(1))
+        self.assertGreater(free, port)
+
+    def test_with_noreload_a_taken_port_fails_before_the_app_is_imported(self):
+        port = self.hold()
+        for extra in (["--noreload"], []):
+            with self.subTest(extra=extra):
+                code, output = self.run_cli("app:application", "127.0.0.1:%d" % port, *extra)
+                self.assertEqual(code, 1, output)
+                self.assertFalse(os.path.exists(os.path.join(self.directory, "imported")))
+
+    def test_without_addrport_a_taken_8000_gives_way_to_the_next_free_port(self):
+        try:
+            self.hold(runserver.DEFAULT_PORT)
+        except OSError:
+            pass                                # someone else holds it: as good
+        if runserver.free_port_after("127.0.0.1", runserver.DEFAULT_PORT, False) is None \
+                or runserver.free_port_after("127.0.0.1", runserver.DEFAULT_PORT, False) > \
+                runserver.DEFAULT_PORT + runserver.NEXT_FREE_PORTS:
+            self.skipTest("ports 8000 to 8010 are all taken on this machine")
+        process = self.start("app:application", "--reload-interval", "0.05")
+        port = process.port()
+        self.assertIn(port, range(runserver.DEFAULT_PORT + 1,
+                                  runserver.DEFAULT_PORT + runserver.NEXT_FREE_PORTS + 1))
+        process.wait_for(r"^Warning: port 8000 is in use( by pid \d+ \(.*\))?; serving on port "
+                         r"%d instead\.$" % port)
+        self.assertEqual(json.loads(http_get(port).body)["version"], "v1")
+
+
+SYS_PATH_APP = """\
+import json, sys
+VERSION = %r
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps([VERSION, sys.path]).encode()]
+"""
+
+
+class SysPathTests(CLITestCase):
+    """runserver.py's own directory is not on the app's sys.path (its neighbours
+    could shadow the app's modules), unless it is the working directory."""
+
+    def test_the_servers_directory_is_not_on_the_apps_sys_path(self):
+        for extra in (["--noreload"], ["--reload-interval", "0.05"]):
+            with self.subTest(extra=extra):
+                self.write("app.py", SYS_PATH_APP % "v1")
+                process = self.start("app:application", "127.0.0.1:0", *extra)
+                port = process.port()
+                version, path = json.loads(http_get(port).body)
+                self.assertNotIn(HERE, path)
+                self.assertEqual(path[0], self.directory)
+                if "--noreload" not in extra:           # and in a started worker
+                    self.write("app.py", SYS_PATH_APP % "v2")
+                    wait_until(lambda: json.loads(http_get(port).body)[0] == "v2")
+                    self.assertNotIn(HERE, json.loads(http_get(port).body)[1])
+                process.kill()
 
 
 class NewcomerRegressionTests(CLITestCase):
