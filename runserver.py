@@ -2396,9 +2396,9 @@ class FileWatcher:
                 if self.ignored(entry.name, entry.path):
                     continue
                 try:
-                    if not entry.is_dir():
-                        if entry.inode() not in self.output_inodes \
-                                or not self.is_output(entry.path):
+                    if not entry.is_dir():      # (inode() is a system call on Windows)
+                        if not (self.output_inodes and entry.inode() in self.output_inodes
+                                and self.is_output(entry.path)):
                             yield os.path.abspath(entry.path)
                     elif not entry.is_symlink() and not os.path.exists(
                             os.path.join(entry.path, VIRTUALENV_MARKER)):
@@ -3913,11 +3913,10 @@ def describe_bind_error(exc, settings):
     message = "%s (%s)" % (message, where)
     if exc.errno == errno.EADDRINUSE and not settings["unix_socket"]:
         holder = port_holder(settings["port"])
-        message += ": held by %s" % holder if holder else \
-            "; `lsof -i :%d` shows what holds it" % settings["port"]
+        message += " It is held by %s" % holder if holder else \
+            " `lsof -i :%d` shows what holds it" % settings["port"]
         free = free_port_after(settings["host"], settings["port"], settings["ipv6"])
-        if free is not None:
-            message += "; port %d is free" % free
+        message += "; port %d is free." % free if free is not None else "."
     return message
 
 
@@ -3970,7 +3969,9 @@ def port_holder_linux(port):
                     command = file.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
             except OSError:
                 continue
-            return "pid %s (%s)" % (pid, escape_control(command[:80]) or "?")
+            if len(command) > 100:
+                command = command[:97] + "..."
+            return "pid %s (%s)" % (pid, escape_control(command) or "?")
     return None
 
 

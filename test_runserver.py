@@ -3515,6 +3515,13 @@ class LoadAppTests(CLITestCase):
         self.module("specs_b", "def app(e, s): pass\n")
         self.assertIs(runserver.load_app("specs_b"), sys.modules["specs_b"].app)
 
+    def test_then_a_create_app_factory_as_flask_finds_it(self):
+        self.module("specs_f", "def wsgi(e, s): pass\ndef create_app(): return wsgi\n")
+        self.assertIs(runserver.load_app("specs_f"), sys.modules["specs_f"].wsgi)
+        self.module("specs_g", "def make_app(config): pass\n")
+        with self.assertRaisesRegex(runserver.AppSpecError, 'cannot call "make_app\\(\\)"'):
+            runserver.load_app("specs_g")
+
     def test_user_mistakes_are_app_spec_errors(self):
         self.module("specs_c", "value = 3\ndef factory(x): return 5\n")
         for spec, fragment in [("no_such_module_x", "no module named"),
@@ -3524,7 +3531,7 @@ class LoadAppTests(CLITestCase):
                                ("specs_c:factory(1", "factory call"),
                                ("specs_c:__import__('os').system('x')", "factory call"),
                                ("specs_c:factory(1)", "not a WSGI application"),
-                               ("specs_c", "no callable"),
+                               ("specs_c", "no callable .* nor a create_app"),
                                ("no/such/file.py:app", "no file")]:
             with self.subTest(spec=spec):
                 with self.assertRaisesRegex(runserver.AppSpecError, fragment):
@@ -3903,12 +3910,12 @@ class SettingsCLITests(CLITestCase):
 
     def test_runserver_variables_and_the_command_line_winning(self):
         self.write(".env", "RUNSERVER_APP=app:application\nRUNSERVER_QUIET=1\n")
-        process = self.start(env={"RUNSERVER_ADDRPORT": "127.0.0.1:0", "RUNSERVER_NORELOAD": "true",
-                                  "RUNSERVER_RELOAD_INTERVAL": "0.05", "RUNSERVER_DEBUG": "1"})
+        process = self.start(env={"RUNSERVER_ADDRPORT": "127.0.0.1:0", "RUNSERVER_NORELOAD": "true"})
         process.wait_for(r"serving app:application$")          # not ", reloading on changes"
         port = process.port()
         self.assertEqual(self.answer(port)["version"], "v1")
-        process.kill()
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
         self.assertNotIn('"GET / HTTP/1.1" 200', process.output())     # quiet
         process = self.start("app:application", "127.0.0.1:0", "--noreload",
                              env={"RUNSERVER_ADDRPORT": "8o00", "RUNSERVER_APP": "app:missing"})
@@ -4260,10 +4267,10 @@ class PortTests(CLITestCase):
         self.assertEqual(len(output.strip().splitlines()), 1, output)
         self.assertIn("Error: That port is already in use. (127.0.0.1:%d)" % port, output)
         if sys.platform.startswith("linux"):
-            self.assertIn("held by pid %d (" % os.getpid(), output)
+            self.assertIn("It is held by pid %d (" % os.getpid(), output)
         else:
             self.assertIn("`lsof -i :%d` shows what holds it" % port, output)
-        free = int(re.search(r"; port (\d+) is free$", output.strip()).group(1))
+        free = int(re.search(r"; port (\d+) is free\.$", output.strip()).group(1))
         self.assertGreater(free, port)
 
     def test_with_noreload_a_taken_port_fails_before_the_app_is_imported(self):
