@@ -3732,6 +3732,8 @@ def check(settings):
     arguments = run_arguments(settings)
     print_settings(settings)
     counts = load_env_files(arguments["env_files"])
+    if counts:
+        print(describe_env_files(counts), flush=True)
     put_working_directory_first()
     spec = arguments["app"]
     try:
@@ -3742,8 +3744,6 @@ def check(settings):
         print(format_user_traceback(exc), file=sys.stderr, end="", flush=True)
         print("Check failed: %s cannot be imported." % spec, flush=True)
         return 1
-    if counts:
-        print(describe_env_files(counts))
     if arguments["unix_socket"]:
         where = "unix:" + arguments["unix_socket"]
     else:
