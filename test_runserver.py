@@ -1528,7 +1528,7 @@ class LoadTests(ServerTestCase):
                                                              expected.hexdigest()))
         self.assertLess(app.peak - before, 64 << 20, "RSS grew by %d MiB"
                         % ((app.peak - before) >> 20))
-        if os.environ.get("RUNSERVER_TEST_TIMES"):
+        if os.environ.get("TEST_RUNSERVER_TIMES"):
             sys.stderr.write(" [%s upload of %d MiB: %.2fs, RSS +%d MiB] "
                              % ("chunked" if chunked else "Content-Length", self.UPLOAD_MIB,
                                 elapsed, (app.peak - before) >> 20))
