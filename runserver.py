@@ -1282,7 +1282,7 @@ def build_report(exc, title=None, environ=None, variables=True):
 
 def exception_chain(exc, variables, secrets, depth):
     """The exceptions that led to `exc`, root cause first, as Python's traceback
-    chains them; consecutive ones raised from the same frames are folded."""
+    chains them; consecutive ones that repeat the same failure are folded."""
     links, seen, how = [], set(), None
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -1296,7 +1296,7 @@ def exception_chain(exc, variables, secrets, depth):
     links.reverse()
     folded = []                 # [exc, frames, how, count of the identical ones before]
     for exc, frames, how in links:
-        if folded and same_frames(folded[-1][:2], (exc, frames)):
+        if folded and same_failure(folded[-1][:2], (exc, frames)):
             folded[-1][2:] = [how, folded[-1][3] + 1]
         else:
             folded.append([exc, frames, how, 0])
@@ -1306,11 +1306,26 @@ def exception_chain(exc, variables, secrets, depth):
             for index, (exc, frames, how, count) in enumerate(folded[earlier:])]
 
 
-def same_frames(first, second):
-    """Whether two exceptions are of one type and were raised from the same frames."""
-    return type(first[0]) is type(second[0]) and len(first[1]) == len(second[1]) and all(
-        one[0].f_code is other[0].f_code and one[1] == other[1]
-        for one, other in zip(first[1], second[1]))
+def same_failure(first, second):
+    """Whether two (exception, frames) are the same failure again: one type, one
+    message, raised from the same lines of the same functions, or at least of
+    the user's own (a framework that retries an import while handling its
+    failure goes through other frames of its own each time)."""
+    if type(first[0]) is not type(second[0]) or safe_str(first[0]) != safe_str(second[0]):
+        return False
+    keys = [[frame_key(frame, lineno) for frame, lineno, lasti in frames]
+            for exc, frames in (first, second)]
+    if keys[0] == keys[1]:
+        return True
+    users = [[key for key in frame_keys if not is_library_file(key[0])] for frame_keys in keys]
+    return bool(users[0]) and users[0] == users[1]
+
+
+def frame_key(frame, lineno):
+    """What tells one line of a function from another; a module imported again
+    has new code objects."""
+    code = frame.f_code
+    return code.co_filename, code.co_firstlineno, code.co_name, lineno
 
 
 def visible_frames(tb):
@@ -1344,7 +1359,7 @@ def exception_info(exc, frames, how, folded, earlier, variables, secrets, depth)
     """The ExceptionInfo of one exception of a chain."""
     runs = []                   # [frame, line number, last instruction, repeat]
     for frame, lineno, lasti in frames:
-        if runs and runs[-1][0].f_code is frame.f_code and runs[-1][1] == lineno:
+        if runs and frame_key(*runs[-1][:2]) == frame_key(frame, lineno):
             runs[-1][0] = frame     # a recursion: the same line again; the innermost's
             runs[-1][3] += 1        # variables are shown
         else:
@@ -1615,9 +1630,9 @@ def chain_lines(chain):
             lines += ["[%d earlier chained exceptions not shown]" % info.earlier, ""]
         lines += group_lines(info) if info.group else exception_lines(info, "Traceback")
         if info.folded:
-            lines += ["", "[the same exception, from the same frames, was raised %d more "
-                          "time%s before this one, each while handling the one before: "
-                          "folded]" % (info.folded, "s" if info.folded > 1 else "")]
+            lines += ["", "[The same exception, from the same lines, was raised %d more "
+                          "time%s, each while handling the one before: folded into the one "
+                          "above.]" % (info.folded, "s" if info.folded > 1 else "")]
         if info.link:
             lines += ["", CHAIN_LINKS[info.link], ""]
     return lines
@@ -1821,6 +1836,7 @@ SUMMARY_HTML = """$title<h1>$name</h1>
 TITLE_HTML = """<p class="title">$title</p>"""
 NOTE_HTML = """<p class="note mono">$note</p>"""
 WHERE_HTML = """<a href="#$anchor">$place</a> in <code>$function</code>"""
+SYNTAX_WHERE_HTML = """<a href="#$anchor">$place</a>: <code>$line</code>"""
 CHAINED_HTML = """<p class="where">$how <a href="#$anchor">$header</a></p>"""
 FACT_HTML = """<dt>$name</dt><dd>$value</dd>"""
 NAV_LINK_HTML = """<a href="#$anchor">$name</a>"""
@@ -1834,15 +1850,16 @@ $exceptions</section>"""
 EXCEPTION_HTML = """<div class="exception" id="$anchor">
 <h3><span class="type">$name</span>$colon<span class="mono">$message</span></h3>$notes$folded
 $frames$syntax$group</div>"""
-FOLDED_HTML = """<p class="folded">The same exception, from the same frames, was raised \
-$count more $times before this one, each while handling the one before; folded into this one.</p>"""
+FOLDED_HTML = """<p class="folded">The same exception, from the same lines, was raised \
+$count more $times, each while handling the one before: folded into this one.</p>"""
 EARLIER_HTML = """<p class="folded">$count earlier chained exceptions are not shown.</p>"""
 CHAIN_LINK_HTML = """<p class="chain">$text</p>"""
 FRAME_HTML = """<details class="frame $kind" id="$anchor"$open>
-<summary><span class="place">$place</span> in <span class="function mono">$function</span>$repeat$badge\
+<summary><span class="place">$place</span>$function$repeat$badge\
 <code>$line</code></summary>
 <pre class="source">$source</pre>$variables</details>
 """
+FUNCTION_HTML = """ in <span class="function mono">$function</span>"""
 PLACE_HTML = """<span class="dir">$directory</span>$name:$lineno"""
 EDITOR_PLACE_HTML = """<a href="$href" title="Open in your editor">$place</a>"""
 REPEAT_HTML = """<span class="repeat" title="the same line, again and again">&times; $count</span>"""
@@ -1955,8 +1972,9 @@ def summary_html(report, environ):
     final, anchor = chain[-1], "e%d" % len(chain)
     index = focus_index(final)
     if final.syntax:
-        where = fill(WHERE_HTML, anchor=anchor + "s", function="(syntax error)",
-                     place=place_html(final.syntax, None))
+        where = fill(SYNTAX_WHERE_HTML, anchor=anchor + "s", place=place_html(final.syntax, None),
+                     line=" ".join(text.strip() for number, text, current, mark
+                                   in final.syntax.lines if current))
     elif index is not None:
         frame = final.frames[index]
         where = fill(WHERE_HTML, anchor="%sf%d" % (anchor, index), function=frame.function,
@@ -1964,13 +1982,13 @@ def summary_html(report, environ):
     else:
         where = Html("")
     chained = []
-    for number in range(len(chain) - 1, 0, -1):
-        info, before = chain[number - 1], chain[number]
-        chained.append(fill(CHAINED_HTML, anchor="e%d" % number,
-                            how="Caused by" if info.link == "cause" else "While handling",
-                            header=header_text(info)))
-        if info.link == "context" and before is not final:
-            break           # a longer history is in the traceback below
+    if len(chain) > 1:      # the exception it came from, and the first of all
+        chained.append(fill(CHAINED_HTML, anchor="e%d" % (len(chain) - 1),
+                            how="Caused by" if chain[-2].link == "cause" else "While handling",
+                            header=header_text(chain[-2])))
+    if len(chain) > 2:
+        chained.append(fill(CHAINED_HTML, anchor="e1", how="First of %d:" % len(chain),
+                            header=header_text(chain[0])))
     return fill(SUMMARY_HTML, title=title, name=final.name, message=final.message,
                 notes=join(fill(NOTE_HTML, note=note) for note in final.notes),
                 where=where, chained=join(chained))
@@ -2067,7 +2085,9 @@ def frame_html(frame, anchor, editor, focus, full):
             for name, value, failed in frame.variables] if full else []
     return fill(FRAME_HTML, kind="library" if frame.library else "user", anchor=anchor,
                 open=Html(" open") if focus else Html(""),
-                place=place_html(frame, editor), function=frame.function or "(module)",
+                place=place_html(frame, editor),
+                function=fill(FUNCTION_HTML, function=frame.function) if frame.function
+                else Html(""),
                 repeat=fill(REPEAT_HTML, count=frame.repeat) if frame.repeat > 1 else Html(""),
                 badge=fill(BADGE_HTML, text="syntax error" if not frame.function
                            else "raised here") if focus else Html(""),
