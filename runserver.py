@@ -1349,7 +1349,7 @@ def visible_frames(tb):
 def is_internal_file(filename):
     """runserver.py itself, or the import system's bootstrap (which Python's own
     tracebacks leave out too)."""
-    return filename == __file__ or filename.startswith("<frozen importlib._bootstrap") or (
+    return filename == __file__ or filename.startswith("<") and "importlib._bootstrap" in filename or (
         os.path.dirname(filename) == os.path.dirname(importlib.__file__)
         and os.path.basename(filename) in ("__init__.py", "_bootstrap.py",
                                            "_bootstrap_external.py"))
@@ -1597,8 +1597,11 @@ def request_rows(environ):
 
 
 def request_tables(environ):
-    """request_rows(), sorted, with the values of names like SECRET_NAMES masked."""
-    return [(title, [(name, MASK if SECRET_NAMES.search(name) else clip(value, VALUE_LIMIT))
+    """request_rows(), sorted, with the values of names like SECRET_NAMES masked,
+    and wherever else they appear (QUERY_STRING, say)."""
+    secrets = request_secrets(environ)
+    return [(title, [(name, MASK if SECRET_NAMES.search(name)
+                      else mask_secrets(clip(value, VALUE_LIMIT), secrets))
                      for name, value in sorted(rows)])
             for title, rows in request_rows(environ)]
 
@@ -1999,11 +2002,12 @@ def header_text(info):
 
 
 def focus_index(info):
-    """The frame to open: the innermost of the user's code, else the innermost."""
+    """The frame to open: the innermost of the user's code, else the innermost
+    (unless a SyntaxError's place is there to open)."""
     for index in range(len(info.frames) - 1, -1, -1):
         if not info.frames[index].library:
             return index
-    return len(info.frames) - 1 if info.frames else None
+    return len(info.frames) - 1 if info.frames and not info.syntax else None
 
 
 def chain_html(chain, prefix, editor, detail):
@@ -2083,7 +2087,8 @@ def frame_html(frame, anchor, editor, focus, full):
                           number=number, code=code))
     rows = [fill(FAILED_ROW_HTML if failed else ROW_HTML, name=name, value=value)
             for name, value, failed in frame.variables] if full else []
-    return fill(FRAME_HTML, kind="library" if frame.library else "user", anchor=anchor,
+    return fill(FRAME_HTML, kind=("library" if frame.library else "user")
+                + (" focus" if focus else ""), anchor=anchor,
                 open=Html(" open") if focus else Html(""),
                 place=place_html(frame, editor),
                 function=fill(FUNCTION_HTML, function=frame.function) if frame.function

@@ -14,7 +14,9 @@ import email.utils
 import errno
 import gc
 import hashlib
+import html.parser
 import importlib
+import json
 import io
 import logging
 import os
@@ -826,6 +828,452 @@ class AppErrorTests(ServerTestCase):
         sock.close()
         LOG.wait_for(r"client disconnected")
         self.assertFalse([m for m in LOG.messages() if "Traceback" in m])
+
+
+
+# ---- The error page (--debug) -------------------------------------------------------
+
+class Element:
+    """A parsed HTML element: its tag, attributes and children (elements and text)."""
+
+    def __init__(self, tag, attrs):
+        self.tag, self.attrs, self.children = tag, dict(attrs), []
+
+    def text(self):
+        return "".join(child if isinstance(child, str) else child.text()
+                       for child in self.children)
+
+    def iter(self):
+        yield self
+        for child in self.children:
+            if isinstance(child, Element):
+                yield from child.iter()
+
+    def find_all(self, tag=None, cls=None, **attrs):
+        return [element for element in self.iter()
+                if (tag is None or element.tag == tag)
+                and (cls is None or cls in element.attrs.get("class", "").split())
+                and all(element.attrs.get(name) == value for name, value in attrs.items())]
+
+    def find(self, tag=None, cls=None, **attrs):
+        found = self.find_all(tag, cls, **attrs)
+        if not found:
+            raise AssertionError("no <%s class=%r %r>" % (tag, cls, attrs))
+        return found[0]
+
+
+class PageParser(html.parser.HTMLParser):
+    """Parses a page into Elements; every tag must be closed where it should be."""
+
+    VOID = {"meta", "br", "img", "input", "link", "hr"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", [])
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, attrs)
+        self.stack[-1].children.append(element)
+        if tag not in self.VOID:
+            self.stack.append(element)
+
+    def handle_endtag(self, tag):
+        if self.stack[-1].tag != tag:
+            raise AssertionError("</%s> closes <%s>" % (tag, self.stack[-1].tag))
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.stack[-1].children.append(data)
+
+
+def parse_page(body):
+    parser = PageParser()
+    parser.feed(body.decode("utf-8"))
+    parser.close()
+    if len(parser.stack) != 1:
+        raise AssertionError("unclosed <%s>" % parser.stack[-1].tag)
+    return parser.root
+
+
+HTML_ACCEPT = b"Accept: text/html,application/xhtml+xml\r\n"
+
+
+class Unrepresentable:
+    def __repr__(self):
+        raise ValueError("no repr <script>here</script>")
+
+
+def hidden_helper(callback):
+    __traceback_hide__ = True
+    return callback()
+
+
+def innermost_failure(cart):
+    total = sum(item["price"] * item["qty"] for item in cart)
+    return total
+
+
+def frames_app(environ, start_response):
+    """User code, a library (json) calling back into user code, a hidden frame."""
+    markup = "<script>alert('local')</script>"
+    broken = Unrepresentable()
+    many = list(range(100000))
+    return json.loads('{"a": 1}', object_hook=lambda obj: hidden_helper(
+        lambda: innermost_failure([{"price": 3, "qty": 2}, {"price": 5}])))
+
+
+def chained_app(environ, start_response):
+    path = environ["PATH_INFO"]
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        if path == "/cause":
+            raise RuntimeError("explicit cause") from exc
+        if path == "/suppressed":
+            raise RuntimeError("context suppressed") from None
+        raise RuntimeError("implicit context")
+
+
+def repeat_failure():
+    raise LookupError("the same failure")
+
+
+def retry(depth):
+    """Fails, then fails again while handling it, at every level: like a
+    framework that retries an import while building its error response."""
+    try:
+        if depth:
+            retry(depth - 1)
+        else:
+            repeat_failure()
+    except LookupError:
+        repeat_failure()
+
+
+def repeating_chain_app(environ, start_response):
+    retry(9)
+
+
+def recursion_app(environ, start_response):
+    def down(depth):
+        return down(depth + 1)
+    return down(0)
+
+
+def heavy_recursion_app(environ, start_response):
+    """Mutual recursion (not folded), with big local variables in every frame."""
+    def ping(depth):
+        a = b = c = d = e = f = g = h = i = j = k = m = "<&>" * 5000
+        return pong(depth + 1)
+
+    def pong(depth):
+        n = o = p = q = r = s = t = u = v = w = x = y = "<&>" * 5000
+        return ping(depth + 1)
+    return ping(0)
+
+
+def group_app(environ, start_response):
+    first = ValueError("first <member>")
+    first.add_note("a note <b>about</b> it")
+    raise ExceptionGroup("two failures", [first, TypeError("second member")])
+
+
+class ErrorPageTests(ServerTestCase, CLITestCase):
+    """The error page: the traceback model rendered as HTML and as text."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def page(self, app, path="/", extra=b"", **options):
+        """GET `path` from a --debug server of `app` as a browser; the parsed page."""
+        options.setdefault("debug", True)
+        response = self.request(self.start_server(app, **options),
+                                get(path, extra=HTML_ACCEPT + extra))
+        self.assertEqual(response.status, 500)
+        self.assertTrue(response.header("content-type").startswith("text/html"))
+        self.assertLessEqual(len(response.body), runserver.PAGE_LIMIT)
+        return parse_page(response.body)
+
+    def frames(self, page):
+        """(file name, function, open, library) of the page's frames, outermost first."""
+        return [(frame.find(cls="place").text().rpartition(":")[0].rpartition("/")[2],
+                 frame.find(cls="function").text() if frame.find_all(cls="function") else "",
+                 "open" in frame.attrs, "library" in frame.attrs["class"].split())
+                for frame in page.find_all("details", cls="frame")]
+
+    def variables(self, frame):
+        return {row.find("th").text(): row.find("td") for row in frame.find_all("tr")}
+
+    def test_sections_summary_and_the_copy_paste_text(self):
+        page = self.page(frames_app)
+        self.assertEqual(page.find("h1").text(), "KeyError")
+        self.assertEqual(page.find("p", cls="message").text(), "'qty'")
+        where = page.find("p", cls="where").text()
+        self.assertRegex(where, r"^test_runserver\.py:\d+ in (innermost_failure\.<locals>\.)?"
+                                r"<genexpr>$")
+        facts = page.find("dl", cls="facts").text()
+        for fact in ("GET http://127.0.0.1/", sys.executable, sys.version.split()[0]):
+            self.assertIn(fact, facts)
+        self.assertIn(runserver.SERVER_SOFTWARE, page.find("p", cls="status").text())
+        for section in ("traceback", "request", "python", "text"):
+            page.find("section", id=section)
+        text = page.find("textarea").text()
+        self.assertTrue(text.startswith("Traceback (most recent call last):"), text)
+        self.assertIn("in innermost_failure", text)
+        self.assertTrue(text.rstrip().endswith("KeyError: 'qty'"), text)
+        self.assertNotIn("/runserver.py", page.find("section", id="traceback").text() + text)
+        LOG.wait_for(r"Error in the app")
+        self.assertIn(text.rstrip(), LOG.wait_for(r"Error in the app"))   # what the log got
+
+    def test_frames_shown_collapsed_and_hidden(self):
+        page = self.page(frames_app)
+        frames = self.frames(page)
+        names = [function for filename, function, opened, library in frames]
+        self.assertNotIn("hidden_helper", names)                 # __traceback_hide__
+        self.assertNotIn("run_app", names)                       # runserver.py's own
+        self.assertEqual(names[0], "frames_app")
+        library = [name for name, *rest in frames if rest[2]]      # json's (PyPy's has more)
+        self.assertGreaterEqual(len(library), 3)
+        self.assertLessEqual(set(library), {"__init__.py", "decoder.py", "scanner.py"})
+        self.assertEqual([function for filename, function, opened, library in frames
+                          if opened], ["innermost_failure.<locals>.<genexpr>"
+                                       if sys.version_info >= (3, 11) else "<genexpr>"])
+        group = page.find("details", cls="library")
+        self.assertNotIn("open", group.attrs)
+        self.assertRegex(group.find("summary").text(), r"^\d+ library frames? json")
+        focus = page.find("details", cls="focus")
+        current = focus.find("span", cls="current")
+        self.assertIn('item["price"] * item["qty"]', current.text())
+        numbers = [int(line.find("i").text()) for line in focus.find("pre").find_all("span")]
+        line = int(current.find("i").text())
+        self.assertEqual(numbers, list(range(line - 5, line + 6)))
+        if sys.version_info >= (3, 11):
+            self.assertEqual(current.find("mark").text(), 'item["qty"]')
+
+    def test_local_variables_sorted_bounded_and_a_raising_repr(self):
+        page = self.page(frames_app)
+        outer = page.find_all("details", cls="frame")[0]
+        variables = self.variables(outer)
+        names = list(variables)
+        self.assertEqual(names, sorted(names))
+        self.assertIn("environ", names)
+        self.assertLess(len(variables["many"].text()), runserver.VALUE_LIMIT + 100)
+        self.assertIn("failed", variables["broken"].attrs["class"])
+        self.assertEqual(variables["broken"].text(),
+                         "repr() raised ValueError: no repr <script>here</script>")
+        self.assertEqual(len(outer.find_all(cls="failed")), 1)
+
+    def test_everything_is_escaped(self):
+        def app(environ, start_response):
+            markup = "<script>alert('local')</script>"
+            raise ValueError("<script>alert('message')</script>")
+        response = self.request(self.start_server(app, debug=True),
+                                get("/<script>", extra=HTML_ACCEPT
+                                    + b"X-Note: <script>alert('header')</script>\r\n"))
+        page = parse_page(response.body)
+        self.assertEqual(len(page.find_all("script")), 1)        # the page's own
+        self.assertEqual(page.find("p", cls="message").text(),
+                         "<script>alert('message')</script>")
+        text = page.text()
+        for where in ("local", "header"):
+            self.assertIn("<script>alert('%s')</script>" % where, text)
+        self.assertNotIn(b"<script>alert", response.body)
+
+    def test_secrets_are_masked_in_the_request_and_in_variables(self):
+        secrets = ["Bearer abcdef123456", "s3ss10nvalue", "k3y-v4lu3-xyz", "t0k3n-in-query"]
+        page = self.page(frames_app, "/?token=t0k3n-in-query&q=visible",
+                         extra=b"Authorization: Bearer abcdef123456\r\n"
+                               b"Cookie: sessionid=s3ss10nvalue; theme=dark\r\n"
+                               b"X-Api-Key: k3y-v4lu3-xyz\r\n")
+        text = page.text()
+        self.assertEqual([secret for secret in secrets if secret in text], [])
+        request = page.find("section", id="request")
+        rows = {row.find("th").text(): row.find("td") for row in request.find_all("tr")}
+        for name in ("Authorization", "Cookie", "X-Api-Key", "token", "sessionid",
+                     "HTTP_AUTHORIZATION", "HTTP_COOKIE"):
+            self.assertEqual(rows[name].text(), "********", name)
+        self.assertEqual(rows["q"].text(), "visible")
+        self.assertEqual(rows["theme"].text(), "dark")
+        self.assertIn("HTTP_X_API_KEY': '********'", self.variables(
+            page.find_all("details", cls="frame")[0])["environ"].text())
+
+    def test_the_request_body_is_not_read(self):
+        def app(environ, start_response):
+            raise RuntimeError("before reading the body")
+        server = self.start_server(app, debug=True)
+        body = b"field=" + b"BODY-MARKER".replace(b"-", b"")     # not in this source line
+        response = self.request(server, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + HTML_ACCEPT
+                                + b"Content-Type: application/x-www-form-urlencoded\r\n"
+                                + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertNotIn(b"BODYMARKER", response.body)
+        self.assertIn("was not read", parse_page(response.body).find("section", id="request")
+                      .text())
+
+    def test_chained_exceptions(self):
+        for path, messages, link in [
+                ("/cause", ["KeyError", "RuntimeError"], "direct cause"),
+                ("/context", ["KeyError", "RuntimeError"], "During handling"),
+                ("/suppressed", ["RuntimeError"], None)]:
+            with self.subTest(path=path):
+                page = self.page(chained_app, path)
+                blocks = page.find_all("div", cls="exception")
+                self.assertEqual([block.find("span", cls="type").text() for block in blocks],
+                                 messages)
+                links = page.find_all("p", cls="chain")
+                self.assertEqual(len(links), 1 if link else 0)
+                if link:
+                    self.assertIn(link, links[0].text())
+                    self.assertIn("KeyError: 'missing'", page.find("header").text())
+                    self.assertIn(link, page.find("textarea").text())
+
+    def test_a_chain_repeating_the_same_failure_is_folded(self):
+        page = self.page(repeating_chain_app, quiet=False)
+        blocks = page.find_all("div", cls="exception")
+        self.assertEqual(len(blocks), 3)            # the first, 8 folded into one, the last
+        self.assertIn("raised 8 more times", blocks[1].find("p", cls="folded").text())
+        log = LOG.wait_for(r"Error in the app")
+        self.assertEqual(log.count("During handling of the above exception"), 2, log)
+        self.assertIn("raised 8 more times, each while handling the one before", log)
+
+    def test_recursion_is_folded_and_the_page_bounded(self):
+        page = self.page(recursion_app)
+        frames = self.frames(page)
+        self.assertEqual([function for filename, function, *rest in frames],
+                         ["recursion_app", "recursion_app.<locals>.down"
+                          if sys.version_info >= (3, 11) else "down"])
+        count = int(page.find("span", cls="repeat").text().split()[-1])
+        self.assertGreater(count, 100)
+        depth = self.variables(page.find("details", cls="focus"))["depth"].text()
+        self.assertEqual(int(depth), count - 1)     # the innermost frame's variables
+        self.assertIn("[Previous line repeated %d more times]" % (count - 1),
+                      page.find("textarea").text())
+
+    def test_a_huge_traceback_stays_under_the_page_limit(self):
+        server = self.start_server(heavy_recursion_app, debug=True)
+        response = self.request(server, get(extra=HTML_ACCEPT))
+        self.assertLessEqual(len(response.body), runserver.PAGE_LIMIT)
+        page = parse_page(response.body)
+        self.assertIn("frames not shown", page.text())
+        self.assertEqual(page.find("h1").text(), "RecursionError")
+        text = self.request(server, get())
+        self.assertLessEqual(len(text.body), runserver.PAGE_LIMIT)
+
+    @unittest.skipIf(sys.version_info < (3, 11), "exception groups and notes are 3.11+")
+    def test_exception_groups_and_notes(self):
+        page = self.page(group_app)
+        self.assertEqual(page.find("h1").text(), "ExceptionGroup")
+        members = page.find_all("div", cls="member")
+        self.assertEqual([member.find("span", cls="type").text() for member in members],
+                         ["ValueError", "TypeError"])
+        self.assertEqual(members[0].find("p", cls="note").text(), "a note <b>about</b> it")
+        text = page.find("textarea").text()
+        self.assertIn("  + Exception Group Traceback (most recent call last):", text)
+        self.assertIn("    | ValueError: first <member>\n    | a note <b>about</b> it", text)
+
+    def test_error_while_the_response_streams_is_cut_and_logged(self):
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            yield b"first"
+            raise RuntimeError("mid-stream failure")
+        data = self.exchange(self.start_server(app, debug=True), get(extra=HTML_ACCEPT))
+        self.assertIn(b"5\r\nfirst\r\n", data)
+        self.assertFalse(data.endswith(b"0\r\n\r\n"))
+        log = LOG.wait_for(r"Error in the app")
+        self.assertRegex(log, r"line \d+, in (\S+\.)?app\n")
+        self.assertIn("RuntimeError: mid-stream failure", log)
+        self.assertNotIn("/runserver.py", log)
+        LOG.wait_for(r"response cut short")
+
+    def test_the_access_log_counts_the_bytes_of_a_500(self):
+        for debug, accept in ((True, HTML_ACCEPT), (True, b""), (False, b"")):
+            with self.subTest(debug=debug, accept=accept):
+                LOG.clear()
+                server = self.start_server(chained_app, debug=debug, quiet=False)
+                response = self.request(server, get(extra=accept))
+                line = LOG.wait_for(r'"GET / HTTP/1.1" 500')
+                self.assertRegex(line, r'" 500 %d ' % len(response.body))
+
+    def test_editor_links(self):
+        page = self.page(frames_app, editor="vscode://file/{path}:{line}")
+        focus = page.find("details", cls="focus")
+        link = focus.find("a")
+        self.assertRegex(link.attrs["href"],
+                         r"^vscode://file/.*/test_runserver\.py:\d+$")
+        self.assertOneLineError(["--editor", "vscode://file/{file}"], 2, "{path}")
+        self.assertOneLineError(["--editor", "vscode://file/"], 2, "{path}")
+
+    # -- the page when the app is not running: import errors, a crashed worker --
+
+    def cli_page(self, process, accept=HTML_ACCEPT):
+        response = http_get(process.port(), headers=accept)
+        self.assertEqual(response.status, 500)
+        return parse_page(response.body) if accept else response.body.decode()
+
+    def test_import_error_page(self):
+        self.write("helper.py", "SETTING = 1\n\ndef load():\n    return {}['missing']\n")
+        self.write("app.py", "import helper\nhelper.load()\n\ndef app(environ, start_response):\n"
+                             "    pass\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        page = self.cli_page(process)
+        self.assertIn("app:app failed to import", page.find("p", cls="title").text())
+        self.assertEqual(page.find("h1").text(), "KeyError")
+        self.assertEqual([name for name, function, *rest in self.frames(page)],
+                         ["app.py", "helper.py"])
+        self.assertEqual(page.find("details", cls="focus").find("span", cls="current")
+                         .text().strip(), "4    return {}['missing']")
+        self.assertIn("Traceback (most recent call last):", page.find("textarea").text())
+        self.assertIn("Traceback (most recent call last):", self.cli_page(process, b""))
+        self.assertEqual(process.output().count("Traceback"), 1, process.output())
+
+    def test_syntax_error_page(self):
+        self.write("app.py", "import os\n\n\ndef app(environ, start_response):\n"
+                             "    return [os.sep.encode(]\n\n\nvalue = 1\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        page = self.cli_page(process)
+        self.assertEqual(page.find("h1").text(), "SyntaxError")
+        where = page.find("p", cls="where").text()
+        self.assertEqual(where, "app.py:5: return [os.sep.encode(]")
+        frame = page.find("details", cls="focus")
+        self.assertEqual([int(line.find("i").text()) for line in frame.find("pre").find_all("span")],
+                         [1, 2, 3, 4, 5, 6, 7, 8])       # 5 lines either side, as far as they go
+        self.assertEqual(frame.find("span", cls="current").find("i").text(), "5")
+        self.assertIn("^", self.cli_page(process, b""))
+        self.assertEqual(frame.find("mark").text()[:1], "]")
+
+    def test_without_debug_the_import_error_page_is_a_note(self):
+        self.write("app.py", "raise RuntimeError('secret detail')\n")
+        process = self.start("app:app", "127.0.0.1:0", "--no-debug")
+        self.assertNotIn("secret detail", self.cli_page(process, b""))
+        self.assertIn("secret detail", process.output())
+
+    def test_flask_app_gets_propagate_exceptions(self):
+        # A stand-in for Flask: its class is flask.app.Flask, and it answers a
+        # view's exception with its own 500 unless PROPAGATE_EXCEPTIONS is true.
+        self.write("flask/__init__.py", "from .app import Flask\n")
+        self.write("flask/app.py", "class Flask:\n"
+                                   "    def __init__(self, **config):\n"
+                                   "        self.config = dict(PROPAGATE_EXCEPTIONS=None)\n"
+                                   "        self.config.update(config)\n"
+                                   "    def __call__(self, environ, start_response):\n"
+                                   "        try:\n"
+                                   "            raise KeyError('view failed')\n"
+                                   "        except KeyError:\n"
+                                   "            if self.config['PROPAGATE_EXCEPTIONS']:\n"
+                                   "                raise\n"
+                                   "            start_response('500 Oops', [])\n"
+                                   "            return [b'generic']\n")
+        self.write("site.py", "")
+        self.write("hello.py", "import flask\nclass App(flask.Flask): pass\n"
+                               "app = App()\nkept = App(PROPAGATE_EXCEPTIONS=False)\n")
+        for spec, options, body in [("hello:app", [], "view failed"),
+                                    ("hello:app", ["--no-debug"], "generic"),
+                                    ("hello:kept", [], "generic")]:
+            with self.subTest(spec=spec, options=options):
+                process = self.start(spec, "127.0.0.1:0", "--noreload", *options)
+                self.assertIn(body, http_get(process.port()).body.decode())
+                process.kill()
 
 
 class FileWrapperTests(ServerTestCase):
