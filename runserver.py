@@ -1349,45 +1349,68 @@ def visible_frames(tb):
 def is_internal_file(filename):
     """runserver.py itself, or the import system's bootstrap (which Python's own
     tracebacks leave out too)."""
-    return filename == __file__ or filename.startswith("<") and "importlib._bootstrap" in filename or (
-        os.path.dirname(filename) == os.path.dirname(importlib.__file__)
+    if filename == __file__ or filename.startswith("<") and "importlib._bootstrap" in filename:
+        return True             # PyPy names it "<builtin>/frozen importlib._bootstrap..."
+    return os.path.dirname(filename) == os.path.dirname(importlib.__file__) \
         and os.path.basename(filename) in ("__init__.py", "_bootstrap.py",
-                                           "_bootstrap_external.py"))
+                                           "_bootstrap_external.py")
 
 
 def exception_info(exc, frames, how, folded, earlier, variables, secrets, depth):
     """The ExceptionInfo of one exception of a chain."""
-    runs = []                   # [frame, line number, last instruction, repeat]
+    runs, omitted = fold_recursion(frames)
+    repr_value = value_repr() if variables else None
+    return ExceptionInfo(
+        exception_name(exc), exception_message(exc), exception_notes(exc),
+        [frame_info(frame, lineno, lasti, repeat, repr_value, secrets)
+         for frame, lineno, lasti, repeat in runs],
+        omitted, syntax_error_frame(exc), group_members(exc, variables, secrets, depth),
+        how, folded, earlier)
+
+
+def fold_recursion(frames):
+    """Frames as [frame, line number, last instruction, repeat]: a line that
+    calls itself again and again is one, with the innermost frame (whose
+    variables are shown).  Past MAX_FRAMES, the outermost few and the
+    innermost many are kept: returns them and (index, count) of the others."""
+    runs = []
     for frame, lineno, lasti in frames:
         if runs and frame_key(*runs[-1][:2]) == frame_key(frame, lineno):
-            runs[-1][0] = frame     # a recursion: the same line again; the innermost's
-            runs[-1][3] += 1        # variables are shown
+            runs[-1][0] = frame
+            runs[-1][3] += 1
         else:
             runs.append([frame, lineno, lasti, 1])
-    omitted = None
-    if len(runs) > MAX_FRAMES:  # keep the outermost few and the innermost many
-        head = MAX_FRAMES // 5
-        omitted = (head, len(runs) - MAX_FRAMES)
-        runs = runs[:head] + runs[head + omitted[1]:]
+    if len(runs) <= MAX_FRAMES:
+        return runs, None
+    head = MAX_FRAMES // 5
+    omitted = (head, len(runs) - MAX_FRAMES)
+    return runs[:head] + runs[head + omitted[1]:], omitted
+
+
+def group_members(exc, variables, secrets, depth):
+    """An exception group's (member chains, how many more were left out), as
+    deep and as wide as Python's traceback shows them; None for others."""
     import builtins
-    repr_value = value_repr() if variables else None
-    infos = [frame_info(frame, lineno, lasti, repeat, repr_value, secrets)
-             for frame, lineno, lasti, repeat in runs]
-    group = None
     members = getattr(exc, "exceptions", None)
-    if isinstance(exc, getattr(builtins, "BaseExceptionGroup", ())) \
-            and isinstance(members, tuple):
-        if depth < GROUP_DEPTH:
-            group = ([exception_chain(member, variables, secrets, depth + 1)
-                      for member in members[:GROUP_WIDTH]],
-                     max(len(members) - GROUP_WIDTH, 0))
-        else:
-            group = ([], len(members))
-    notes = getattr(exc, "__notes__", None) if hasattr(exc, "__notes__") else None
-    notes = [clip(note if isinstance(note, str) else safe_str(note), MESSAGE_LIMIT)
-             for note in notes] if isinstance(notes, (list, tuple)) else []
-    return ExceptionInfo(exception_name(exc), exception_message(exc), notes, infos, omitted,
-                         syntax_error_frame(exc), group, how, folded, earlier)
+    if not isinstance(exc, getattr(builtins, "BaseExceptionGroup", ())) \
+            or not isinstance(members, tuple):
+        return None
+    if depth >= GROUP_DEPTH:
+        return [], len(members)
+    return ([exception_chain(member, variables, secrets, depth + 1)
+             for member in members[:GROUP_WIDTH]], max(len(members) - GROUP_WIDTH, 0))
+
+
+def exception_notes(exc):
+    """The notes added to the exception (add_note(), 3.11+), as text."""
+    try:
+        notes = exc.__notes__
+    except Exception:           # none, or a property of the app's own that raised
+        return []
+    if not isinstance(notes, (list, tuple)):
+        return []
+    return [clip(note if isinstance(note, str) else safe_str(note), MESSAGE_LIMIT)
+            for note in notes]
 
 
 def exception_name(exc):
@@ -1445,7 +1468,7 @@ def expression_span(code, lasti, lineno, lines):
             or position[1] - position[0] > CONTEXT_LINES * 2:
         return None
     first, last, start, end = position
-    if not 0 < last <= len(lines):
+    if not 0 < first <= last <= len(lines):
         return None
     # The interpreter counts columns in UTF-8 bytes.
     start = len(lines[first - 1].encode("utf-8")[:start].decode("utf-8", "replace"))
@@ -1463,7 +1486,8 @@ def source_lines(lines, lineno, span):
         return []
     first, last = (span[0], span[1]) if span else (lineno, lineno)
     result = []
-    for number in range(max(lineno - CONTEXT_LINES, 1), min(last + CONTEXT_LINES, len(lines)) + 1):
+    for number in range(max(lineno - CONTEXT_LINES, 1),
+                        min(last + CONTEXT_LINES, len(lines)) + 1):
         text = lines[number - 1].rstrip("\r\n")
         current = first <= number <= last
         mark = None
@@ -1481,20 +1505,25 @@ def syntax_error_frame(exc):
         return None
     import linecache
     filename = exc.filename if isinstance(exc.filename, str) else "<unknown>"
-    lines = linecache.getlines(filename)
-    if not 0 < exc.lineno <= len(lines):        # source compiled from a string
-        lines = [""] * (exc.lineno - 1) + [exc.text if isinstance(exc.text, str) else ""]
-    lineno = exc.lineno
-    line = lines[lineno - 1].rstrip("\r\n")
+    lines, lineno = linecache.getlines(filename), exc.lineno
+    in_file = lineno <= len(lines)      # else source compiled from a string
+    line = lines[lineno - 1] if in_file else exc.text if isinstance(exc.text, str) else ""
+    line = line.rstrip("\r\n")
     last = getattr(exc, "end_lineno", None)
-    last = last if isinstance(last, int) and lineno <= last <= min(len(lines), lineno + 5) \
-        else lineno
-    start = exc.offset - 1 if isinstance(exc.offset, int) and 0 < exc.offset <= len(line) + 1 \
+    if not (in_file and isinstance(last, int) and lineno <= last <= len(lines)
+            and last - lineno <= CONTEXT_LINES * 2):
+        last = lineno
+    offset, end = exc.offset, getattr(exc, "end_offset", None)
+    start = offset - 1 if isinstance(offset, int) and 0 < offset <= len(line) + 1 \
         else len(line) - len(line.lstrip())
-    end = getattr(exc, "end_offset", None)
-    end = end - 1 if isinstance(end, int) and (end > exc.offset or last > lineno) else start + 1
-    return Frame(filename, lineno, "", "", False,
-                 source_lines(lines, lineno, (lineno, last, start, end)), [], 1)
+    end = end - 1 if isinstance(end, int) and end > 0 and (end - 1 > start or last > lineno) \
+        else start + 1
+    if in_file:
+        source = source_lines(lines, lineno, (lineno, last, start, end))
+    else:
+        source = [(lineno, clip(line, LINE_LIMIT), True, (min(start, LINE_LIMIT),
+                                                            min(end, LINE_LIMIT)))]
+    return Frame(filename, lineno, "", "", False, source, [], 1)
 
 
 def local_variables(frame, repr_value, secrets):
@@ -1504,8 +1533,9 @@ def local_variables(frame, repr_value, secrets):
         items = list(frame.f_locals.items())
     except Exception:           # a class body's namespace of the app's own making
         return []
-    names = sorted((name, value) for name, value in items if isinstance(name, str)
-                   and not (name.startswith("__") and name.endswith("__")))
+    names = sorted(((name, value) for name, value in items if isinstance(name, str)
+                    and not (name.startswith("__") and name.endswith("__"))),
+                   key=lambda item: item[0])
     result = []
     for name, value in names[:MAX_LOCALS]:
         text, failed = describe_value(repr_value, value)
@@ -1582,15 +1612,17 @@ def request_rows(environ):
     cookies and the WSGI environ (values as text)."""
     import urllib.parse
     headers = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items()
-               if key.startswith("HTTP_") and isinstance(value, str)]
+               if isinstance(key, str) and key.startswith("HTTP_") and isinstance(value, str)]
     headers += [(key.replace("_", "-").title(), environ[key])
-                for key in ("CONTENT_TYPE", "CONTENT_LENGTH") if environ.get(key)]
+                for key in ("CONTENT_TYPE", "CONTENT_LENGTH")
+                if isinstance(environ.get(key), str) and environ[key]]
     query = urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True,
                                    errors="replace")
     cookies = [tuple(part.strip().partition("=")[::2])
                for part in environ.get("HTTP_COOKIE", "").split(";") if part.strip()]
     repr_value = value_repr()
-    variables = [(key, value if isinstance(value, str) else describe_value(repr_value, value)[0])
+    variables = [(key, value if isinstance(value, str)
+                  else describe_value(repr_value, value)[0])
                  for key, value in environ.items() if isinstance(key, str)]
     return [("Headers", headers), ("Query parameters", query), ("Cookies", cookies),
             ("WSGI environ", variables)]
@@ -1618,6 +1650,7 @@ def request_secrets(environ):
 
 
 def mask_secrets(text, secrets):
+    """`text` with every one of request_secrets() in it masked."""
     for secret in secrets:
         text = text.replace(secret, MASK)
     return text
@@ -1715,35 +1748,46 @@ def join(fragments):
 
 ERROR_PAGE_CSS = """
 :root{--bg:#fff;--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--panel:#f6f8fa;--code:#0b0f14;
---accent:#b42318;--head:#fef3f2;--current:#fff8c5;--mark:#ffcecb;--library:#f6f8fa;--link:#0969da}
-@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#8d96a0;--line:#30363d;
+--accent:#b42318;--head:#fef3f2;--current:#fff8c5;--mark:#ffcecb;--library:#f6f8fa;
+  --link:#0969da}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#8d96a0;
+  --line:#30363d;
 --panel:#161b22;--code:#e6edf3;--accent:#ff7b72;--head:#2a1215;--current:#3b3413;--mark:#6e1f1f;
 --library:#11161d;--link:#58a6ff}}
 *{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-code,pre,textarea,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace}
+body{margin:0;background:var(--bg);color:var(--fg);
+  font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+code,pre,textarea,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,
+  "Liberation Mono",monospace}
 a{color:var(--link)}
 .wrap{max-width:78rem;margin:0 auto;padding:0 1.25rem}
 header{background:var(--head);border-bottom:1px solid var(--line);padding:1.25rem 0 1rem}
 .status{margin:0;color:var(--muted);font-size:.85rem}
 .title{margin:.35rem 0;font-size:1rem}
 h1{margin:.2rem 0;font-size:1.55rem;line-height:1.25;color:var(--accent);overflow-wrap:anywhere}
-.message{margin:.3rem 0 .6rem;font-size:1.05rem;white-space:pre-wrap;overflow-wrap:anywhere;max-height:16em;overflow:auto}
-.note{margin:.2rem 0;padding:.2rem .6rem;border-left:3px solid var(--line);white-space:pre-wrap;overflow-wrap:anywhere}
+.message{margin:.3rem 0 .6rem;font-size:1.05rem;white-space:pre-wrap;overflow-wrap:anywhere;
+  max-height:16em;overflow:auto}
+.note{margin:.2rem 0;padding:.2rem .6rem;border-left:3px solid var(--line);white-space:pre-wrap;
+  overflow-wrap:anywhere}
 .where{margin:.5rem 0;font-size:1rem}
-.facts{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:.75rem 0 0;font-size:.85rem}
+.facts{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:.75rem 0 0;
+  font-size:.85rem}
 .facts dt{color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}
 nav{position:sticky;top:0;z-index:1;background:var(--bg);border-bottom:1px solid var(--line)}
-nav .wrap{display:flex;flex-wrap:wrap;gap:.25rem 1.25rem;align-items:center;padding-top:.45rem;padding-bottom:.45rem}
+nav .wrap{display:flex;flex-wrap:wrap;gap:.25rem 1.25rem;align-items:center;padding-top:.45rem;
+  padding-bottom:.45rem}
 nav a{text-decoration:none}
-button{font:inherit;font-size:.85rem;padding:.15rem .7rem;border:1px solid var(--line);border-radius:6px;background:var(--panel);color:var(--fg);cursor:pointer}
+button{font:inherit;font-size:.85rem;padding:.15rem .7rem;border:1px solid var(--line);
+  border-radius:6px;background:var(--panel);color:var(--fg);cursor:pointer}
 nav button{margin-left:auto}
 section{padding:.5rem 0 1rem}
-h2{font-size:1.2rem;margin:1rem 0 .5rem}h2 small{color:var(--muted);font-weight:normal;font-size:.8rem}
+h2{font-size:1.2rem;margin:1rem 0 .5rem}h2 small{color:var(--muted);font-weight:normal;
+  font-size:.8rem}
 h3{font-size:1rem;margin:1rem 0 .4rem}
 .exception>h3{font-size:1.05rem;overflow-wrap:anywhere}
 .type{color:var(--accent)}
-.chain{margin:1.25rem 0;padding:.4rem .8rem;border-left:3px solid var(--accent);color:var(--muted);font-style:italic}
+.chain{margin:1.25rem 0;padding:.4rem .8rem;border-left:3px solid var(--accent);
+  color:var(--muted);font-style:italic}
 .folded,.omitted,.empty{color:var(--muted);font-size:.9rem;margin:.4rem 0}
 details{margin:.35rem 0}
 summary{cursor:pointer;list-style:none}
@@ -1756,16 +1800,22 @@ details[open]>summary::before{content:"\\25BE"}
 .frame .place{overflow-wrap:anywhere}
 .frame .function{font-weight:600}
 .frame .dir{color:var(--muted)}
-.repeat{margin-left:.5rem;padding:0 .4rem;border-radius:9px;background:var(--mark);font-size:.8rem}
-.badge{margin-left:.5rem;padding:0 .4rem;border-radius:9px;background:var(--accent);color:var(--bg);font-size:.75rem}
-.frame>summary code{display:block;margin:.1rem 0 0 1.1em;white-space:pre;overflow:hidden;text-overflow:ellipsis;color:var(--code);font-size:.85rem}
+.repeat{margin-left:.5rem;padding:0 .4rem;border-radius:9px;background:var(--mark);
+  font-size:.8rem}
+.badge{margin-left:.5rem;padding:0 .4rem;border-radius:9px;background:var(--accent);
+  color:var(--bg);font-size:.75rem}
+.frame>summary code{display:block;margin:.1rem 0 0 1.1em;white-space:pre;overflow:hidden;
+  text-overflow:ellipsis;color:var(--code);font-size:.85rem}
 .frame[open]>summary code{display:none}
-pre.source{margin:0;padding:.35rem 0;overflow-x:auto;background:var(--panel);border-top:1px solid var(--line);font-size:13px;line-height:1.5;tab-size:4}
+pre.source{margin:0;padding:.35rem 0;overflow-x:auto;background:var(--panel);
+  border-top:1px solid var(--line);font-size:13px;line-height:1.5;tab-size:4}
 pre.source span{display:block;padding-right:1rem;min-width:max-content}
 pre.source .current{background:var(--current)}
-pre.source i{display:inline-block;width:4.2em;padding-right:1em;text-align:right;color:var(--muted);font-style:normal;user-select:none}
+pre.source i{display:inline-block;width:4.2em;padding-right:1em;text-align:right;
+  color:var(--muted);font-style:normal;user-select:none}
 mark{background:var(--mark);color:inherit;border-bottom:2px solid var(--accent)}
-.library{border:1px dashed var(--line);border-radius:6px;padding:0 .5rem;background:var(--library)}
+.library{border:1px dashed var(--line);border-radius:6px;padding:0 .5rem;
+  background:var(--library)}
 .library>summary{padding:.3rem .2rem;color:var(--muted);font-size:.9rem}
 .library .frame{margin-left:.4rem}
 table{border-collapse:collapse;width:100%;font-size:13px}
@@ -1778,11 +1828,14 @@ td{white-space:pre-wrap;overflow-wrap:anywhere}
 .masked{color:var(--muted)}
 .group{margin:.5rem 0 .5rem .4rem;padding-left:.8rem;border-left:2px solid var(--line)}
 .member>h4{margin:.8rem 0 .2rem;font-size:.9rem;color:var(--muted)}
-textarea{width:100%;min-height:18rem;padding:.6rem;border:1px solid var(--line);border-radius:6px;background:var(--panel);color:var(--fg);font-size:13px;white-space:pre;overflow-wrap:normal}
+textarea{width:100%;min-height:18rem;padding:.6rem;border:1px solid var(--line);
+  border-radius:6px;background:var(--panel);color:var(--fg);font-size:13px;white-space:pre;
+  overflow-wrap:normal}
 @media (max-width:40rem){
 body{font-size:14px}.wrap{padding:0 .75rem}h1{font-size:1.3rem}
 .facts{grid-template-columns:1fr}.facts dd{margin-bottom:.3rem}
-th,td{display:block;width:auto;border:0;padding:.05rem .5rem}tr{display:block;border-top:1px solid var(--line);padding:.2rem 0}
+th,td{display:block;width:auto;border:0;padding:.05rem .5rem}tr{display:block;
+  border-top:1px solid var(--line);padding:.2rem 0}
 pre.source{font-size:12px}pre.source i{width:3em;padding-right:.6em}
 }
 """
@@ -1798,8 +1851,9 @@ expand.onclick = function () {
 copy.onclick = function () {
   var text = document.getElementById("plain");
   text.select();
-  (navigator.clipboard ? navigator.clipboard.writeText(text.value) : Promise.resolve(document.execCommand("copy")))
-    .then(function () { copy.textContent = "Copied"; });
+  var done = navigator.clipboard ? navigator.clipboard.writeText(text.value)
+                                 : Promise.resolve(document.execCommand("copy"));
+  done.then(function () { copy.textContent = "Copied"; });
 };
 """
 
@@ -1818,7 +1872,8 @@ ERROR_PAGE = """<!doctype html>
 $summary
 <dl class="facts">$facts</dl>
 </div></header>
-<nav><div class="wrap">$links<button id="expand" type="button" hidden>Expand all</button></div></nav>
+<nav><div class="wrap">$links
+<button id="expand" type="button" hidden>Expand all</button></div></nav>
 <main class="wrap">
 $traceback
 $request
@@ -1865,7 +1920,8 @@ FRAME_HTML = """<details class="frame $kind" id="$anchor"$open>
 FUNCTION_HTML = """ in <span class="function mono">$function</span>"""
 PLACE_HTML = """<span class="dir">$directory</span>$name:$lineno"""
 EDITOR_PLACE_HTML = """<a href="$href" title="Open in your editor">$place</a>"""
-REPEAT_HTML = """<span class="repeat" title="the same line, again and again">&times; $count</span>"""
+REPEAT_HTML = """<span class="repeat" title="the same line, again and again">\
+&times; $count</span>"""
 BADGE_HTML = """<span class="badge">$text</span>"""
 SOURCE_LINE_HTML = """<span class="$kind"><i>$number</i>$code</span>"""
 MARKED_HTML = """$before<mark>$marked</mark>$after"""
@@ -1886,14 +1942,16 @@ REQUEST_HTML = """<section id="request"><h2>Request</h2>
 <p><code>$request_line</code> from $client</p>
 <p class="empty">$body</p>
 $tables
-<details><summary>$environ_title ($environ_count)</summary><table class="kv">$environ</table></details>
+<details><summary>$environ_title ($environ_count)</summary>
+<table class="kv">$environ</table></details>
 <p class="empty">Values of names containing API, TOKEN, KEY, SECRET, PASS, SIGNATURE, AUTH, \
 SESSION or COOKIE are masked, here and wherever they appear in local variables.</p></section>"""
 TABLE_HTML = """<h3>$title</h3><table class="kv">$rows</table>"""
 EMPTY_TABLE_HTML = """<h3>$title</h3><p class="empty">none</p>"""
 
 PLAIN_PAGE = """<!doctype html>
-<html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>$title</title>
 <pre style="white-space:pre-wrap;overflow-wrap:anywhere">$text</pre></html>
 """
@@ -1931,6 +1989,7 @@ def error_page(report, environ, editor):
 
 
 def page_title(report):
+    """The page's <title>: the exception, else the report's title."""
     if not report.chain:
         return report.title
     final = report.chain[-1]
@@ -1966,7 +2025,7 @@ def error_page_html(report, environ, editor, detail):
 
 
 def summary_html(report, environ):
-    """The page's top: what was raised, where, while serving what; what led to it."""
+    """The page's top: what was raised, where, and what led to it."""
     title = fill(TITLE_HTML, title=report.title) if report.title else Html("")
     chain = report.chain
     if not chain:
@@ -1975,7 +2034,8 @@ def summary_html(report, environ):
     final, anchor = chain[-1], "e%d" % len(chain)
     index = focus_index(final)
     if final.syntax:
-        where = fill(SYNTAX_WHERE_HTML, anchor=anchor + "s", place=place_html(final.syntax, None),
+        where = fill(SYNTAX_WHERE_HTML, anchor=anchor + "s",
+                     place=place_html(final.syntax, None),
                      line=" ".join(text.strip() for number, text, current, mark
                                    in final.syntax.lines if current))
     elif index is not None:
@@ -1998,6 +2058,7 @@ def summary_html(report, environ):
 
 
 def header_text(info):
+    """'Type: message' of one exception, for a line of the summary."""
     return "%s: %s" % (info.name, info.message[:200]) if info.message else info.name
 
 
@@ -2070,7 +2131,8 @@ def library_html(frames):
         module = frame.module.partition(".")[0] or os.path.basename(frame.filename)
         if module not in modules:
             modules.append(module)
-    return fill(LIBRARY_HTML, count=len(frames), frames="frame" if len(frames) == 1 else "frames",
+    return fill(LIBRARY_HTML, count=len(frames),
+                frames="frame" if len(frames) == 1 else "frames",
                 modules=", ".join(modules), body=join(html for frame, html in frames))
 
 
@@ -2128,6 +2190,7 @@ def editor_url(template, path, line):
 
 
 def rows_html(rows):
+    """Table rows of (name, value) pairs."""
     return join(fill(ROW_HTML, name=name, value=value) for name, value in rows)
 
 
@@ -2142,13 +2205,15 @@ def request_html(environ):
             for name, value in rows)) if rows else fill(EMPTY_TABLE_HTML, title=title))
     title, environ_rows = tables[-1]
     length = environ.get("CONTENT_LENGTH") or "0"
-    body = "No body." if length == "0" else "The body (%s bytes%s) was not read for this page." % (
-        length, ", " + environ["CONTENT_TYPE"] if environ.get("CONTENT_TYPE") else "")
+    body = "No body." if length == "0" else \
+        "The body (%s bytes%s) was not read for this page." % (
+            length, ", " + environ["CONTENT_TYPE"] if environ.get("CONTENT_TYPE") else "")
     secrets = request_secrets(environ)
     return fill(REQUEST_HTML, request_line=mask_secrets("%s %s %s" % (
                     environ.get("REQUEST_METHOD", ""), environ.get("REQUEST_URI", ""),
                     environ.get("SERVER_PROTOCOL", "")), secrets),
-                client="%s:%s" % (environ.get("REMOTE_ADDR", "?"), environ.get("REMOTE_PORT", "?")),
+                client="%s:%s" % (environ.get("REMOTE_ADDR", "?"),
+                                  environ.get("REMOTE_PORT", "?")),
                 body=body, tables=join(html_tables), environ_title=title,
                 environ_count=len(environ_rows),
                 environ=join(fill(MASKED_ROW_HTML if value == MASK else ROW_HTML,
