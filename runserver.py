@@ -1247,19 +1247,16 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
 Frame = collections.namedtuple("Frame", "filename lineno function module library lines "
                                         "variables repeat")
-Frame.__doc__ = """One frame: where it is, its source around the line as
-(number, text, current, (start, end) of the failing expression or None), its
-local variables as (name, text, whether repr() raised), and how many times in
-a row it repeats (a recursion)."""
+Frame.__doc__ = """One frame.  lines: (number, text, current, (start, end) of the failing
+expression or None); variables: (name, text, whether repr() raised); repeat:
+how many times in a row it called itself."""
 
 ExceptionInfo = collections.namedtuple("ExceptionInfo", "name message notes frames omitted "
                                                         "syntax group link folded earlier")
-ExceptionInfo.__doc__ = """One exception of a chain: its type's name, message and
-notes, its frames (`omitted` is (index, count) of frames left out of a long
-stack), a SyntaxError's place as a Frame, an exception group's members (a list
-of chains, then how many were left out), how it led to the next exception of
-the chain ('cause', 'context' or None), how many identical exceptions before it
-were folded into it, and how many earlier ones were left out."""
+ExceptionInfo.__doc__ = """One exception.  frames: None if never raised; omitted: (index,
+count) of frames left out; syntax: a SyntaxError's place, as a Frame; group: a
+group's (member chains, how many more); link: 'cause' or 'context' to the next
+exception; folded: identical ones before it; earlier: older ones left out."""
 
 Report = collections.namedtuple("Report", "title chain text created")
 Report.__doc__ = """What went wrong: a title (or None), the chain of exceptions,
@@ -1313,7 +1310,7 @@ def same_failure(first, second):
     failure goes through other frames of its own each time)."""
     if type(first[0]) is not type(second[0]) or safe_str(first[0]) != safe_str(second[0]):
         return False
-    keys = [[frame_key(frame, lineno) for frame, lineno, lasti in frames]
+    keys = [[frame_key(frame, lineno) for frame, lineno, lasti in frames or ()]
             for exc, frames in (first, second)]
     if keys[0] == keys[1]:
         return True
@@ -1331,7 +1328,10 @@ def frame_key(frame, lineno):
 def visible_frames(tb):
     """(frame, line number, last instruction) of a traceback's frames, without
     runserver.py's own, the import system's, and those with a true
-    `__traceback_hide__` among their local variables."""
+    `__traceback_hide__` among their local variables; None without a traceback
+    (an exception group's member that was never raised)."""
+    if tb is None:
+        return None
     frames = []
     while tb is not None:
         frame = tb.tb_frame
@@ -1358,12 +1358,12 @@ def is_internal_file(filename):
 
 def exception_info(exc, frames, how, folded, earlier, variables, secrets, depth):
     """The ExceptionInfo of one exception of a chain."""
-    runs, omitted = fold_recursion(frames)
+    runs, omitted = fold_recursion(frames or [])
     repr_value = value_repr() if variables else None
     return ExceptionInfo(
         exception_name(exc), exception_message(exc), exception_notes(exc),
-        [frame_info(frame, lineno, lasti, repeat, repr_value, secrets)
-         for frame, lineno, lasti, repeat in runs],
+        None if frames is None else [frame_info(frame, lineno, lasti, repeat, repr_value, secrets)
+                                     for frame, lineno, lasti, repeat in runs],
         omitted, syntax_error_frame(exc), group_members(exc, variables, secrets, depth),
         how, folded, earlier)
 
@@ -1474,7 +1474,10 @@ def expression_span(code, lasti, lineno, lines):
     start = len(lines[first - 1].encode("utf-8")[:start].decode("utf-8", "replace"))
     end = len(lines[last - 1].encode("utf-8")[:end].decode("utf-8", "replace"))
     line = lines[first - 1].rstrip()
-    if first == last and start <= len(line) - len(line.lstrip()) and end >= len(line):
+    indent = len(line) - len(line.lstrip())
+    if start < indent:          # not this file's code: a template's, compiled by its engine
+        return None
+    if first == last and start == indent and end >= len(line):
         return None             # the whole line: nothing to point at
     return first, last, start, end
 
@@ -1677,7 +1680,7 @@ def chain_lines(chain):
 def exception_lines(info, heading):
     """One exception: its frames, a SyntaxError's place, its header and notes."""
     lines = ["%s (most recent call last):" % heading] if info.frames else []
-    for index, frame in enumerate(info.frames):
+    for index, frame in enumerate(info.frames or ()):
         if info.omitted and index == info.omitted[0]:
             lines.append("  [... %d frames not shown ...]" % info.omitted[1])
         lines.append('  File "%s", line %d, in %s' % (frame.filename, frame.lineno,
@@ -1796,7 +1799,7 @@ summary::before{content:"\\25B8";display:inline-block;width:1.1em;color:var(--mu
 details[open]>summary::before{content:"\\25BE"}
 .frame{border:1px solid var(--line);border-radius:6px;background:var(--bg);overflow:hidden}
 .frame>summary{padding:.35rem .7rem}
-.frame.focus{border-color:var(--accent);box-shadow:inset 3px 0 0 var(--accent)}
+.frame.focus{border-color:var(--accent);border-left-width:4px}
 .frame .place{overflow-wrap:anywhere}
 .frame .function{font-weight:600}
 .frame .dir{color:var(--muted)}
@@ -1833,7 +1836,6 @@ textarea{width:100%;min-height:18rem;padding:.6rem;border:1px solid var(--line);
   overflow-wrap:normal}
 @media (max-width:40rem){
 body{font-size:14px}.wrap{padding:0 .75rem}h1{font-size:1.3rem}
-.facts{grid-template-columns:1fr}.facts dd{margin-bottom:.3rem}
 th,td{display:block;width:auto;border:0;padding:.05rem .5rem}tr{display:block;
   border-top:1px solid var(--line);padding:.2rem 0}
 pre.source{font-size:12px}pre.source i{width:3em;padding-right:.6em}
@@ -1891,6 +1893,7 @@ $request
 SUMMARY_HTML = """$title<h1>$name</h1>
 <p class="message mono">$message</p>$notes
 <p class="where">$where</p>$chained"""
+NAME_PART_HTML = """$part<wbr>"""        # a long dotted name may break after a part
 TITLE_HTML = """<p class="title">$title</p>"""
 NOTE_HTML = """<p class="note mono">$note</p>"""
 WHERE_HTML = """<a href="#$anchor">$place</a> in <code>$function</code>"""
@@ -2052,7 +2055,9 @@ def summary_html(report, environ):
     if len(chain) > 2:
         chained.append(fill(CHAINED_HTML, anchor="e1", how="First of %d:" % len(chain),
                             header=header_text(chain[0])))
-    return fill(SUMMARY_HTML, title=title, name=final.name, message=final.message,
+    return fill(SUMMARY_HTML, title=title, message=final.message,
+                name=join(fill(NAME_PART_HTML, part=part)
+                          for part in re.findall(r"[^.]+\.?|\.", final.name)),
                 notes=join(fill(NOTE_HTML, note=note) for note in final.notes),
                 where=where, chained=join(chained))
 
@@ -2063,12 +2068,14 @@ def header_text(info):
 
 
 def focus_index(info):
-    """The frame to open: the innermost of the user's code, else the innermost
-    (unless a SyntaxError's place is there to open)."""
+    """The frame to open: the innermost of the user's code, else the innermost;
+    none when the exception is a SyntaxError, whose place is what to open."""
+    if info.syntax or not info.frames:
+        return None
     for index in range(len(info.frames) - 1, -1, -1):
         if not info.frames[index].library:
             return index
-    return len(info.frames) - 1 if info.frames and not info.syntax else None
+    return len(info.frames) - 1
 
 
 def chain_html(chain, prefix, editor, detail):
@@ -2088,7 +2095,7 @@ def exception_html(info, anchor, editor, detail):
     the innermost of the user's open), a SyntaxError's place, a group's members."""
     focus = focus_index(info)
     parts, library = [], []
-    for index, frame in enumerate(info.frames):
+    for index, frame in enumerate(info.frames or ()):
         if info.omitted and index == info.omitted[0]:
             parts.append(library_html(library))
             library = []
@@ -2101,7 +2108,7 @@ def exception_html(info, anchor, editor, detail):
             parts += [library_html(library), html]
             library = []
     parts.append(library_html(library))
-    if not info.frames and not info.syntax:
+    if info.frames == [] and not info.syntax:
         parts.append(Html(NO_FRAMES_HTML))
     syntax = frame_html(info.syntax, anchor + "s", editor, True, True) if info.syntax \
         else Html("")

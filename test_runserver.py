@@ -865,7 +865,8 @@ class Element:
 class PageParser(html.parser.HTMLParser):
     """Parses a page into Elements; every tag must be closed where it should be."""
 
-    VOID = {"meta", "br", "img", "input", "link", "hr"}
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+            "source", "track", "wbr"}
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
