@@ -1844,13 +1844,14 @@ pre.source{font-size:12px}pre.source i{width:3em;padding-right:.6em}
 
 ERROR_PAGE_JS = """
 var expand = document.getElementById("expand"), copy = document.getElementById("copy");
-expand.hidden = copy.hidden = false;
+expand.hidden = false;
+if (copy) copy.hidden = false;
 expand.onclick = function () {
   var open = expand.textContent == "Expand all";
   document.querySelectorAll("details").forEach(function (d) { d.open = open; });
   expand.textContent = open ? "Collapse all" : "Expand all";
 };
-copy.onclick = function () {
+if (copy) copy.onclick = function () {
   var text = document.getElementById("plain");
   text.select();
   var done = navigator.clipboard ? navigator.clipboard.writeText(text.value)
@@ -1881,10 +1882,7 @@ $traceback
 $request
 <section id="python"><h2>Python</h2><table class="kv">$python</table>
 <details><summary>sys.path</summary><table class="kv">$path</table></details></section>
-<section id="text"><h2>Copy-paste text <small>as the log has it</small></h2>
-<textarea id="plain" readonly rows="18" spellcheck="false">$text</textarea>
-<p><button id="copy" type="button" hidden>Copy</button></p></section>
-</main>
+$text</main>
 <script>$js</script>
 </body>
 </html>
@@ -1905,6 +1903,10 @@ ROW_HTML = """<tr><th>$name</th><td>$value</td></tr>"""
 MASKED_ROW_HTML = """<tr><th>$name</th><td class="masked">$value</td></tr>"""
 FAILED_ROW_HTML = """<tr><th>$name</th><td class="failed">$value</td></tr>"""
 
+TEXT_HTML = """<section id="text"><h2>Copy-paste text <small>as the log has it</small></h2>
+<textarea id="plain" readonly rows="18" spellcheck="false">$text</textarea>
+<p><button id="copy" type="button" hidden>Copy</button></p></section>
+"""
 TRACEBACK_HTML = """<section id="traceback"><h2>Traceback <small>most recent call last; \
 click a frame for its source and local variables</small></h2>
 $exceptions</section>"""
@@ -2003,8 +2005,8 @@ def error_page_html(report, environ, editor, detail):
     """The whole error page; `detail` is "all" or "focus" (only the frames
     shown open keep their source and variables)."""
     chain = report.chain
-    sections = ["traceback", "request", "python", "text"] if environ else \
-        ["traceback", "python", "text"]
+    sections = [name for name, shown in (("traceback", chain), ("request", environ),
+                                          ("python", True), ("text", chain)) if shown]
     facts = []
     if environ:
         facts.append(("Request", "%s %s" % (environ.get("REQUEST_METHOD", ""),
@@ -2016,15 +2018,14 @@ def error_page_html(report, environ, editor, detail):
         ERROR_PAGE, title=page_title(report), css=Html(ERROR_PAGE_CSS), js=Html(ERROR_PAGE_JS),
         server=SERVER_SOFTWARE, summary=summary_html(report, environ),
         facts=join(fill(FACT_HTML, name=name, value=value) for name, value in facts),
-        links=join(fill(NAV_LINK_HTML, anchor=name, name=name.title()) for name in sections
-                   if name != "traceback" or chain),
+        links=join(fill(NAV_LINK_HTML, anchor=name, name=name.title()) for name in sections),
         traceback=fill(TRACEBACK_HTML, exceptions=chain_html(chain, "e", editor, detail))
         if chain else Html(""),
         request=request_html(environ) if environ else Html(""),
         python=rows_html([("Version", sys.version), ("Executable", sys.executable),
                           ("Process", os.getpid()), ("Working directory", os.getcwd())]),
         path=rows_html(enumerate(sys.path)),
-        text=clip(report.text, PAGE_LIMIT // 8))
+        text=fill(TEXT_HTML, text=clip(report.text, PAGE_LIMIT // 8)) if chain else Html(""))
 
 
 def summary_html(report, environ):
