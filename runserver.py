@@ -1452,7 +1452,10 @@ def frame_info(frame, lineno, lasti, repeat, repr_value, secrets):
     lines = linecache.getlines(filename, frame.f_globals)
     span = expression_span(code, lasti, lineno, lines)
     module = frame.f_globals.get("__name__")
-    return Frame(filename, lineno, getattr(code, "co_qualname", code.co_name),
+    name = getattr(code, "co_qualname", code.co_name)     # Class.method, on 3.11+
+    if not name.endswith(code.co_name):     # a template engine named the code, not the class
+        name = code.co_name
+    return Frame(filename, lineno, name,
                  module if isinstance(module, str) else "", is_library_file(filename),
                  source_lines(lines, lineno, span),
                  local_variables(frame, repr_value, secrets) if repr_value else [], repeat)
@@ -1614,7 +1617,8 @@ def request_rows(environ):
     """The request as (title, [(name, value)]) tables: headers, query parameters,
     cookies and the WSGI environ (values as text)."""
     import urllib.parse
-    headers = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items()
+    items = list(environ.items())   # a framework's request object adds keys when shown
+    headers = [(key[5:].replace("_", "-").title(), value) for key, value in items
                if isinstance(key, str) and key.startswith("HTTP_") and isinstance(value, str)]
     headers += [(key.replace("_", "-").title(), environ[key])
                 for key in ("CONTENT_TYPE", "CONTENT_LENGTH")
@@ -1626,7 +1630,7 @@ def request_rows(environ):
     repr_value = value_repr()
     variables = [(key, value if isinstance(value, str)
                   else describe_value(repr_value, value)[0])
-                 for key, value in environ.items() if isinstance(key, str)]
+                 for key, value in items if isinstance(key, str)]
     return [("Headers", headers), ("Query parameters", query), ("Cookies", cookies),
             ("WSGI environ", variables)]
 

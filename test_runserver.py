@@ -1100,6 +1100,21 @@ class ErrorPageTests(ServerTestCase, CLITestCase):
         self.assertIn("HTTP_X_API_KEY': '********'", self.variables(
             page.find_all("details", cls="frame")[0])["environ"].text())
 
+    def test_an_environ_value_whose_repr_changes_the_environ(self):
+        class LazyRequest:          # Bottle's request object caches what it parses there
+            def __init__(self, environ):
+                self.environ = environ
+
+            def __repr__(self):
+                self.environ.setdefault("lazy.parsed", "yes")
+                return "<LazyRequest>"
+
+        def app(environ, start_response):
+            environ["lazy.request"] = LazyRequest(environ)
+            raise RuntimeError("with a lazy request")
+        page = self.page(app)
+        self.assertIn("<LazyRequest>", page.find("section", id="request").text())
+
     def test_the_request_body_is_not_read(self):
         def app(environ, start_response):
             raise RuntimeError("before reading the body")
