@@ -14,6 +14,10 @@ Map of the file, in reading order:
     HTTP grammar and parsing      BadRequest, parse_request_head(), parse_chunk_header()
     request body readers          ContentLengthInput, read_chunked_body()
     WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler)
+    error reports                 build_report(): a traceback as plain data (Report,
+                                    ExceptionInfo, Frame), and as Python's text
+    pages                         fill() and the page templates; render_error() makes
+                                    a 500 the error page (--debug), text or a note
     file serving                  FileWrapper, StaticFiles
     server classes                Poller (epoll or a selector: the event loop's wait)
                                   WSGIServer(socketserver.TCPServer): an event loop
@@ -24,7 +28,8 @@ Map of the file, in reading order:
                                   make_server() composes, as socketserver suggests,
                                   type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
-    app loading                   load_app(), demo_app
+    app loading                   load_app(), demo_app, error_app() (while an app cannot run)
+    frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS
     CLI                           add_arguments(), handle(), run(), inner_run(), main()
 
 Process model with the reloader on (the default):
@@ -43,7 +48,8 @@ the socket the supervisor holds, so a reload never refuses a connection.  With
 """
 
 # Modules needed only on rare paths (ssl, mimetypes, html, email.utils, shlex,
-# termios, site, sysconfig, ast, tempfile, http, subprocess, urllib.parse) are
+# termios, site, sysconfig, ast, tempfile, http, subprocess, urllib.parse,
+# reprlib) are
 # imported where they are used: every reload
 # starts a new process, so start-up time counts.
 import argparse
@@ -1240,7 +1246,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
 
 
-# ---- Error reports ------------------------------------------------------------------
+# ---- Error reports -----------------------------------------------------------
 # A traceback as plain data, built once (frames, source lines, local variables
 # as text, chained exceptions, groups, notes), then rendered as text for the log
 # and for curl, or as the error page.
@@ -1730,7 +1736,7 @@ def group_lines(info):
     return lines
 
 
-# ---- Pages ----------------------------------------------------------------------------
+# ---- Pages -------------------------------------------------------------------
 # HTML, CSS and JS are data: templates whose $fields fill() replaces, escaping
 # every value that is not itself a filled template (Html).
 
@@ -3942,7 +3948,7 @@ def error_app(report):
     return not_running
 
 
-# ---- Frameworks -------------------------------------------------------------------
+# ---- Frameworks --------------------------------------------------------------
 # What runserver.py knows of frameworks.  An app is recognised by its class's
 # name and module, never by importing a framework it has not imported itself.
 
