@@ -135,8 +135,9 @@ NESTED_VALUE_LIMIT = 200        # ... and of one item inside it
 LINE_LIMIT = 300                # characters of one source line
 MESSAGE_LIMIT = 20000           # characters of an exception's message
 PAGE_LIMIT = 1 << 20            # bytes of an error page, whatever the traceback
-SECRET_NAMES = re.compile("API|TOKEN|KEY|SECRET|PASS|SIGNATURE|AUTH|SESSION|COOKIE",
-                          re.IGNORECASE)       # request values the page masks
+# The request values the page masks: those whose names match (a pattern, not
+# compiled at import: re caches it when a page first needs it).
+SECRET_NAMES = "(?i)API|TOKEN|KEY|SECRET|PASS|SIGNATURE|AUTH|SESSION|COOKIE"
 MIN_SECRET_LENGTH = 6           # shorter masked values are not masked elsewhere too
 MASK = "********"
 
@@ -1251,22 +1252,42 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 # as text, chained exceptions, groups, notes), then rendered as text for the log
 # and for curl, or as the error page.
 
-Frame = collections.namedtuple("Frame", "filename lineno function module library lines "
-                                        "variables repeat")
-Frame.__doc__ = """One frame.  lines: (number, text, current, (start, end) of the failing
-expression or None); variables: (name, text, whether repr() raised); repeat:
-how many times in a row it called itself."""
+class Record:
+    """Plain data: its fields, in __slots__ order, are given positionally.  (A
+    namedtuple costs a worker some 70 us to define at every start.)"""
 
-ExceptionInfo = collections.namedtuple("ExceptionInfo", "name message notes frames omitted "
-                                                        "syntax group link folded earlier")
-ExceptionInfo.__doc__ = """One exception.  frames: None if never raised; omitted: (index,
-count) of frames left out; syntax: a SyntaxError's place, as a Frame; group: a
-group's (member chains, how many more); link: 'cause' or 'context' to the next
-exception; folded: identical ones before it; earlier: older ones left out."""
+    __slots__ = ()
 
-Report = collections.namedtuple("Report", "title chain text created")
-Report.__doc__ = """What went wrong: a title (or None), the chain of exceptions,
-root cause first, and its plain text, as the log got it."""
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+
+
+class Frame(Record):
+    """One frame.  lines: (number, text, current, (start, end) of the failing
+    expression or None); variables: (name, text, whether repr() raised);
+    repeat: how many times in a row it called itself."""
+
+    __slots__ = ("filename", "lineno", "function", "module", "library", "lines", "variables",
+                 "repeat")
+
+
+class ExceptionInfo(Record):
+    """One exception.  frames: None if never raised; omitted: (index, count) of
+    frames left out; syntax: a SyntaxError's place, as a Frame; group: a group's
+    (member chains, how many more); link: 'cause' or 'context' to the next
+    exception; folded: identical ones before it; earlier: older ones left out."""
+
+    __slots__ = ("name", "message", "notes", "frames", "omitted", "syntax", "group", "link",
+                 "folded", "earlier")
+
+
+class Report(Record):
+    """What went wrong: a title (or None), the chain of exceptions, root cause
+    first, its plain text as the log got it, and when it was made."""
+
+    __slots__ = ("title", "chain", "text", "created")
+
 
 CHAIN_LINKS = {
     "cause": "The above exception was the direct cause of the following exception:",
@@ -1645,7 +1666,7 @@ def request_tables(environ):
     """request_rows(), sorted, with the values of names like SECRET_NAMES masked,
     and wherever else they appear (QUERY_STRING, say)."""
     secrets = request_secrets(environ)
-    return [(title, [(name, MASK if SECRET_NAMES.search(name)
+    return [(title, [(name, MASK if re.search(SECRET_NAMES, name)
                       else mask_secrets(clip(value, VALUE_LIMIT), secrets))
                      for name, value in sorted(rows)])
             for title, rows in request_rows(environ)]
@@ -1658,7 +1679,7 @@ def request_secrets(environ):
     rows = [row for title, table in request_rows(environ) for row in table]
     rows += [part.partition("=")[::2] for part in environ.get("QUERY_STRING", "").split("&")]
     return sorted({value for name, value in rows
-                   if SECRET_NAMES.search(name) and len(value) >= MIN_SECRET_LENGTH},
+                   if re.search(SECRET_NAMES, name) and len(value) >= MIN_SECRET_LENGTH},
                   key=len, reverse=True)
 
 
