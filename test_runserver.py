@@ -1258,6 +1258,17 @@ class ErrorPageTests(ServerTestCase, CLITestCase):
         self.assertIn("^", self.cli_page(process, b""))
         self.assertEqual(frame.find("mark").text()[:1], "]")
 
+    def test_a_crashed_worker_gets_the_page_too(self):
+        self.write("app.py", "import os\n\ndef app(environ, start_response):\n    os._exit(7)\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        with self.assertRaises((EOFError, ConnectionError)):
+            http_get(process.port())
+        process.wait_for(r"save a file to restart it")
+        page = self.cli_page(process)
+        self.assertEqual(page.find("h1").text(),
+                         "The server process exited with status 7; save a file to restart it.")
+        self.assertEqual(page.find_all("section", id="text"), [])      # no traceback to copy
+
     def test_without_debug_the_import_error_page_is_a_note(self):
         self.write("app.py", "raise RuntimeError('secret detail')\n")
         process = self.start("app:app", "127.0.0.1:0", "--no-debug")
