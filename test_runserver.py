@@ -917,9 +917,8 @@ def innermost_failure(cart):
 
 def frames_app(environ, start_response):
     """User code, a library (json) calling back into user code, a hidden frame."""
-    markup = "<script>alert('local')</script>"
-    broken = Unrepresentable()
-    many = list(range(100000))
+    markup, broken, many = ["<script>alert('local')</script>", Unrepresentable(),
+                            list(range(100000))]
     return json.loads('{"a": 1}', object_hook=lambda obj: hidden_helper(
         lambda: innermost_failure([{"price": 3, "qty": 2}, {"price": 5}])))
 
@@ -965,11 +964,11 @@ def recursion_app(environ, start_response):
 def heavy_recursion_app(environ, start_response):
     """Mutual recursion (not folded), with big local variables in every frame."""
     def ping(depth):
-        a = b = c = d = e = f = g = h = i = j = k = m = "<&>" * 5000
+        a, b, c, d, e, f, g, h, i, j, k, m = ["<&>" * 5000] * 12
         return pong(depth + 1)
 
     def pong(depth):
-        n = o = p = q = r = s = t = u = v = w = x = y = "<&>" * 5000
+        n, o, p, q, r, s, t, u, v, w, x, y = ["<&>" * 5000] * 12
         return ping(depth + 1)
     return ping(0)
 
@@ -1069,7 +1068,7 @@ class ErrorPageTests(ServerTestCase, CLITestCase):
     def test_everything_is_escaped(self):
         def app(environ, start_response):
             markup = "<script>alert('local')</script>"
-            raise ValueError("<script>alert('message')</script>")
+            raise ValueError(markup.replace("local", "message"))
         response = self.request(self.start_server(app, debug=True),
                                 get("/<script>", extra=HTML_ACCEPT
                                     + b"X-Note: <script>alert('header')</script>\r\n"))
