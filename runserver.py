@@ -139,6 +139,10 @@ PAGE_LIMIT = 1 << 20            # bytes of an error page, whatever the traceback
 # compiled at import: re caches it when a page first needs it).
 SECRET_NAMES = "(?i)API|TOKEN|KEY|SECRET|PASS|SIGNATURE|AUTH|SESSION|COOKIE"
 MIN_SECRET_LENGTH = 6           # shorter masked values are not masked elsewhere too
+# A query parameter named like SECRET_NAMES, in a URL or a query string: its
+# value is masked wherever it appears, however short.
+SECRET_PARAMETER = (r"((?:^|[?&;'\"\s])[^=&#;'\"\s]*(?:%s)[^=&#;'\"\s]*=)[^&#;'\"\s]*"
+                    % SECRET_NAMES[4:])
 MASK = "********"
 
 
@@ -1684,9 +1688,12 @@ def request_secrets(environ):
 
 
 def mask_secrets(text, secrets):
-    """`text` with every one of request_secrets() in it masked."""
+    """`text` with every one of request_secrets() in it masked, and the values
+    of query parameters named like secrets."""
     for secret in secrets:
         text = text.replace(secret, MASK)
+    if "=" in text:
+        text = re.sub(SECRET_PARAMETER, r"\1" + MASK, text, flags=re.IGNORECASE)
     return text
 
 

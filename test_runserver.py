@@ -1099,6 +1099,14 @@ class ErrorPageTests(ServerTestCase, CLITestCase):
         self.assertIn("HTTP_X_API_KEY': '********'", self.variables(
             page.find_all("details", cls="frame")[0])["environ"].text())
 
+    def test_a_short_secret_in_the_query_is_masked_in_the_url_too(self):
+        page = self.page(frames_app, "/?page=2&token=abc&api_key=k1")
+        text = page.text()
+        self.assertNotIn("token=abc", text)
+        self.assertNotIn("api_key=k1", text)
+        self.assertIn("token=********", text)
+        self.assertIn("page=2", text)
+
     def test_an_environ_value_whose_repr_changes_the_environ(self):
         class LazyRequest:          # Bottle's request object caches what it parses there
             def __init__(self, environ):
