@@ -29,7 +29,9 @@ Map of the file, in reading order:
                                   type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
     app loading                   load_app(), demo_app, error_app() (while an app cannot run)
-    frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS
+    frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS;
+                                    template_directories() (Flask's and Django's, for
+                                    the reloader)
     CLI                           add_arguments(), handle(), run(), inner_run(), main()
 
 Process model with the reloader on (the default):
@@ -3285,8 +3287,9 @@ class FileWatcher:
 
     Watched: the source of every imported module outside the standard library
     (site-packages every SLOW_POLL_EVERY polls), `extra_files`, the `include`
-    paths and globs, minus the `exclude` globs; and new .py files in the
-    directories of the project's modules.  A file seen for the first time
+    paths and globs, the `templates` directories beside the project's modules
+    and the `template_dirs` (its framework's), minus the `exclude` globs; and
+    new .py files in the directories of the project's modules.  A file seen for the first time
     counts as changed if it was modified after `since_ns` (default: now) or
     after the previous poll began (its module may have been imported before),
     give or take MTIME_SLACK_NS,
@@ -3294,13 +3297,16 @@ class FileWatcher:
     """
 
     def __init__(self, include=(), exclude=(), extra_files=(), watch_modules=True,
-                 since_ns=None):
+                 since_ns=None, template_dirs=()):
         import site
         import sysconfig
         self.include = list(include)
         self.exclude = list(exclude)
         self.extra_files = {os.path.abspath(path) for path in extra_files}
         self.watch_modules = watch_modules
+        self.template_dirs = {os.path.abspath(path) for path in template_dirs}
+        self.templates = set()         # the template directories of the last look at
+        self.looked_ns = 0             # ... the include paths, which began then
         paths = sysconfig.get_paths()
         site_dirs = {paths["purelib"], paths["platlib"]}
         site_dirs.update(getattr(site, "getsitepackages", lambda: [])())
@@ -3341,9 +3347,15 @@ class FileWatcher:
         elif not self.watch_modules and not self.fast:
             self.fast = set(self.extra_files)
             changed = True
-        if self.include and slow_turn:
+        if changed:
+            for path in self.fast:
+                if path.endswith(".py"):
+                    self.directories.setdefault(os.path.dirname(path), None)
+        if slow_turn:
+            looked_ns, templates = time.time_ns() - MTIME_SLACK_NS, self.template_directories()
+            found = tuple(os.path.join(path, "") for path in templates - self.templates)
             included = set()
-            for entry in self.include:
+            for entry in self.include + [glob.escape(path) for path in sorted(templates)]:
                 for path in (glob.glob(entry, recursive=True) if glob.has_magic(entry) else [entry]):
                     if os.path.isdir(path):
                         for top, _, names in os.walk(path):
@@ -3354,16 +3366,22 @@ class FileWatcher:
             appeared = included - self.included
             changed = changed or bool(appeared)
             if self.polls > 1:
+                # Files new since the last look are changes; in a template
+                # directory found only now, those modified since.
                 for path in appeared:
-                    self.snapshot[path] = None          # new since the last look: a change
-            self.included = included
-        if changed:
-            for path in self.fast:
-                if path.endswith(".py"):
-                    self.directories.setdefault(os.path.dirname(path), None)
-            if self.on_files_changed is not None:
-                self.on_files_changed(self.watched())
+                    if not path.startswith(found) or (stat_key(path) or (0,))[0] > self.looked_ns:
+                        self.snapshot[path] = None
+            self.included, self.templates, self.looked_ns = included, templates, looked_ns
+        if changed and self.on_files_changed is not None:
+            self.on_files_changed(self.watched())
         return changed
+
+    def template_directories(self):
+        """The existing `templates` directories beside the project's modules, and
+        `template_dirs`, outside site-packages and the standard library."""
+        candidates = {os.path.join(path, "templates") for path in self.directories}
+        return {path for path in candidates | self.template_dirs
+                if not path.startswith(self.site_dirs + self.stdlib_dirs) and os.path.isdir(path)}
 
     def watched(self):
         return {path for path in self.fast | self.slow | self.included if not self.excluded(path)}
@@ -3782,10 +3800,12 @@ def watch_supervisor(fd):
     threading.Thread(target=wait, name="runserver-supervisor-watch", daemon=True).start()
 
 
-def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns):
+def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns,
+                       template_dirs=()):
     """In a worker: poll files in a thread and stop the server for a reload;
     files modified after `since_ns` (when the app began to load) count as changed."""
-    watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns)
+    watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns,
+                          template_dirs=template_dirs)
     if watchlist:
         def save(files):
             data = os.fsencode("\n".join(sorted(files)))
@@ -4001,6 +4021,46 @@ def let_exceptions_through(app):
             config["PROPAGATE_EXCEPTIONS"] = True
 
 
+def is_django_app(app):
+    """Whether `app` is Django's WSGI handler (get_wsgi_application()'s)."""
+    return is_instance_of(app, "django", "WSGIHandler")
+
+
+def template_directories(app):
+    """The template directories the app's framework knows of: Flask's template
+    folders (the app's and its blueprints'), Django's TEMPLATES DIRS and its
+    installed apps' template directories."""
+    if is_flask_app(app):
+        return flask_template_folders(app)
+    if is_django_app(app):
+        return django_template_directories()
+    return []
+
+
+def flask_template_folders(app):
+    folders = []
+    blueprints = getattr(app, "blueprints", None)
+    for owner in [app] + list(blueprints.values() if isinstance(blueprints, dict) else []):
+        folder, root = getattr(owner, "template_folder", None), getattr(owner, "root_path", None)
+        if isinstance(folder, (str, os.PathLike)) and isinstance(root, str):
+            folders.append(os.path.join(root, folder))
+    return folders
+
+
+def django_template_directories():
+    settings, apps = sys.modules["django.conf"].settings, sys.modules["django.apps"].apps
+    directories = []
+    for engine in getattr(settings, "TEMPLATES", None) or []:
+        if not isinstance(engine, dict):
+            continue
+        directories += [os.fspath(path) for path in engine.get("DIRS") or []
+                        if isinstance(path, (str, os.PathLike))]
+        if engine.get("APP_DIRS"):          # Django's own backends' names for them
+            name = "jinja2" if str(engine.get("BACKEND", "")).endswith("Jinja2") else "templates"
+            directories += [os.path.join(config.path, name) for config in apps.get_app_configs()]
+    return directories
+
+
 # ---- Command line -----------------------------------------------------------------
 
 naiveip_re = re.compile(r"""(?:
@@ -4092,7 +4152,8 @@ def add_arguments(parser):
                                % DEFAULT_RELOAD_INTERVAL)
     reloader.add_argument("--reload-include", action="append", default=[], metavar="PATH_OR_GLOB",
                           help="also watch these files, directories or globs like "
-                               "'templates/**/*.html' (repeatable)")
+                               "'assets/**/*.scss' (repeatable; templates directories "
+                               "are watched already)")
     reloader.add_argument("--reload-exclude", action="append", default=[], metavar="GLOB",
                           help="do not watch files matching GLOB (repeatable)")
     output = parser.add_argument_group("output")
@@ -4394,7 +4455,7 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     if reload:
         start_file_watcher(server, reload_interval, reload_include, reload_exclude,
                            [path for path in app_files if os.path.isfile(path)],
-                           worker.get(ENV_WATCHLIST), loading_ns)
+                           worker.get(ENV_WATCHLIST), loading_ns, template_directories(app))
     try:
         server.serve_forever()
     finally:

@@ -3351,6 +3351,46 @@ class FileWatcherTests(unittest.TestCase):
         self.write("app.py", "VERSION = 2\n", self.base_ns + 10**9)
         self.assertEqual(watcher.poll(), [self.path])
 
+    def test_templates_directories_beside_the_project_modules(self):
+        page = self.write("templates/shop/page.html", "<p>1</p>")
+        installed = self.write("site/package/module.py", "")
+        self.write("site/package/templates/base.html", "")
+        watcher = runserver.FileWatcher(extra_files=[self.path, installed], watch_modules=False)
+        watcher.site_dirs = (os.path.join(self.directory, "site", ""),)   # as if site-packages
+        self.assertEqual(watcher.poll(), [])
+        self.assertEqual(watcher.watched(), {self.path, installed, page})
+        self.write("templates/shop/page.html", "<p>2</p>", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [page])
+        added = self.write("templates/new.html", "")
+        self.assertEqual(self.poll_slow_turn(watcher), [added])
+
+    def test_reload_exclude_wins_over_templates_directories(self):
+        page = self.write("templates/page.html", "")
+        self.write("templates/.page.html.swp", "")
+        watcher = self.watcher(exclude=["*.swp"])
+        self.assertEqual(watcher.watched(), {self.path, page})
+        self.write("templates/.page.html.swp", "x", self.base_ns + 10**9)
+        self.write("templates/.new.html.swp", "")
+        self.assertEqual(self.poll_slow_turn(watcher), [])
+        self.write("templates/page.html", "x", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [page])
+
+    def test_template_dirs_found_later_count_only_files_modified_since(self):
+        # A directory found after the first look (a module imported late, or the
+        # directory made since): its files are changes only if modified since.
+        views, more = os.path.join(self.directory, "views"), os.path.join(self.directory, "more")
+        watcher = self.watcher(template_dirs=[views, more])
+        old = self.write("elsewhere/old.html", "")
+        os.rename(os.path.dirname(old), views)
+        old = os.path.join(views, "old.html")
+        self.assertEqual(self.poll_slow_turn(watcher), [])
+        self.assertIn(old, watcher.watched())
+        made = self.write("more/made.html", "", watcher.looked_ns + 1)   # since the last
+        self.assertEqual(watcher.poll(), [])            # look, but before the last poll
+        self.assertEqual(self.poll_slow_turn(watcher), [made])
+        self.write("views/old.html", "x", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [old])
+
     def test_first_seen_files_modified_since_loading_began_are_changes(self):
         # A module imported while the app loaded, then saved before the first poll.
         since = time.time_ns() - 10**9
@@ -3821,6 +3861,82 @@ class LoadAppTests(CLITestCase):
         self.module("specs_d", "import no_such_dependency_y\n")
         with self.assertRaises(ModuleNotFoundError):
             runserver.load_app("specs_d")
+
+
+# ---- Frameworks ---------------------------------------------------------------------
+
+# A stand-in for Flask, recognised as runserver.py recognises Flask (the class
+# flask.Flask): template folders relative to a root path, blueprints with theirs.
+FLASK_STUB = '''\
+import os, sys
+
+class Flask:
+    def __init__(self, import_name, template_folder="templates"):
+        self.root_path = os.path.dirname(os.path.abspath(sys.modules[import_name].__file__))
+        self.template_folder = template_folder
+        self.blueprints = {}
+
+    def register_blueprint(self, blueprint):
+        self.blueprints[blueprint.name] = blueprint
+
+    def __call__(self, environ, start_response):
+        body = b"pid=%d" % os.getpid()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+class Blueprint(Flask):
+    def __init__(self, name, import_name, template_folder=None):
+        super().__init__(import_name, template_folder)
+        self.name = name
+'''
+
+FLASK_SHAPED_APP = '''\
+import flask
+import shop.views
+
+app = flask.Flask(__name__, template_folder="pages")
+app.register_blueprint(flask.Blueprint("admin", "shop.views", template_folder="admin_pages"))
+'''
+
+
+class FrameworkTemplateTests(CLITestCase):
+    """Template folders a framework names, and templates directories, reload the app."""
+
+    def test_template_directories_of_a_flask_shaped_app(self):
+        flask_class = type("Flask", (), {"__module__": "flask.app", "template_folder": "pages",
+                                          "root_path": "/project"})
+        blueprint = type("Blueprint", (), {"template_folder": "/elsewhere/admin",
+                                           "root_path": "/project/admin"})()
+        app = flask_class()
+        app.blueprints = {"admin": blueprint, "api": type("Blueprint", (), {})()}
+        self.assertEqual(runserver.template_directories(app), ["/project/pages", "/elsewhere/admin"])
+        self.assertEqual(runserver.template_directories(hello_app), [])
+
+    def test_a_template_edit_reloads_the_worker_and_exclude_wins(self):
+        self.write("flask/__init__.py", FLASK_STUB)
+        self.write("shop/__init__.py", "")
+        self.write("shop/views.py", "")
+        self.write("app.py", FLASK_SHAPED_APP)
+        edits = [self.write(name, "v1") for name in (
+            "pages/index.html", "shop/admin_pages/users.html", "shop/templates/shop/item.html")]
+        swap = self.write("pages/.index.html.swp", "v1")
+        process = self.start("app:app", "127.0.0.1:0", "--reload-interval", "0.05",
+                             "--reload-exclude", "*.swp", env={"PYTHONDONTWRITEBYTECODE": ""})
+        port = process.port()
+        pid = http_get(port).body
+        for index, path in enumerate(edits):
+            with self.subTest(path=path):
+                if index == 1:
+                    self.write(swap, "v2")
+                self.write(path, "v2")
+                process.wait_for(re.escape(path) + r" changed, reloading\.$")
+                deadline = time.monotonic() + TIMEOUT
+                while http_get(port).body == pid:       # the new worker answers
+                    self.assertLess(time.monotonic(), deadline, process.output())
+                    time.sleep(0.01)
+                pid = http_get(port).body
+        reloads = [line for line in process.output().splitlines() if "changed, reloading" in line]
+        self.assertEqual(len(reloads), len(edits), process.output())
 
 
 # ---- Command line -----------------------------------------------------------------
