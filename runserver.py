@@ -30,8 +30,8 @@ Map of the file, in reading order:
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
     app loading                   load_app(), demo_app, error_app() (while an app cannot run)
     frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS;
-                                    template_directories() (Flask's and Django's, for
-                                    the reloader)
+                                    serve_django_static_files(); template_directories()
+                                    (Flask's and Django's, for the reloader)
     CLI                           add_arguments(), handle(), run(), inner_run(), main()
 
 Process model with the reloader on (the default):
@@ -4026,6 +4026,23 @@ def is_django_app(app):
     return is_instance_of(app, "django", "WSGIHandler")
 
 
+def serve_django_static_files(app):
+    """Wrap a Django app in Django's own static files handler, as `manage.py
+    runserver` does when DEBUG is on and django.contrib.staticfiles is installed;
+    return any other app as it is."""
+    if not is_django_app(app) or getattr(app, "handles_files", False):     # wrapped already
+        return app
+    settings, apps = sys.modules["django.conf"].settings, sys.modules["django.apps"].apps
+    if not (settings.DEBUG and apps.is_installed("django.contrib.staticfiles")):
+        return app
+    handlers = importlib.import_module("django.contrib.staticfiles.handlers")
+    try:
+        return handlers.StaticFilesHandler(app)
+    except sys.modules["django.core.exceptions"].ImproperlyConfigured as exc:
+        logger.warning("Not serving static files: %s", exc)
+        return app
+
+
 def template_directories(app):
     """The template directories the app's framework knows of: Flask's template
     folders (the app's and its blueprints'), Django's TEMPLATES DIRS and its
@@ -4132,6 +4149,9 @@ def add_arguments(parser):
                         help="one request at a time, without keep-alive")
     server.add_argument("--static", action="append", default=[], metavar="URL_PREFIX=DIRECTORY",
                         help="serve DIRECTORY's files under URL_PREFIX (repeatable)")
+    server.add_argument("--nostatic", action="store_true",
+                        help="do not serve a Django app's static files (served when DEBUG "
+                             "is on and django.contrib.staticfiles is installed)")
     server.add_argument("--cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     server.add_argument("--key", metavar="FILE", help="the private key for --cert (PEM)")
     server.add_argument("--allowed-hosts", metavar="HOST[,HOST...]",
@@ -4276,7 +4296,8 @@ def handle(options):
         static=static, limits=limits, quiet=options.quiet, debug=options.debug,
         allowed_hosts=allowed_hosts, reload_interval=options.reload_interval,
         reload_include=options.reload_include, reload_exclude=options.reload_exclude,
-        color=False if options.no_color else None, editor=options.editor)
+        color=False if options.no_color else None, editor=options.editor,
+        django_static=not options.nostatic)
     return 0
 
 
@@ -4348,16 +4369,16 @@ def configure_logging(color=None):
 def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading=True,
         reload=True, unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
-        reload_include=(), reload_exclude=(), color=None, editor=None):
+        reload_include=(), reload_exclude=(), color=None, editor=None, django_static=True):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
     With reload=True (the default) the calling program is run again as a worker
     process, and this process supervises it: call run() under
     `if __name__ == "__main__":`.  The other arguments are make_server()'s,
-    plus reload_interval, reload_include and reload_exclude for the reloader
-    and color for the log (None: on a terminal without NO_COLOR).  A bind
-    error is one line on stderr and SystemExit(1).
+    plus reload_interval, reload_include and reload_exclude for the reloader,
+    color for the log (None: on a terminal without NO_COLOR) and django_static
+    (False is --nostatic).  A bind error is one line on stderr and SystemExit(1).
     """
     configure_logging(color)
     if os.getcwd() not in sys.path:
@@ -4377,7 +4398,8 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
             sys.exit(run_supervisor(server, watchlist, terminal, first_worker,
                                     limits.shutdown_timeout, reload_interval))
     inner_run(app, settings, reload=reload, reload_interval=reload_interval,
-              reload_include=reload_include, reload_exclude=reload_exclude)
+              reload_include=reload_include, reload_exclude=reload_exclude,
+              django_static=django_static)
 
 
 def bind_or_exit(app, settings, listen_socket=None):
@@ -4400,7 +4422,8 @@ def bind_or_exit(app, settings, listen_socket=None):
         raise SystemExit(1) from None
 
 
-def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_exclude):
+def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_exclude,
+              django_static=True):
     """Load the app, serve it until stopped or a reload, as worker or alone."""
     worker = take_worker_environment()
     restarts = int(worker.get(ENV_RESTARTS) or 0)
@@ -4435,7 +4458,8 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     if worker:
         listen_socket = socket.socket(fileno=int(worker[ENV_LISTEN_FD]))
         watch_supervisor(int(worker[ENV_SUPERVISOR_FD]))
-    server = bind_or_exit(app, settings, listen_socket)
+    served = serve_django_static_files(app) if django_static else app
+    server = bind_or_exit(served, settings, listen_socket)
     server.reload_requested = False
     if server.debug:
         let_exceptions_through(app)

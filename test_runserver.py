@@ -16,6 +16,7 @@ import gc
 import hashlib
 import html.parser
 import importlib
+import importlib.util
 import json
 import io
 import logging
@@ -3937,6 +3938,102 @@ class FrameworkTemplateTests(CLITestCase):
                 pid = http_get(port).body
         reloads = [line for line in process.output().splitlines() if "changed, reloading" in line]
         self.assertEqual(len(reloads), len(edits), process.output())
+
+
+DJANGO_SETTINGS = '''\
+import os
+
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET_KEY = "only-for-tests"
+DEBUG = os.environ.get("SITE_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = ["django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
+                  "django.contrib.sessions", "django.contrib.messages",
+                  "django.contrib.staticfiles"]
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+              "django.contrib.auth.middleware.AuthenticationMiddleware",
+              "django.contrib.messages.middleware.MessageMiddleware"]
+ROOT_URLCONF = "mysite.urls"
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [os.path.join(BASE_DIR, "pages")],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                       "django.contrib.auth.context_processors.auth",
+                                       "django.contrib.messages.context_processors.messages"]},
+}]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": os.path.join(BASE_DIR, "db.sqlite3")}}
+STATIC_URL = "static/"
+MEDIA_URL = os.environ.get("SITE_MEDIA_URL", "media/")
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+'''
+
+DJANGO_URLS = '''\
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import TemplateView
+
+urlpatterns = [path("admin/", admin.site.urls),
+               path("", TemplateView.as_view(template_name="home.html"))]
+'''
+
+DJANGO_WSGI = '''\
+import os
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()
+'''
+
+
+@unittest.skipUnless(importlib.util.find_spec("django"),
+                     "Django is not installed for this Python (pip install django to run these)")
+class DjangoTests(CLITestCase):
+    """A minimal Django project, made here, served as `manage.py runserver` serves it."""
+
+    def setUp(self):
+        super().setUp()
+        self.write("mysite/__init__.py", "")
+        self.write("mysite/settings.py", DJANGO_SETTINGS)
+        self.write("mysite/urls.py", DJANGO_URLS)
+        self.write("mysite/wsgi.py", DJANGO_WSGI)
+        self.write("pages/home.html", "<h1>home v1</h1>")
+
+    def test_static_files_are_served_when_debug_is_on_unless_nostatic(self):
+        for debug, options, status in [("1", [], 200), ("1", ["--nostatic"], 404),
+                                       ("0", [], 404), ("0", ["--noreload"], 404),
+                                       ("1", ["--noreload"], 200)]:
+            with self.subTest(debug=debug, options=options):
+                process = self.start("mysite.wsgi", "127.0.0.1:0", *options,
+                                     env={"SITE_DEBUG": debug})
+                response = http_get(process.port(), "/static/admin/css/base.css")
+                self.assertEqual(response.status, status, process.output())
+                if status == 200:
+                    self.assertTrue(response.header("Content-Type").startswith("text/css"))
+                self.assertEqual(http_get(process.port()).status, 200)     # the app itself
+                process.kill()
+
+    def test_static_settings_django_refuses_are_one_line_and_the_app_runs(self):
+        process = self.start("mysite.wsgi", "127.0.0.1:0", "--noreload",
+                             env={"SITE_DEBUG": "1", "SITE_MEDIA_URL": "static/"})
+        self.assertEqual(http_get(process.port()).status, 200)
+        process.wait_for(r"Not serving static files: The MEDIA_URL and STATIC_URL settings "
+                         r"must have different values\.?$")
+        self.assertNotIn("Traceback", process.output())
+
+    def test_a_template_edit_in_templates_dirs_reloads(self):
+        process = self.start("mysite.wsgi", "127.0.0.1:0", "--reload-interval", "0.05",
+                             env={"SITE_DEBUG": "1", "PYTHONDONTWRITEBYTECODE": ""})
+        port = process.port()
+        self.assertIn(b"home v1", http_get(port).body)
+        path = self.write("pages/home.html", "<h1>home v2</h1>")
+        process.wait_for(re.escape(path) + r" changed, reloading\.$")
+        deadline = time.monotonic() + TIMEOUT
+        while b"home v2" not in http_get(port).body:
+            self.assertLess(time.monotonic(), deadline, process.output())
+            time.sleep(0.01)
 
 
 # ---- Command line -----------------------------------------------------------------
