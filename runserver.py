@@ -3289,8 +3289,8 @@ class FileWatcher:
     (site-packages every SLOW_POLL_EVERY polls), `extra_files`, the `include`
     paths and globs, the `templates` directories beside the project's modules
     and the `template_dirs` (its framework's), minus the `exclude` globs; and
-    new .py files in the directories of the project's modules.  A file seen for the first time
-    counts as changed if it was modified after `since_ns` (default: now) or
+    new .py files in the directories of the project's modules.  A file seen
+    for the first time counts as changed if it was modified after `since_ns` (default: now) or
     after the previous poll began (its module may have been imported before),
     give or take MTIME_SLACK_NS,
     but not if its time is in the future (clock skew: that would never settle).
@@ -3305,8 +3305,8 @@ class FileWatcher:
         self.extra_files = {os.path.abspath(path) for path in extra_files}
         self.watch_modules = watch_modules
         self.template_dirs = {os.path.abspath(path) for path in template_dirs}
-        self.templates = set()         # the template directories of the last look at
-        self.looked_ns = 0             # ... the include paths, which began then
+        self.templates = set()         # the template directories of the last walk
+        self.looked_ns = 0             # ... of the include paths, and when it began
         paths = sysconfig.get_paths()
         site_dirs = {paths["purelib"], paths["platlib"]}
         site_dirs.update(getattr(site, "getsitepackages", lambda: [])())
@@ -4026,14 +4026,22 @@ def is_django_app(app):
     return is_instance_of(app, "django", "WSGIHandler")
 
 
+def django_project():
+    """(settings, app registry) of the Django project that the app's import set
+    up, or None if it set none up."""
+    apps = getattr(sys.modules.get("django.apps"), "apps", None)
+    return (sys.modules["django.conf"].settings, apps) if getattr(apps, "ready", False) else None
+
+
 def serve_django_static_files(app):
     """Wrap a Django app in Django's own static files handler, as `manage.py
     runserver` does when DEBUG is on and django.contrib.staticfiles is installed;
     return any other app as it is."""
     if not is_django_app(app) or getattr(app, "handles_files", False):     # wrapped already
         return app
-    settings, apps = sys.modules["django.conf"].settings, sys.modules["django.apps"].apps
-    if not (settings.DEBUG and apps.is_installed("django.contrib.staticfiles")):
+    project = django_project()
+    if not (project and project[0].DEBUG
+            and project[1].is_installed("django.contrib.staticfiles")):
         return app
     handlers = importlib.import_module("django.contrib.staticfiles.handlers")
     try:
@@ -4049,8 +4057,8 @@ def template_directories(app):
     installed apps' template directories."""
     if is_flask_app(app):
         return flask_template_folders(app)
-    if is_django_app(app):
-        return django_template_directories()
+    if is_django_app(app) and django_project():
+        return django_template_directories(*django_project())
     return []
 
 
@@ -4064,8 +4072,7 @@ def flask_template_folders(app):
     return folders
 
 
-def django_template_directories():
-    settings, apps = sys.modules["django.conf"].settings, sys.modules["django.apps"].apps
+def django_template_directories(settings, apps):
     directories = []
     for engine in getattr(settings, "TEMPLATES", None) or []:
         if not isinstance(engine, dict):
