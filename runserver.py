@@ -14,6 +14,10 @@ Map of the file, in reading order:
     HTTP grammar and parsing      BadRequest, parse_request_head(), parse_chunk_header()
     request body readers          ContentLengthInput, read_chunked_body()
     WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler)
+    error reports                 build_report(): a traceback as plain data (Report,
+                                    ExceptionInfo, Frame), and as Python's text
+    pages                         fill() and the page templates; render_error() makes
+                                    a 500 the error page (--debug), text or a note
     file serving                  FileWrapper, StaticFiles, RootPath (an app under a path)
     server classes                Poller (epoll or a selector: the event loop's wait)
                                   WSGIServer(socketserver.TCPServer): an event loop
@@ -24,13 +28,16 @@ Map of the file, in reading order:
                                   make_server() composes, as socketserver suggests,
                                   type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
-    app loading                   load_app(), demo_app
-    frameworks                    django_is_set_up(), django_checks()
+    app loading                   load_app(), demo_app, error_app() (while an app cannot run)
+    frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS;
+                                    serve_django_static_files(); template_directories()
+                                    (Flask's and Django's, for the reloader);
+                                    django_checks() (system checks, migrations)
     settings                      resolve_settings() -> Settings: each option from the
-                                  command line, its RUNSERVER_* variable, a .env file
-                                  or its default, and where it came from
+                                    command line, its RUNSERVER_* variable, a .env file
+                                    or its default, and where it came from
     CLI                           add_arguments(), handle(), check(), run(),
-                                  inner_run(), main()
+                                    inner_run(), main()
 
 Process model with the reloader on (the default):
 
@@ -51,13 +58,15 @@ the socket the supervisor holds, so a reload never refuses a connection.  With
 """
 
 # Modules needed only on rare paths (ssl, mimetypes, html, email.utils, shlex,
-# termios, site, sysconfig, ast, tempfile, http, subprocess, urllib.parse) are
+# termios, site, sysconfig, ast, tempfile, http, subprocess, urllib.parse,
+# reprlib) are
 # imported where they are used: every reload
 # starts a new process, so start-up time counts.
 import argparse
 import collections
 import errno
 import fnmatch
+import functools
 import glob
 import importlib
 import importlib.util
@@ -139,6 +148,29 @@ RELOAD_IGNORE = (
                                 # what the app writes: logs, SQLite databases and journals
 )
 VIRTUALENV_MARKER = "pyvenv.cfg"    # a directory holding it is a virtualenv: not walked
+
+
+# The error page (--debug): how much of a traceback it shows, and its largest size.
+CONTEXT_LINES = 5               # source lines either side of a frame's line
+MAX_FRAMES = 100                # frames of one exception, after folding a recursion
+MAX_CHAIN = 30                  # chained exceptions ("During handling of the above...")
+GROUP_WIDTH = 15                # members of an exception group, and nested groups,
+GROUP_DEPTH = 10                # ... as Python's own traceback shows them
+MAX_LOCALS = 200                # local variables of one frame
+VALUE_LIMIT = 2000              # characters of one variable's text
+NESTED_VALUE_LIMIT = 200        # ... and of one item inside it
+LINE_LIMIT = 300                # characters of one source line
+MESSAGE_LIMIT = 20000           # characters of an exception's message
+PAGE_LIMIT = 1 << 20            # bytes of an error page, whatever the traceback
+# The request values the page masks: those whose names match (a pattern, not
+# compiled at import: re caches it when a page first needs it).
+SECRET_NAMES = "(?i)API|TOKEN|KEY|SECRET|PASS|SIGNATURE|AUTH|SESSION|COOKIE"
+MIN_SECRET_LENGTH = 6           # shorter masked values are not masked elsewhere too
+# A query parameter named like SECRET_NAMES, in a URL or a query string: its
+# value is masked wherever it appears, however short.
+SECRET_PARAMETER = (r"((?:^|[?&;'\"\s])[^=&#;'\"\s]*(?:%s)[^=&#;'\"\s]*=)[^&#;'\"\s]*"
+                    % SECRET_NAMES[4:])
+MASK = "********"
 
 
 class Limits:
@@ -1142,18 +1174,29 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         return True
 
     def handle_app_error(self, environ):
-        """The app raised: answer 500 if nothing went out yet, else cut the response."""
-        text = traceback.format_exc()
-        logger.error("Error in the app while serving %s\n%s",
-                     escape_control(self.request_line.decode("latin-1")), text.rstrip())
+        """The app raised: log its traceback, answer the error page (--debug) or a
+        short note if nothing went out yet, else cut the response short."""
+        exc = sys.exc_info()[1]
+        server = self.server
+        if isinstance(exc, AppNotRunning):
+            report = exc.report             # the log had it once, when the app failed
+        else:
+            report = build_report(exc, environ=environ,
+                                  variables=server.debug and not self.headers_sent)
+            logger.error("Error in the app while serving %s\n%s",
+                         escape_control(self.request_line.decode("latin-1")),
+                         report.text.rstrip())
         if self.headers_sent:
             self.log_request(self.status_code, note="response cut short by an app error",
                              level=logging.ERROR)
             return False
-        content_type, body = render_error(environ, text if self.server.debug else None)
+        note = NOT_RUNNING_NOTE if isinstance(exc, AppNotRunning) else APP_ERROR_NOTE
+        content_type, body = render_error(environ, report if server.debug else None, note,
+                                          server.editor)
         self.status, self.status_code = "500 Internal Server Error", 500
         try:
             self.connection.sendall(self.error_head(500, content_type, len(body)) + body)
+            self.bytes_sent = len(body)
         except OSError:
             pass
         self.log_request(500)
@@ -1234,19 +1277,1032 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         logger.log(level, message, extra={"status": status or 0})
 
 
-def render_error(environ, text):
-    """The body of a 500 page: the traceback (HTML or plain text), or a short note."""
-    if text is None:
-        text = "500 Internal Server Error\n\nThe application raised an exception; " \
-               "the server's log has the traceback.\n"
+
+# ---- Error reports -----------------------------------------------------------
+# A traceback as plain data, built once (frames, source lines, local variables
+# as text, chained exceptions, groups, notes), then rendered as text for the log
+# and for curl, or as the error page.
+
+class Record:
+    """Plain data: its fields, in __slots__ order, are given positionally.  (A
+    namedtuple costs a worker some 70 us to define at every start.)"""
+
+    __slots__ = ()
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+
+
+class Frame(Record):
+    """One frame.  lines: (number, text, current, (start, end) of the failing
+    expression or None); variables: (name, text, whether repr() raised);
+    repeat: how many times in a row it called itself."""
+
+    __slots__ = ("filename", "lineno", "function", "module", "library", "lines", "variables",
+                 "repeat")
+
+
+class ExceptionInfo(Record):
+    """One exception.  frames: None if never raised; omitted: (index, count) of
+    frames left out; syntax: a SyntaxError's place, as a Frame; group: a group's
+    (member chains, how many more); link: 'cause' or 'context' to the next
+    exception; folded: identical ones before it; earlier: older ones left out."""
+
+    __slots__ = ("name", "message", "notes", "frames", "omitted", "syntax", "group", "link",
+                 "folded", "earlier")
+
+
+class Report(Record):
+    """What went wrong: a title (or None), the chain of exceptions, root cause
+    first, its plain text as the log got it, and when it was made."""
+
+    __slots__ = ("title", "chain", "text", "created")
+
+
+CHAIN_LINKS = {
+    "cause": "The above exception was the direct cause of the following exception:",
+    "context": "During handling of the above exception, another exception occurred:",
+}
+
+
+def build_report(exc, title=None, environ=None, variables=True):
+    """The Report of `exc` (None: a title alone).  Local variables only with
+    `variables`; the request's secrets found in them are masked."""
+    secrets = request_secrets(environ) if environ and variables else ()
+    chain = exception_chain(exc, variables, secrets, 0) if exc is not None else []
+    text = "\n".join(chain_lines(chain)) + "\n" if chain else (title or "") + "\n"
+    return Report(title, chain, text, time.time())
+
+
+def exception_chain(exc, variables, secrets, depth):
+    """The exceptions that led to `exc`, root cause first, as Python's traceback
+    chains them; consecutive ones that repeat the same failure are folded."""
+    links, seen, how = [], set(), None
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        links.append((exc, visible_frames(exc.__traceback__), how))
+        if exc.__cause__ is not None:
+            exc, how = exc.__cause__, "cause"
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            exc, how = exc.__context__, "context"
+        else:
+            exc = None
+    links.reverse()
+    folded = []                 # [exc, frames, how, count of the identical ones before]
+    for exc, frames, how in links:
+        if folded and same_failure(folded[-1][:2], (exc, frames)):
+            folded[-1][2:] = [how, folded[-1][3] + 1]
+        else:
+            folded.append([exc, frames, how, 0])
+    earlier = max(len(folded) - MAX_CHAIN, 0)
+    return [exception_info(exc, frames, how, count, earlier if index == 0 else 0,
+                           variables, secrets, depth)
+            for index, (exc, frames, how, count) in enumerate(folded[earlier:])]
+
+
+def same_failure(first, second):
+    """Whether two (exception, frames) are the same failure again: one type, one
+    message, raised from the same lines of the same functions, or at least of
+    the user's own (a framework that retries an import while handling its
+    failure goes through other frames of its own each time)."""
+    if type(first[0]) is not type(second[0]) or safe_str(first[0]) != safe_str(second[0]):
+        return False
+    keys = [[frame_key(frame, lineno) for frame, lineno, lasti in frames or ()]
+            for exc, frames in (first, second)]
+    if keys[0] == keys[1]:
+        return True
+    users = [[key for key in frame_keys if not is_library_file(key[0])] for frame_keys in keys]
+    return bool(users[0]) and users[0] == users[1]
+
+
+def frame_key(frame, lineno):
+    """What tells one line of a function from another; a module imported again
+    has new code objects."""
+    code = frame.f_code
+    return code.co_filename, code.co_firstlineno, code.co_name, lineno
+
+
+def visible_frames(tb):
+    """(frame, line number, last instruction) of a traceback's frames, without
+    runserver.py's own, the import system's, and those with a true
+    `__traceback_hide__` among their local variables; None without a traceback
+    (an exception group's member that was never raised)."""
+    if tb is None:
+        return None
+    frames = []
+    while tb is not None:
+        frame = tb.tb_frame
+        if not is_internal_file(frame.f_code.co_filename):
+            try:
+                hidden = frame.f_locals.get("__traceback_hide__")
+            except Exception:           # a class body's namespace of the app's own making
+                hidden = False
+            if not hidden:
+                frames.append((frame, tb.tb_lineno or 0, tb.tb_lasti))
+        tb = tb.tb_next
+    return frames
+
+
+def is_internal_file(filename):
+    """runserver.py itself, or the import system's bootstrap (which Python's own
+    tracebacks leave out too)."""
+    if filename == __file__ or filename.startswith("<") and "importlib._bootstrap" in filename:
+        return True             # PyPy names it "<builtin>/frozen importlib._bootstrap..."
+    return os.path.dirname(filename) == os.path.dirname(importlib.__file__) \
+        and os.path.basename(filename) in ("__init__.py", "_bootstrap.py",
+                                           "_bootstrap_external.py")
+
+
+def exception_info(exc, frames, how, folded, earlier, variables, secrets, depth):
+    """The ExceptionInfo of one exception of a chain."""
+    runs, omitted = fold_recursion(frames or [])
+    repr_value = value_repr() if variables else None
+    return ExceptionInfo(
+        exception_name(exc), exception_message(exc), exception_notes(exc),
+        None if frames is None else [frame_info(frame, lineno, lasti, repeat, repr_value, secrets)
+                                     for frame, lineno, lasti, repeat in runs],
+        omitted, syntax_error_frame(exc), group_members(exc, variables, secrets, depth),
+        how, folded, earlier)
+
+
+def fold_recursion(frames):
+    """Frames as [frame, line number, last instruction, repeat]: a line that
+    calls itself again and again is one, with the innermost frame (whose
+    variables are shown).  Past MAX_FRAMES, the outermost few and the
+    innermost many are kept: returns them and (index, count) of the others."""
+    runs = []
+    for frame, lineno, lasti in frames:
+        if runs and frame_key(*runs[-1][:2]) == frame_key(frame, lineno):
+            runs[-1][0] = frame
+            runs[-1][3] += 1
+        else:
+            runs.append([frame, lineno, lasti, 1])
+    if len(runs) <= MAX_FRAMES:
+        return runs, None
+    head = MAX_FRAMES // 5
+    omitted = (head, len(runs) - MAX_FRAMES)
+    return runs[:head] + runs[head + omitted[1]:], omitted
+
+
+def group_members(exc, variables, secrets, depth):
+    """An exception group's (member chains, how many more were left out), as
+    deep and as wide as Python's traceback shows them; None for others."""
+    import builtins
+    members = getattr(exc, "exceptions", None)
+    if not isinstance(exc, getattr(builtins, "BaseExceptionGroup", ())) \
+            or not isinstance(members, tuple):
+        return None
+    if depth >= GROUP_DEPTH:
+        return [], len(members)
+    return ([exception_chain(member, variables, secrets, depth + 1)
+             for member in members[:GROUP_WIDTH]], max(len(members) - GROUP_WIDTH, 0))
+
+
+def exception_notes(exc):
+    """The notes added to the exception (add_note(), 3.11+), as text."""
+    try:
+        notes = exc.__notes__
+    except Exception:           # none, or a property of the app's own that raised
+        return []
+    if not isinstance(notes, (list, tuple)):
+        return []
+    return [clip(note if isinstance(note, str) else safe_str(note), MESSAGE_LIMIT)
+            for note in notes]
+
+
+def exception_name(exc):
+    """The exception's type as Python's traceback names it: module.QualName,
+    without the module for built-in types and __main__'s."""
+    cls = type(exc)
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", cls.__name__)
+    return name if module in ("builtins", "__main__", None) else "%s.%s" % (module, name)
+
+
+def exception_message(exc):
+    """str() of the exception (a SyntaxError's message alone), bounded; never raises."""
+    if isinstance(exc, SyntaxError) and isinstance(exc.msg, str):
+        return clip(exc.msg, MESSAGE_LIMIT)
+    return clip(safe_str(exc), MESSAGE_LIMIT)
+
+
+def safe_str(value):
+    try:
+        return str(value)
+    except Exception:
+        return "<str() of a %s raised an exception>" % type(value).__name__
+
+
+def clip(text, limit):
+    """`text` cut at `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return "%s... (%d characters in all)" % (text[:limit], len(text))
+
+
+def frame_info(frame, lineno, lasti, repeat, repr_value, secrets):
+    """The Frame of one frame object; local variables if repr_value is given."""
+    import linecache
+    code = frame.f_code
+    filename = code.co_filename
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename, frame.f_globals)
+    span = expression_span(code, lasti, lineno, lines)
+    module = frame.f_globals.get("__name__")
+    name = getattr(code, "co_qualname", code.co_name)     # Class.method, on 3.11+
+    if not name.endswith(code.co_name):     # a template engine named the code, not the class
+        name = code.co_name
+    return Frame(filename, lineno, name,
+                 module if isinstance(module, str) else "", is_library_file(filename),
+                 source_lines(lines, lineno, span),
+                 local_variables(frame, repr_value, secrets) if repr_value else [], repeat)
+
+
+def expression_span(code, lasti, lineno, lines):
+    """(first line, last line, start, end) of the failing expression, columns in
+    characters, where the interpreter records positions (3.11+); else None."""
+    if not hasattr(code, "co_positions") or lasti < 0:
+        return None
+    position = next(itertools.islice(code.co_positions(), lasti // 2, None), None)
+    if position is None or None in position or position[0] != lineno \
+            or position[1] - position[0] > CONTEXT_LINES * 2:
+        return None
+    first, last, start, end = position
+    if not 0 < first <= last <= len(lines):
+        return None
+    # The interpreter counts columns in UTF-8 bytes.
+    start = len(lines[first - 1].encode("utf-8")[:start].decode("utf-8", "replace"))
+    end = len(lines[last - 1].encode("utf-8")[:end].decode("utf-8", "replace"))
+    line = lines[first - 1].rstrip()
+    indent = len(line) - len(line.lstrip())
+    if start < indent:          # not this file's code: a template's, compiled by its engine
+        return None
+    if first == last and start == indent and end >= len(line):
+        return None             # the whole line: nothing to point at
+    return first, last, start, end
+
+
+def source_lines(lines, lineno, span):
+    """The frame's line and CONTEXT_LINES either side, as (number, text, current,
+    (start, end) of the expression on that line or None)."""
+    if not 0 < lineno <= len(lines):
+        return []
+    first, last = (span[0], span[1]) if span else (lineno, lineno)
+    result = []
+    for number in range(max(lineno - CONTEXT_LINES, 1),
+                        min(last + CONTEXT_LINES, len(lines)) + 1):
+        text = lines[number - 1].rstrip("\r\n")
+        current = first <= number <= last
+        mark = None
+        if span and current:
+            start = span[2] if number == first else len(text) - len(text.lstrip())
+            mark = (min(start, LINE_LIMIT), min(span[3] if number == last else len(text),
+                                                LINE_LIMIT))
+        result.append((number, clip(text, LINE_LIMIT), current, mark))
+    return result
+
+
+def syntax_error_frame(exc):
+    """Where a SyntaxError is, as a Frame without a function; None for others."""
+    if not isinstance(exc, SyntaxError) or not isinstance(exc.lineno, int) or exc.lineno < 1:
+        return None
+    import linecache
+    filename = exc.filename if isinstance(exc.filename, str) else "<unknown>"
+    lines, lineno = linecache.getlines(filename), exc.lineno
+    in_file = lineno <= len(lines)      # else source compiled from a string
+    line = lines[lineno - 1] if in_file else exc.text if isinstance(exc.text, str) else ""
+    line = line.rstrip("\r\n")
+    last = getattr(exc, "end_lineno", None)
+    if not (in_file and isinstance(last, int) and lineno <= last <= len(lines)
+            and last - lineno <= CONTEXT_LINES * 2):
+        last = lineno
+    offset, end = exc.offset, getattr(exc, "end_offset", None)
+    start = offset - 1 if isinstance(offset, int) and 0 < offset <= len(line) + 1 \
+        else len(line) - len(line.lstrip())
+    end = end - 1 if isinstance(end, int) and end > 0 and (end - 1 > start or last > lineno) \
+        else start + 1
+    if in_file:
+        source = source_lines(lines, lineno, (lineno, last, start, end))
     else:
-        text = "500 Internal Server Error\n\n" + text
-    if "text/html" in environ.get("HTTP_ACCEPT", ""):
-        import html
-        page = ("<!doctype html><meta charset=utf-8><title>500 Internal Server Error</title>"
-                "<pre style='white-space:pre-wrap'>%s</pre>" % html.escape(text))
-        return "text/html; charset=utf-8", page.encode("utf-8", "replace")
-    return "text/plain; charset=utf-8", text.encode("utf-8", "replace")
+        source = [(lineno, clip(line, LINE_LIMIT), True, (min(start, LINE_LIMIT),
+                                                            min(end, LINE_LIMIT)))]
+    return Frame(filename, lineno, "", "", False, source, [], 1)
+
+
+def local_variables(frame, repr_value, secrets):
+    """The frame's local variables as (name, text, whether repr() raised), sorted,
+    at most MAX_LOCALS, dunder names left out."""
+    try:
+        items = list(frame.f_locals.items())
+    except Exception:           # a class body's namespace of the app's own making
+        return []
+    names = sorted(((name, value) for name, value in items if isinstance(name, str)
+                    and not (name.startswith("__") and name.endswith("__"))),
+                   key=lambda item: item[0])
+    result = []
+    for name, value in names[:MAX_LOCALS]:
+        text, failed = describe_value(repr_value, value)
+        result.append((name, mask_secrets(text, secrets), failed))
+    if len(names) > MAX_LOCALS:
+        result.append(("...", "%d more variables not shown" % (len(names) - MAX_LOCALS), True))
+    return result
+
+
+def describe_value(repr_value, value):
+    """(bounded repr() of value, whether repr() raised); never raises."""
+    try:
+        return repr_value(value), False
+    except Exception as exc:
+        return "repr() raised %s" % exception_header(exc), True
+
+
+def exception_header(exc):
+    """'Type: message', as the last line of a traceback."""
+    name, message = exception_name(exc), exception_message(exc)
+    return "%s: %s" % (name, message) if message else name
+
+
+def value_repr():
+    """A repr() bounded in depth, width and length (reprlib's), which shows a
+    repr() that raises inside a container as such; a top-level one raises."""
+    import reprlib
+    import builtins
+    shower = reprlib.Repr()
+    shower.maxlevel, shower.maxlong = 3, 100
+    shower.maxdict = shower.maxlist = shower.maxtuple = shower.maxset = 20
+    shower.maxfrozenset = shower.maxdeque = shower.maxarray = 20
+
+    def bounded(value, level):
+        limit = VALUE_LIMIT if level == shower.maxlevel else NESTED_VALUE_LIMIT
+        if isinstance(value, (str, bytes, bytearray)):
+            value = value[:limit + 1]
+        try:
+            return clip(builtins.repr(value), limit)
+        except Exception as exc:
+            if level == shower.maxlevel:
+                raise
+            return "<repr() raised %s>" % exception_header(exc)
+    shower.repr_instance = shower.repr_str = shower.repr_bytes = bounded
+    return lambda value: clip(shower.repr(value), VALUE_LIMIT)
+
+
+@functools.lru_cache(maxsize=None)
+def library_directories():
+    """The directories of the standard library and of installed packages."""
+    import site
+    import sysconfig
+    paths = [sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib",
+                                                       "platlib")]
+    try:
+        paths += site.getsitepackages() + [site.getusersitepackages()]
+    except AttributeError:      # an old virtualenv's site module
+        pass
+    return tuple({os.path.join(os.path.realpath(path), "") for path in paths if path})
+
+
+def is_library_file(filename):
+    """Whether the file is the standard library's or an installed package's."""
+    if filename.startswith("<"):            # frozen modules, generated code
+        return True
+    path = os.path.realpath(filename)
+    parts = path.split(os.sep)
+    return "site-packages" in parts or "dist-packages" in parts \
+        or path.startswith(library_directories())
+
+
+def request_rows(environ):
+    """The request as (title, [(name, value)]) tables: headers, query parameters,
+    cookies and the WSGI environ (values as text)."""
+    import urllib.parse
+    items = list(environ.items())   # a framework's request object adds keys when shown
+    headers = [(key[5:].replace("_", "-").title(), value) for key, value in items
+               if isinstance(key, str) and key.startswith("HTTP_") and isinstance(value, str)]
+    headers += [(key.replace("_", "-").title(), environ[key])
+                for key in ("CONTENT_TYPE", "CONTENT_LENGTH")
+                if isinstance(environ.get(key), str) and environ[key]]
+    query = urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True,
+                                   errors="replace")
+    cookies = [tuple(part.strip().partition("=")[::2])
+               for part in environ.get("HTTP_COOKIE", "").split(";") if part.strip()]
+    repr_value = value_repr()
+    variables = [(key, value if isinstance(value, str)
+                  else describe_value(repr_value, value)[0])
+                 for key, value in items if isinstance(key, str)]
+    return [("Headers", headers), ("Query parameters", query), ("Cookies", cookies),
+            ("WSGI environ", variables)]
+
+
+def request_tables(environ):
+    """request_rows(), sorted, with the values of names like SECRET_NAMES masked,
+    and wherever else they appear (QUERY_STRING, say)."""
+    secrets = request_secrets(environ)
+    return [(title, [(name, MASK if re.search(SECRET_NAMES, name)
+                      else mask_secrets(clip(value, VALUE_LIMIT), secrets))
+                     for name, value in sorted(rows)])
+            for title, rows in request_rows(environ)]
+
+
+def request_secrets(environ):
+    """The values request_tables() masks (and the query's raw forms of them) that
+    are long enough to be masked wherever else they appear: in local variables
+    and in the URL."""
+    rows = [row for title, table in request_rows(environ) for row in table]
+    rows += [part.partition("=")[::2] for part in environ.get("QUERY_STRING", "").split("&")]
+    return sorted({value for name, value in rows
+                   if re.search(SECRET_NAMES, name) and len(value) >= MIN_SECRET_LENGTH},
+                  key=len, reverse=True)
+
+
+def mask_secrets(text, secrets):
+    """`text` with every one of request_secrets() in it masked, and the values
+    of query parameters named like secrets."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    if "=" in text:
+        text = re.sub(SECRET_PARAMETER, r"\1" + MASK, text, flags=re.IGNORECASE)
+    return text
+
+
+# -- the report as text: Python's traceback format --------------------------------
+
+def chain_lines(chain):
+    """A chain of exceptions as the lines Python's traceback prints for it."""
+    lines = []
+    for info in chain:
+        if info.earlier:
+            lines += ["[%d earlier chained exceptions not shown]" % info.earlier, ""]
+        lines += group_lines(info) if info.group else exception_lines(info, "Traceback")
+        if info.folded:
+            lines += ["", "[The same exception, from the same lines, was raised %d more "
+                          "time%s, each while handling the one before: folded into the one "
+                          "above.]" % (info.folded, "s" if info.folded > 1 else "")]
+        if info.link:
+            lines += ["", CHAIN_LINKS[info.link], ""]
+    return lines
+
+
+def exception_lines(info, heading):
+    """One exception: its frames, a SyntaxError's place, its header and notes."""
+    lines = ["%s (most recent call last):" % heading] if info.frames else []
+    for index, frame in enumerate(info.frames or ()):
+        if info.omitted and index == info.omitted[0]:
+            lines.append("  [... %d frames not shown ...]" % info.omitted[1])
+        lines.append('  File "%s", line %d, in %s' % (frame.filename, frame.lineno,
+                                                      frame.function))
+        lines += code_lines(frame)
+        if frame.repeat > 1:
+            lines.append("  [Previous line repeated %d more times]" % (frame.repeat - 1))
+    if info.syntax:
+        lines.append('  File "%s", line %d' % (info.syntax.filename, info.syntax.lineno))
+        lines += code_lines(info.syntax)
+    lines.append("%s: %s" % (info.name, info.message) if info.message else info.name)
+    return lines + info.notes
+
+
+def code_lines(frame):
+    """A frame's current line(s), dedented, with carets under the expression
+    when it is on one line."""
+    current = [(text, mark) for number, text, is_current, mark in frame.lines if is_current]
+    if not current:
+        return []
+    indent = min(len(text) - len(text.lstrip()) for text, mark in current if text.strip()) \
+        if any(text.strip() for text, mark in current) else 0
+    lines = ["    " + text[indent:].rstrip() for text, mark in current]
+    if len(current) == 1 and current[0][1]:
+        start, end = current[0][1]
+        lines.append("    " + " " * (start - indent) + "^" * max(end - start, 1))
+    return lines
+
+
+def group_lines(info):
+    """An exception group, its members boxed below it as Python prints them."""
+    own = exception_lines(info, "Exception Group Traceback")
+    lines = ["  + " + own[0]] + ["  | " + line for line in own[1:]]
+    members, left_out = info.group
+    for number, member in enumerate(members, 1):
+        lines.append(("  +-+" if number == 1 else "    +") + "-" * 16 + " %d " % number
+                     + "-" * 16)
+        lines += ["    | " + line if line else "    |" for line in chain_lines(member)]
+    if left_out:
+        lines.append(("  +-+" if not members else "    +") + "-" * 16 + " ... " + "-" * 16)
+        lines.append("    | and %d more exceptions" % left_out)
+    lines.append("    +" + "-" * 36)
+    return lines
+
+
+# ---- Pages -------------------------------------------------------------------
+# HTML, CSS and JS are data: templates whose $fields fill() replaces, escaping
+# every value that is not itself a filled template (Html).
+
+class Html(str):
+    """A filled template: fill() inserts it as it is, never escaped twice."""
+
+
+def fill(template, **values):
+    """`template` with its $fields replaced by `values`, each escaped with
+    html.escape() unless it is Html."""
+    import html
+    import string
+    return Html(string.Template(template).substitute({
+        name: value if isinstance(value, Html) else html.escape(str(value))
+        for name, value in values.items()}))
+
+
+def join(fragments):
+    """Filled templates one after the other."""
+    return Html("".join(fragments))
+
+
+ERROR_PAGE_CSS = """
+:root{--bg:#fff;--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--panel:#f6f8fa;--code:#0b0f14;
+--accent:#b42318;--head:#fef3f2;--current:#fff8c5;--mark:#ffcecb;--library:#f6f8fa;
+  --link:#0969da}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#8d96a0;
+  --line:#30363d;
+--panel:#161b22;--code:#e6edf3;--accent:#ff7b72;--head:#2a1215;--current:#3b3413;--mark:#6e1f1f;
+--library:#11161d;--link:#58a6ff}}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);
+  font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+code,pre,textarea,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,
+  "Liberation Mono",monospace}
+a{color:var(--link)}
+.wrap{max-width:78rem;margin:0 auto;padding:0 1.25rem}
+header{background:var(--head);border-bottom:1px solid var(--line);padding:1.25rem 0 1rem}
+.status{margin:0;color:var(--muted);font-size:.85rem}
+.title{margin:.35rem 0;font-size:1rem}
+h1{margin:.2rem 0;font-size:1.55rem;line-height:1.25;color:var(--accent);overflow-wrap:anywhere}
+.message{margin:.3rem 0 .6rem;font-size:1.05rem;white-space:pre-wrap;overflow-wrap:anywhere;
+  max-height:16em;overflow:auto}
+.note{margin:.2rem 0;padding:.2rem .6rem;border-left:3px solid var(--line);white-space:pre-wrap;
+  overflow-wrap:anywhere}
+.where{margin:.5rem 0;font-size:1rem}
+.facts{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:.75rem 0 0;
+  font-size:.85rem}
+.facts dt{color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}
+nav{position:sticky;top:0;z-index:1;background:var(--bg);border-bottom:1px solid var(--line)}
+nav .wrap{display:flex;flex-wrap:wrap;gap:.25rem 1.25rem;align-items:center;padding-top:.45rem;
+  padding-bottom:.45rem}
+nav a{text-decoration:none}
+button{font:inherit;font-size:.85rem;padding:.15rem .7rem;border:1px solid var(--line);
+  border-radius:6px;background:var(--panel);color:var(--fg);cursor:pointer}
+nav button{margin-left:auto}
+section{padding:.5rem 0 1rem}
+h2{font-size:1.2rem;margin:1rem 0 .5rem}h2 small{color:var(--muted);font-weight:normal;
+  font-size:.8rem}
+h3{font-size:1rem;margin:1rem 0 .4rem}
+.exception>h3{font-size:1.05rem;overflow-wrap:anywhere}
+.type{color:var(--accent)}
+.chain{margin:1.25rem 0;padding:.4rem .8rem;border-left:3px solid var(--accent);
+  color:var(--muted);font-style:italic}
+.folded,.omitted,.empty{color:var(--muted);font-size:.9rem;margin:.4rem 0}
+details{margin:.35rem 0}
+summary{cursor:pointer;list-style:none}
+summary::-webkit-details-marker{display:none}
+summary::before{content:"\\25B8";display:inline-block;width:1.1em;color:var(--muted)}
+details[open]>summary::before{content:"\\25BE"}
+.frame{border:1px solid var(--line);border-radius:6px;background:var(--bg);overflow:hidden}
+.frame>summary{padding:.35rem .7rem}
+.frame.focus{border-color:var(--accent);border-left-width:4px}
+.frame .place{overflow-wrap:anywhere}
+.frame .function{font-weight:600}
+.frame .dir{color:var(--muted)}
+.repeat{margin-left:.5rem;padding:0 .4rem;border-radius:9px;background:var(--mark);
+  font-size:.8rem}
+.badge{margin-left:.5rem;padding:0 .4rem;border-radius:9px;background:var(--accent);
+  color:var(--bg);font-size:.75rem}
+.frame>summary code{display:block;margin:.1rem 0 0 1.1em;white-space:pre;overflow:hidden;
+  text-overflow:ellipsis;color:var(--code);font-size:.85rem}
+.frame[open]>summary code{display:none}
+pre.source{margin:0;padding:.35rem 0;overflow-x:auto;background:var(--panel);
+  border-top:1px solid var(--line);font-size:13px;line-height:1.5;tab-size:4}
+pre.source span{display:block;padding-right:1rem;min-width:max-content}
+pre.source .current{background:var(--current)}
+pre.source i{display:inline-block;width:4.2em;padding-right:1em;text-align:right;
+  color:var(--muted);font-style:normal;user-select:none}
+mark{background:var(--mark);color:inherit;border-bottom:2px solid var(--accent)}
+.library{border:1px dashed var(--line);border-radius:6px;padding:0 .5rem;
+  background:var(--library)}
+.library>summary{padding:.3rem .2rem;color:var(--muted);font-size:.9rem}
+.library .frame{margin-left:.4rem}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;vertical-align:top;padding:.2rem .7rem;border-top:1px solid var(--line)}
+th{width:14rem;font-weight:600;overflow-wrap:anywhere}
+td{white-space:pre-wrap;overflow-wrap:anywhere}
+.variables{border-top:1px solid var(--line)}
+.variables table,.kv{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.failed{color:var(--accent);font-style:italic}
+.masked{color:var(--muted)}
+.group{margin:.5rem 0 .5rem .4rem;padding-left:.8rem;border-left:2px solid var(--line)}
+.member>h4{margin:.8rem 0 .2rem;font-size:.9rem;color:var(--muted)}
+textarea{width:100%;min-height:18rem;padding:.6rem;border:1px solid var(--line);
+  border-radius:6px;background:var(--panel);color:var(--fg);font-size:13px;white-space:pre;
+  overflow-wrap:normal}
+@media (max-width:40rem){
+body{font-size:14px}.wrap{padding:0 .75rem}h1{font-size:1.3rem}
+th,td{display:block;width:auto;border:0;padding:.05rem .5rem}tr{display:block;
+  border-top:1px solid var(--line);padding:.2rem 0}
+pre.source{font-size:12px}pre.source i{width:3em;padding-right:.6em}
+}
+"""
+
+ERROR_PAGE_JS = """
+var expand = document.getElementById("expand"), copy = document.getElementById("copy");
+expand.hidden = false;
+if (copy) copy.hidden = false;
+expand.onclick = function () {
+  var open = expand.textContent == "Expand all";
+  document.querySelectorAll("details").forEach(function (d) { d.open = open; });
+  expand.textContent = open ? "Collapse all" : "Expand all";
+};
+if (copy) copy.onclick = function () {
+  var text = document.getElementById("plain");
+  text.select();
+  var done = navigator.clipboard ? navigator.clipboard.writeText(text.value)
+                                 : Promise.resolve(document.execCommand("copy"));
+  done.then(function () { copy.textContent = "Copied"; });
+};
+"""
+
+ERROR_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>$title</title>
+<style>$css</style>
+</head>
+<body>
+<header><div class="wrap">
+<p class="status">500 Internal Server Error &middot; $server</p>
+$summary
+<dl class="facts">$facts</dl>
+</div></header>
+<nav><div class="wrap">$links
+<button id="expand" type="button" hidden>Expand all</button></div></nav>
+<main class="wrap">
+$traceback
+$request
+<section id="python"><h2>Python</h2><table class="kv">$python</table>
+<details><summary>sys.path</summary><table class="kv">$path</table></details></section>
+$text</main>
+<script>$js</script>
+</body>
+</html>
+"""
+
+SUMMARY_HTML = """$title<h1>$name</h1>
+<p class="message mono">$message</p>$notes
+<p class="where">$where</p>$chained"""
+NAME_PART_HTML = """$part<wbr>"""        # a long dotted name may break after a part
+TITLE_HTML = """<p class="title">$title</p>"""
+NOTE_HTML = """<p class="note mono">$note</p>"""
+WHERE_HTML = """<a href="#$anchor">$place</a> in <code>$function</code>"""
+SYNTAX_WHERE_HTML = """<a href="#$anchor">$place</a>: <code>$line</code>"""
+CHAINED_HTML = """<p class="where">$how <a href="#$anchor">$header</a></p>"""
+FACT_HTML = """<dt>$name</dt><dd>$value</dd>"""
+NAV_LINK_HTML = """<a href="#$anchor">$name</a>"""
+ROW_HTML = """<tr><th>$name</th><td>$value</td></tr>"""
+MASKED_ROW_HTML = """<tr><th>$name</th><td class="masked">$value</td></tr>"""
+FAILED_ROW_HTML = """<tr><th>$name</th><td class="failed">$value</td></tr>"""
+
+TEXT_HTML = """<section id="text"><h2>Copy-paste text <small>as the log has it</small></h2>
+<textarea id="plain" readonly rows="18" spellcheck="false">$text</textarea>
+<p><button id="copy" type="button" hidden>Copy</button></p></section>
+"""
+TRACEBACK_HTML = """<section id="traceback"><h2>Traceback <small>most recent call last; \
+click a frame for its source and local variables</small></h2>
+$exceptions</section>"""
+EXCEPTION_HTML = """<div class="exception" id="$anchor">
+<h3><span class="type">$name</span>$colon<span class="mono">$message</span></h3>$notes$folded
+$frames$syntax$group</div>"""
+FOLDED_HTML = """<p class="folded">The same exception, from the same lines, was raised \
+$count more $times, each while handling the one before: folded into this one.</p>"""
+EARLIER_HTML = """<p class="folded">$count earlier chained exceptions are not shown.</p>"""
+CHAIN_LINK_HTML = """<p class="chain">$text</p>"""
+FRAME_HTML = """<details class="frame $kind" id="$anchor"$open>
+<summary><span class="place">$place</span>$function$repeat$badge\
+<code>$line</code></summary>
+<pre class="source">$source</pre>$variables</details>
+"""
+FUNCTION_HTML = """ in <span class="function mono">$function</span>"""
+PLACE_HTML = """<span class="dir">$directory</span>$name:$lineno"""
+EDITOR_PLACE_HTML = """<a href="$href" title="Open in your editor">$place</a>"""
+REPEAT_HTML = """<span class="repeat" title="the same line, again and again">\
+&times; $count</span>"""
+BADGE_HTML = """<span class="badge">$text</span>"""
+SOURCE_LINE_HTML = """<span class="$kind"><i>$number</i>$code</span>"""
+MARKED_HTML = """$before<mark>$marked</mark>$after"""
+NO_SOURCE_HTML = """<span><i></i>(source not available)</span>"""
+VARIABLES_HTML = """<div class="variables"><table>$rows</table></div>"""
+LIBRARY_HTML = """<details class="library"><summary>$count library $frames \
+<span class="mono">$modules</span></summary>
+$body</details>
+"""
+OMITTED_HTML = """<p class="omitted">&hellip; $count frames not shown &hellip;</p>"""
+GROUP_HTML = """<div class="group">$members$left_out</div>"""
+MEMBER_HTML = """<div class="member"><h4>$number</h4>$chain</div>"""
+LEFT_OUT_HTML = """<p class="omitted">and $count more exceptions</p>"""
+NO_FRAMES_HTML = """<p class="empty">No frames of yours: it was raised in runserver.py \
+or by the interpreter.</p>"""
+
+REQUEST_HTML = """<section id="request"><h2>Request</h2>
+<p><code>$request_line</code> from $client</p>
+<p class="empty">$body</p>
+$tables
+<details><summary>$environ_title ($environ_count)</summary>
+<table class="kv">$environ</table></details>
+<p class="empty">Values of names containing API, TOKEN, KEY, SECRET, PASS, SIGNATURE, AUTH, \
+SESSION or COOKIE are masked, here and wherever they appear in local variables.</p></section>"""
+TABLE_HTML = """<h3>$title</h3><table class="kv">$rows</table>"""
+EMPTY_TABLE_HTML = """<h3>$title</h3><p class="empty">none</p>"""
+
+PLAIN_PAGE = """<!doctype html>
+<html lang="en"><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title>
+<pre style="white-space:pre-wrap;overflow-wrap:anywhere">$text</pre></html>
+"""
+
+APP_ERROR_NOTE = "The application raised an exception; the server's log has the traceback."
+NOT_RUNNING_NOTE = "The application is not running; the server's log says why."
+
+
+def render_error(environ, report, note=APP_ERROR_NOTE, editor=None):
+    """A 500 response's (content type, body): the report (None: only `note`),
+    as the error page for a browser, as text for other clients."""
+    if report is None:
+        text = "500 Internal Server Error\n\n%s\n" % note
+    else:
+        text = "500 Internal Server Error\n\n%s%s" % (
+            report.title + "\n\n" if report.title and report.chain else "",
+            clip(report.text, PAGE_LIMIT // 4))
+    if "text/html" not in environ.get("HTTP_ACCEPT", ""):
+        return "text/plain; charset=utf-8", text.encode("utf-8", "replace")
+    if report is None:
+        page = fill(PLAIN_PAGE, title="500 Internal Server Error", text=text)
+    else:
+        page = error_page(report, environ, editor)
+    return "text/html; charset=utf-8", page.encode("utf-8", "replace")
+
+
+def error_page(report, environ, editor):
+    """The error page, at most PAGE_LIMIT bytes: a huge traceback loses the source
+    and variables of its collapsed frames, then everything but its text."""
+    for detail in ("all", "focus"):
+        page = error_page_html(report, environ, editor, detail)
+        if len(page.encode("utf-8", "replace")) <= PAGE_LIMIT:
+            return page
+    return fill(PLAIN_PAGE, title=page_title(report), text=clip(report.text, PAGE_LIMIT // 8))
+
+
+def page_title(report):
+    """The page's <title>: the exception, else the report's title."""
+    if not report.chain:
+        return report.title
+    final = report.chain[-1]
+    return "%s: %s" % (final.name, final.message[:80]) if final.message else final.name
+
+
+def error_page_html(report, environ, editor, detail):
+    """The whole error page; `detail` is "all" or "focus" (only the frames
+    shown open keep their source and variables)."""
+    chain = report.chain
+    sections = [name for name, shown in (("traceback", chain), ("request", environ),
+                                          ("python", True), ("text", chain)) if shown]
+    facts = []
+    if environ:
+        facts.append(("Request", "%s %s" % (environ.get("REQUEST_METHOD", ""),
+                                            request_url(environ))))
+    facts += [("Python", "%s %s" % (sys.implementation.name, sys.version.split()[0])),
+              ("Executable", sys.executable),
+              ("Time", time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(report.created)))]
+    return fill(
+        ERROR_PAGE, title=page_title(report), css=Html(ERROR_PAGE_CSS), js=Html(ERROR_PAGE_JS),
+        server=SERVER_SOFTWARE, summary=summary_html(report, environ),
+        facts=join(fill(FACT_HTML, name=name, value=value) for name, value in facts),
+        links=join(fill(NAV_LINK_HTML, anchor=name, name=name.title()) for name in sections),
+        traceback=fill(TRACEBACK_HTML, exceptions=chain_html(chain, "e", editor, detail))
+        if chain else Html(""),
+        request=request_html(environ) if environ else Html(""),
+        python=rows_html([("Version", sys.version), ("Executable", sys.executable),
+                          ("Process", os.getpid()), ("Working directory", os.getcwd())]),
+        path=rows_html(enumerate(sys.path)),
+        text=fill(TEXT_HTML, text=clip(report.text, PAGE_LIMIT // 8)) if chain else Html(""))
+
+
+def summary_html(report, environ):
+    """The page's top: what was raised, where, and what led to it."""
+    title = fill(TITLE_HTML, title=report.title) if report.title else Html("")
+    chain = report.chain
+    if not chain:
+        return fill(SUMMARY_HTML, title=Html(""), name=report.title, message="",
+                    notes=Html(""), where="", chained=Html(""))
+    final, anchor = chain[-1], "e%d" % len(chain)
+    index = focus_index(final)
+    if final.syntax:
+        where = fill(SYNTAX_WHERE_HTML, anchor=anchor + "s",
+                     place=place_html(final.syntax, None),
+                     line=" ".join(text.strip() for number, text, current, mark
+                                   in final.syntax.lines if current))
+    elif index is not None:
+        frame = final.frames[index]
+        where = fill(WHERE_HTML, anchor="%sf%d" % (anchor, index), function=frame.function,
+                     place=place_html(frame, None))
+    else:
+        where = Html("")
+    chained = []
+    if len(chain) > 1:      # the exception it came from, and the first of all
+        chained.append(fill(CHAINED_HTML, anchor="e%d" % (len(chain) - 1),
+                            how="Caused by" if chain[-2].link == "cause" else "While handling",
+                            header=header_text(chain[-2])))
+    if len(chain) > 2:
+        chained.append(fill(CHAINED_HTML, anchor="e1", how="First of %d:" % len(chain),
+                            header=header_text(chain[0])))
+    return fill(SUMMARY_HTML, title=title, message=final.message,
+                name=join(fill(NAME_PART_HTML, part=part)
+                          for part in re.findall(r"[^.]+\.?|\.", final.name)),
+                notes=join(fill(NOTE_HTML, note=note) for note in final.notes),
+                where=where, chained=join(chained))
+
+
+def header_text(info):
+    """'Type: message' of one exception, for a line of the summary."""
+    return "%s: %s" % (info.name, info.message[:200]) if info.message else info.name
+
+
+def focus_index(info):
+    """The frame to open: the innermost of the user's code, else the innermost;
+    none when the exception is a SyntaxError, whose place is what to open."""
+    if info.syntax or not info.frames:
+        return None
+    for index in range(len(info.frames) - 1, -1, -1):
+        if not info.frames[index].library:
+            return index
+    return len(info.frames) - 1
+
+
+def chain_html(chain, prefix, editor, detail):
+    """A chain of exceptions, root cause first, with what links them."""
+    parts = []
+    for number, info in enumerate(chain, 1):
+        if info.earlier:
+            parts.append(fill(EARLIER_HTML, count=info.earlier))
+        parts.append(exception_html(info, "%s%d" % (prefix, number), editor, detail))
+        if info.link:
+            parts.append(fill(CHAIN_LINK_HTML, text=CHAIN_LINKS[info.link]))
+    return join(parts)
+
+
+def exception_html(info, anchor, editor, detail):
+    """One exception: its header and notes, its frames (library frames grouped,
+    the innermost of the user's open), a SyntaxError's place, a group's members."""
+    focus = focus_index(info)
+    parts, library = [], []
+    for index, frame in enumerate(info.frames or ()):
+        if info.omitted and index == info.omitted[0]:
+            parts.append(library_html(library))
+            library = []
+            parts.append(fill(OMITTED_HTML, count=info.omitted[1]))
+        html = frame_html(frame, "%sf%d" % (anchor, index), editor, index == focus,
+                          detail == "all" or index == focus)
+        if frame.library and index != focus:
+            library.append((frame, html))
+        else:
+            parts += [library_html(library), html]
+            library = []
+    parts.append(library_html(library))
+    if info.frames == [] and not info.syntax:
+        parts.append(Html(NO_FRAMES_HTML))
+    syntax = frame_html(info.syntax, anchor + "s", editor, True, True) if info.syntax \
+        else Html("")
+    group = Html("")
+    if info.group:
+        members, left_out = info.group
+        group = fill(GROUP_HTML, members=join(
+            fill(MEMBER_HTML, number="%d of %d" % (number, len(members) + left_out),
+                 chain=chain_html(member, "%sm%d" % (anchor, number), editor, detail))
+            for number, member in enumerate(members, 1)),
+            left_out=fill(LEFT_OUT_HTML, count=left_out) if left_out else Html(""))
+    return fill(EXCEPTION_HTML, anchor=anchor, name=info.name,
+                colon=": " if info.message else "", message=info.message,
+                notes=join(fill(NOTE_HTML, note=note) for note in info.notes),
+                folded=fill(FOLDED_HTML, count=info.folded,
+                            times="times" if info.folded > 1 else "time")
+                if info.folded else Html(""),
+                frames=join(parts), syntax=syntax, group=group)
+
+
+def library_html(frames):
+    """Consecutive frames of libraries, collapsed into one line."""
+    if not frames:
+        return Html("")
+    modules = []
+    for frame, html in frames:
+        module = frame.module.partition(".")[0] or os.path.basename(frame.filename)
+        if module not in modules:
+            modules.append(module)
+    return fill(LIBRARY_HTML, count=len(frames),
+                frames="frame" if len(frames) == 1 else "frames",
+                modules=", ".join(modules), body=join(html for frame, html in frames))
+
+
+def frame_html(frame, anchor, editor, focus, full):
+    """One frame, open if it is the focus; without `full`, only its current line."""
+    current = [text.strip() for number, text, is_current, mark in frame.lines if is_current]
+    lines = []
+    for number, text, is_current, mark in frame.lines:
+        if not (full or is_current):
+            continue
+        code = fill(MARKED_HTML, before=text[:mark[0]], marked=text[mark[0]:mark[1]],
+                    after=text[mark[1]:]) if mark else text
+        lines.append(fill(SOURCE_LINE_HTML, kind="current" if is_current else "",
+                          number=number, code=code))
+    rows = [fill(FAILED_ROW_HTML if failed else ROW_HTML, name=name, value=value)
+            for name, value, failed in frame.variables] if full else []
+    return fill(FRAME_HTML, kind=("library" if frame.library else "user")
+                + (" focus" if focus else ""), anchor=anchor,
+                open=Html(" open") if focus else Html(""),
+                place=place_html(frame, editor),
+                function=fill(FUNCTION_HTML, function=frame.function) if frame.function
+                else Html(""),
+                repeat=fill(REPEAT_HTML, count=frame.repeat) if frame.repeat > 1 else Html(""),
+                badge=fill(BADGE_HTML, text="syntax error" if not frame.function
+                           else "raised here") if focus else Html(""),
+                line=current[0] if current else "", source=join(lines) or Html(NO_SOURCE_HTML),
+                variables=fill(VARIABLES_HTML, rows=join(rows)) if rows else Html(""))
+
+
+def place_html(frame, editor):
+    """file:line, the file relative to the working directory or site-packages;
+    a link when an --editor URL template is set."""
+    filename = frame.filename
+    shown = filename
+    cwd = os.path.join(os.getcwd(), "")
+    if filename.startswith(cwd):
+        shown = filename[len(cwd):]
+    else:
+        for marker in ("site-packages", "dist-packages"):
+            if os.sep + marker + os.sep in filename:
+                shown = filename.rpartition(os.sep + marker + os.sep)[2]
+    directory, name = os.path.split(shown)
+    place = fill(PLACE_HTML, directory=os.path.join(directory, "") if directory else "",
+                 name=name, lineno=frame.lineno)
+    if editor and not filename.startswith("<"):
+        return fill(EDITOR_PLACE_HTML, href=editor_url(editor, filename, frame.lineno),
+                    place=place)
+    return place
+
+
+def editor_url(template, path, line):
+    """The --editor URL template filled for one file and line."""
+    import urllib.parse
+    return template.format(path=urllib.parse.quote(path, safe="/:\\"), line=line)
+
+
+def rows_html(rows):
+    """Table rows of (name, value) pairs."""
+    return join(fill(ROW_HTML, name=name, value=value) for name, value in rows)
+
+
+def request_html(environ):
+    """The request: its line, headers, query parameters, cookies and environ,
+    secrets masked; the body is never read for the page."""
+    tables = request_tables(environ)
+    html_tables = []
+    for title, rows in tables[:-1]:
+        html_tables.append(fill(TABLE_HTML, title=title, rows=join(
+            fill(MASKED_ROW_HTML if value == MASK else ROW_HTML, name=name, value=value)
+            for name, value in rows)) if rows else fill(EMPTY_TABLE_HTML, title=title))
+    title, environ_rows = tables[-1]
+    length = environ.get("CONTENT_LENGTH") or "0"
+    body = "No body." if length == "0" else \
+        "The body (%s bytes%s) was not read for this page." % (
+            length, ", " + environ["CONTENT_TYPE"] if environ.get("CONTENT_TYPE") else "")
+    secrets = request_secrets(environ)
+    return fill(REQUEST_HTML, request_line=mask_secrets("%s %s %s" % (
+                    environ.get("REQUEST_METHOD", ""), environ.get("REQUEST_URI", ""),
+                    environ.get("SERVER_PROTOCOL", "")), secrets),
+                client="%s:%s" % (environ.get("REMOTE_ADDR", "?"),
+                                  environ.get("REMOTE_PORT", "?")),
+                body=body, tables=join(html_tables), environ_title=title,
+                environ_count=len(environ_rows),
+                environ=join(fill(MASKED_ROW_HTML if value == MASK else ROW_HTML,
+                                  name=name, value=value) for name, value in environ_rows))
+
+
+def request_url(environ):
+    """The URL the client asked for, secrets in its query masked."""
+    target = environ.get("REQUEST_URI") or (environ.get("SCRIPT_NAME", "")
+                                            + environ.get("PATH_INFO", ""))
+    if not target.startswith("/"):
+        return mask_secrets(target, request_secrets(environ))       # absolute form
+    host = environ.get("HTTP_HOST") or "%s:%s" % (environ.get("SERVER_NAME", ""),
+                                                  environ.get("SERVER_PORT", ""))
+    return mask_secrets("%s://%s%s" % (environ.get("wsgi.url_scheme", "http"), host, target),
+                        request_secrets(environ))
 
 
 # ---- File serving -----------------------------------------------------------
@@ -1711,7 +2767,7 @@ class WSGIServer(socketserver.TCPServer):
 
     def __init__(self, server_address, app, *, handler_class=WSGIRequestHandler,
                  ipv6=False, listen_socket=None, ssl_context=None, limits=None,
-                 quiet=False, debug=False, allowed_hosts=None):
+                 quiet=False, debug=False, allowed_hosts=None, editor=None):
         if ipv6:
             self.address_family = socket.AF_INET6
         self.app = app
@@ -1719,6 +2775,7 @@ class WSGIServer(socketserver.TCPServer):
         self.limits = limits or DEFAULT_LIMITS
         self.quiet = quiet
         self.debug = debug
+        self.editor = editor                        # --editor: a URL template for file:line
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
         self.spare_threads = 0                      # for LoopThreadingMixIn
@@ -2195,13 +3252,14 @@ def serving_app(app, static=(), root_path=""):
 def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threading=True,
                 unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
                 debug=None, allowed_hosts=None, listen_socket=None,
-                handler_class=WSGIRequestHandler, root_path=""):
+                handler_class=WSGIRequestHandler, editor=None, root_path=""):
     """Bind a server for the WSGI `app` and return it, ready for serve_forever().
 
     port 0 picks a free port (server.server_port tells which).  unix_socket is
     a path to listen on instead of host and port.  static is a list of
     (url_prefix, directory) pairs served before the app.  debug (default: on
-    for loopback addresses) puts tracebacks in 500 pages.  allowed_hosts
+    for loopback addresses) makes a 500 the error page; editor is a URL
+    template for its file:line links, like 'vscode://file/{path}:{line}'.  allowed_hosts
     (default: local names on loopback, any elsewhere) guards against DNS
     rebinding.  limits is a Limits().  root_path mounts the app under a URL
     path (see RootPath).  Stop it with shutdown() from another thread, then
@@ -2222,7 +3280,7 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     address = unix_socket if unix_socket else (host, port)
     return server_class(address, app, handler_class=handler_class, ipv6=ipv6,
                         listen_socket=listen_socket, ssl_context=ssl_context, limits=limits,
-                        quiet=quiet, debug=debug, allowed_hosts=allowed_hosts)
+                        quiet=quiet, debug=debug, allowed_hosts=allowed_hosts, editor=editor)
 
 
 # ---- Reloader -----------------------------------------------------------------
@@ -2287,19 +3345,20 @@ class FileWatcher:
 
     Watched: the source of every imported module outside the standard library
     (site-packages every SLOW_POLL_EVERY polls), `extra_files`, the `include`
-    paths and globs, minus the `exclude` globs; and new .py files in the
-    directories of the project's modules.  Directory walks and globs leave out
-    RELOAD_IGNORE's names, virtualenvs and the files this process's stdout and
-    stderr write to (a log there would reload at every line), but a file
-    `include` names is always watched.  A file seen for the first time
-    counts as changed if it was modified after `since_ns` (default: now) or
+    paths and globs, the `templates` directories beside the project's modules
+    and the `template_dirs` (its framework's), minus the `exclude` globs; and
+    new .py files in the directories of the project's modules.  Directory
+    walks and globs leave out RELOAD_IGNORE's names, virtualenvs and the
+    files this process's stdout and stderr write to (a log there would reload
+    at every line), but a file `include` names is always watched.  A file seen
+    for the first time counts as changed if it was modified after `since_ns` (default: now) or
     after the previous poll began (its module may have been imported before),
     give or take MTIME_SLACK_NS,
     but not if its time is in the future (clock skew: that would never settle).
     """
 
     def __init__(self, include=(), exclude=(), extra_files=(), watch_modules=True,
-                 since_ns=None):
+                 since_ns=None, template_dirs=()):
         import site
         import sysconfig
         self.include = list(include)
@@ -2309,6 +3368,9 @@ class FileWatcher:
         self.output_inodes = {inode for _, inode in self.output_files}
         self.extra_files = {os.path.abspath(path) for path in extra_files}
         self.watch_modules = watch_modules
+        self.template_dirs = {os.path.abspath(path) for path in template_dirs}
+        self.templates = set()         # the template directories of the last walk
+        self.looked_ns = 0             # ... of the include paths, and when it began
         paths = sysconfig.get_paths()
         site_dirs = {paths["purelib"], paths["platlib"]}
         site_dirs.update(getattr(site, "getsitepackages", lambda: [])())
@@ -2349,9 +3411,15 @@ class FileWatcher:
         elif not self.watch_modules and not self.fast:
             self.fast = set(self.extra_files)
             changed = True
-        if self.include and slow_turn:
+        if changed:
+            for path in self.fast:
+                if path.endswith(".py"):
+                    self.directories.setdefault(os.path.dirname(path), None)
+        if slow_turn:
+            looked_ns, templates = time.time_ns() - MTIME_SLACK_NS, self.template_directories()
+            found = tuple(os.path.join(path, "") for path in templates - self.templates)
             included = set()
-            for entry in self.include:
+            for entry in self.include + [glob.escape(path) for path in sorted(templates)]:
                 if glob.has_magic(entry):
                     included.update(self.glob_files(entry))
                 elif os.path.isdir(entry):
@@ -2361,16 +3429,22 @@ class FileWatcher:
             appeared = included - self.included
             changed = changed or bool(appeared)
             if self.polls > 1:
+                # Files new since the last look are changes; in a template
+                # directory found only now, those modified since.
                 for path in appeared:
-                    self.snapshot[path] = None          # new since the last look: a change
-            self.included = included
-        if changed:
-            for path in self.fast:
-                if path.endswith(".py"):
-                    self.directories.setdefault(os.path.dirname(path), None)
-            if self.on_files_changed is not None:
-                self.on_files_changed(self.watched())
+                    if not path.startswith(found) or (stat_key(path) or (0,))[0] > self.looked_ns:
+                        self.snapshot[path] = None
+            self.included, self.templates, self.looked_ns = included, templates, looked_ns
+        if changed and self.on_files_changed is not None:
+            self.on_files_changed(self.watched())
         return changed
+
+    def template_directories(self):
+        """The existing `templates` directories beside the project's modules, and
+        `template_dirs`, outside site-packages and the standard library."""
+        candidates = {os.path.join(path, "templates") for path in self.directories}
+        return {path for path in candidates | self.template_dirs
+                if not path.startswith(self.site_dirs + self.stdlib_dirs) and os.path.isdir(path)}
 
     def ignored_name(self, name):
         """Whether RELOAD_IGNORE leaves out this name."""
@@ -2660,7 +3734,7 @@ def run_supervisor(server, watchlist, terminal, first_worker=None,
                 return code
             message = "The server process %s; save a file to restart it." % describe_exit(code)
             print(message, file=sys.stderr, flush=True)
-            server.app = error_app(message + "\n")    # answer meanwhile, rather than hang
+            server.app = error_app(build_report(None, message))   # answer meanwhile, not hang
             serving = threading.Thread(target=server.serve_forever, daemon=True)
             serving.start()
             try:
@@ -2872,10 +3946,12 @@ def watch_supervisor(fd):
     threading.Thread(target=wait, name="runserver-supervisor-watch", daemon=True).start()
 
 
-def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns):
+def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns,
+                       template_dirs=()):
     """In a worker: poll files in a thread and stop the server for a reload;
     files modified after `since_ns` (when the app began to load) count as changed."""
-    watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns)
+    watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns,
+                          template_dirs=template_dirs)
     if watchlist:
         def save(files):
             data = os.fsencode("\n".join(sorted(files)))
@@ -3054,25 +4130,109 @@ def demo_app(environ, start_response):
     return [data]
 
 
-def error_app(text):
-    """The app a worker serves while the real one fails to import: a 500 with `text`."""
-    def import_failed(environ, start_response):
-        content_type, body = render_error(environ, text)
-        start_response("500 Internal Server Error",
-                       [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-        return [body]
-    return import_failed
+class AppNotRunning(Exception):
+    """Raised by error_app()'s app: the real app is not running; `report` says why."""
+
+    def __init__(self, report):
+        super().__init__(report.title)
+        self.report = report
 
 
-# ---- Frameworks -----------------------------------------------------------------
-# What runserver.py knows of frameworks, reached only through modules the app
-# has imported itself: nothing here imports a framework the app has not.
+def error_app(report):
+    """The app served while the real one is not running (it failed to import, or
+    its worker crashed): every request gets a 500 page with `report`."""
+    def not_running(environ, start_response):
+        raise AppNotRunning(report)
+    return not_running
 
-def django_is_set_up():
-    """Whether the app has set Django up (get_wsgi_application() does): its
-    app registry is ready."""
+
+# ---- Frameworks --------------------------------------------------------------
+# What runserver.py knows of frameworks.  An app is recognised by its class's
+# name and module, never by importing a framework it has not imported itself.
+
+def is_instance_of(app, package, class_name):
+    """Whether `app` is an instance of `package`'s class `class_name`, or of a subclass."""
+    return any(cls.__name__ == class_name and cls.__module__.partition(".")[0] == package
+               for cls in type(app).__mro__)
+
+
+def is_flask_app(app):
+    return is_instance_of(app, "flask", "Flask")
+
+
+def let_exceptions_through(app):
+    """With --debug: have a framework that answers a view's exception with its own
+    500 page let it reach the error page instead, unless the app says otherwise.
+    For Flask that is PROPAGATE_EXCEPTIONS, as `flask run --debug` does for its
+    debugger."""
+    if is_flask_app(app):
+        config = getattr(app, "config", None)
+        if isinstance(config, dict) and config.get("PROPAGATE_EXCEPTIONS") is None:
+            config["PROPAGATE_EXCEPTIONS"] = True
+
+
+def is_django_app(app):
+    """Whether `app` is Django's WSGI handler (get_wsgi_application()'s)."""
+    return is_instance_of(app, "django", "WSGIHandler")
+
+
+def django_project():
+    """(settings, app registry) of the Django project that the app's import set
+    up, or None if it set none up."""
     apps = getattr(sys.modules.get("django.apps"), "apps", None)
-    return bool(getattr(apps, "ready", False))
+    return (sys.modules["django.conf"].settings, apps) if getattr(apps, "ready", False) else None
+
+
+def serve_django_static_files(app):
+    """Wrap a Django app in Django's own static files handler, as `manage.py
+    runserver` does when DEBUG is on and django.contrib.staticfiles is installed;
+    return any other app as it is."""
+    if not is_django_app(app) or getattr(app, "handles_files", False):     # wrapped already
+        return app
+    project = django_project()
+    if not (project and project[0].DEBUG
+            and project[1].is_installed("django.contrib.staticfiles")):
+        return app
+    handlers = importlib.import_module("django.contrib.staticfiles.handlers")
+    try:
+        return handlers.StaticFilesHandler(app)
+    except sys.modules["django.core.exceptions"].ImproperlyConfigured as exc:
+        logger.warning("Not serving static files: %s", exc)
+        return app
+
+
+def template_directories(app):
+    """The template directories the app's framework knows of: Flask's template
+    folders (the app's and its blueprints'), Django's TEMPLATES DIRS and its
+    installed apps' template directories."""
+    if is_flask_app(app):
+        return flask_template_folders(app)
+    if is_django_app(app) and django_project():
+        return django_template_directories(*django_project())
+    return []
+
+
+def flask_template_folders(app):
+    folders = []
+    blueprints = getattr(app, "blueprints", None)
+    for owner in [app] + list(blueprints.values() if isinstance(blueprints, dict) else []):
+        folder, root = getattr(owner, "template_folder", None), getattr(owner, "root_path", None)
+        if isinstance(folder, (str, os.PathLike)) and isinstance(root, str):
+            folders.append(os.path.join(root, folder))
+    return folders
+
+
+def django_template_directories(settings, apps):
+    directories = []
+    for engine in getattr(settings, "TEMPLATES", None) or []:
+        if not isinstance(engine, dict):
+            continue
+        directories += [os.fspath(path) for path in engine.get("DIRS") or []
+                        if isinstance(path, (str, os.PathLike))]
+        if engine.get("APP_DIRS"):          # Django's own backends' names for them
+            name = "jinja2" if str(engine.get("BACKEND", "")).endswith("Jinja2") else "templates"
+            directories += [os.path.join(config.path, name) for config in apps.get_app_configs()]
+    return directories
 
 
 def django_checks():
@@ -3088,7 +4248,8 @@ def django_checks():
         output.write(str(exc))
         passed = False
     except Exception as exc:       # the project's own code, imported by a check
-        output.write("Django's system checks failed:\n" + format_user_traceback(exc))
+        output.write("Django's system checks failed:\n"
+                     + build_report(exc, variables=False).text)
         passed = False
     report = [output.getvalue().strip()]
     try:
@@ -3123,10 +4284,10 @@ def django_unapplied_migrations():
 
 
 def start_framework_checks():
-    """In a worker whose app is a Django project: print Django's system checks
-    and unapplied migrations, as manage.py runserver does at each start, from
-    a thread, so that serving does not wait for them."""
-    if django_is_set_up():
+    """In a worker whose app set up a Django project: print Django's system
+    checks and unapplied migrations, as manage.py runserver does at each
+    start, from a thread, so that serving does not wait for them."""
+    if django_project():
         threading.Thread(target=lambda: print(django_checks()[1], file=sys.stderr, flush=True),
                          name="runserver-django-checks", daemon=True).start()
 
@@ -3536,14 +4697,21 @@ def add_arguments(parser):
                         help="one request at a time, without keep-alive")
     server.add_argument("--static", action="append", default=[], metavar="URL_PREFIX=DIRECTORY",
                         help="serve DIRECTORY's files under URL_PREFIX (repeatable)")
+    server.add_argument("--nostatic", action="store_true",
+                        help="do not serve a Django app's static files (served when DEBUG "
+                             "is on and django.contrib.staticfiles is installed)")
     server.add_argument("--cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     server.add_argument("--key", metavar="FILE", help="the private key for --cert (PEM)")
     server.add_argument("--allowed-hosts", metavar="HOST[,HOST...]",
                         help="Host header values to answer ('*' any, '.example.test' a domain "
                              "and its subdomains); default: local names when bound to loopback")
     server.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
-                        help="tracebacks in 500 pages (default: on for loopback addresses "
-                             "and unix sockets)")
+                        help="an error page with the traceback, source, local variables and "
+                             "request for a 500 (default: on for loopback addresses and "
+                             "unix sockets)")
+    server.add_argument("--editor", metavar="URL_TEMPLATE",
+                        help="make the error page's file:line links that open your editor, "
+                             "like 'vscode://file/{path}:{line}'")
     server.add_argument("--root-path", metavar="PREFIX", default="",
                         help="serve the app under this URL path, as if mounted there "
                              "(SCRIPT_NAME); other paths get a 404 that says where it is")
@@ -3557,7 +4725,8 @@ def add_arguments(parser):
                                % DEFAULT_RELOAD_INTERVAL)
     reloader.add_argument("--reload-include", action="append", default=[], metavar="PATH_OR_GLOB",
                           help="also watch these files, directories or globs like "
-                               "'templates/**/*.html' (repeatable)")
+                               "'assets/**/*.scss' (repeatable; templates directories "
+                               "are watched already)")
     reloader.add_argument("--reload-exclude", action="append", default=[], metavar="GLOB",
                           help="do not watch files matching GLOB (repeatable)")
     settings = parser.add_argument_group("settings and checks")
@@ -3678,6 +4847,8 @@ def run_arguments(settings):
                                         "--cert and --key go together: give both for HTTPS"))
     ssl_context = settings.validated("cert", make_ssl_context, settings.cert, settings.key) \
         if settings.cert else None
+    if settings.editor is not None:
+        settings.validated("editor", check_editor_template, settings.editor)
     root_path = settings.validated("root_path", parse_root_path, settings.root_path)
     if settings.open is not None and not settings.open.startswith("/"):
         raise UsageError(settings.blame("open", '--open "%s": expected a path like / or /admin/ '
@@ -3699,6 +4870,7 @@ def run_arguments(settings):
                 allowed_hosts=allowed_hosts, reload_interval=settings.reload_interval,
                 reload_include=settings.reload_include, reload_exclude=settings.reload_exclude,
                 color=False if settings.no_color else None, root_path=root_path,
+                editor=settings.editor, django_static=not settings.nostatic,
                 env_files=settings.env_files, open_browser=settings.open,
                 skip_checks=settings.skip_checks,
                 next_free_port=not settings.given("addrport") and not unix_socket)
@@ -3741,7 +4913,7 @@ def check(settings):
     except AppSpecError as exc:
         raise UsageError(str(exc).rstrip(".") + ".") from None
     except (Exception, SystemExit) as exc:
-        print(format_user_traceback(exc), file=sys.stderr, end="", flush=True)
+        print(build_report(exc, variables=False).text, file=sys.stderr, end="", flush=True)
         print("Check failed: %s cannot be imported." % spec, flush=True)
         return 1
     if arguments["unix_socket"]:
@@ -3752,7 +4924,7 @@ def check(settings):
                                    "[%s]" % host if ":" in host else host, arguments["port"],
                                    arguments["root_path"])
     print("Would serve %s at %s" % (spec or describe_app(app) or "the demo app", where))
-    if not arguments["skip_checks"] and django_is_set_up():
+    if not arguments["skip_checks"] and django_project():
         passed, report = django_checks()
         print(report, flush=True)
         if not passed:
@@ -3760,6 +4932,18 @@ def check(settings):
             return 1
     print("Check passed.")
     return 0
+
+
+def check_editor_template(template):
+    """--editor: a URL template with {path} and, if it likes, {line}, nothing else."""
+    try:
+        editor_url(template, "/", 1)
+    except (KeyError, IndexError, ValueError):
+        raise UsageError("--editor %s: expected a URL template with {path} and {line}, like "
+                         "'vscode://file/{path}:{line}'" % template) from None
+    if "{path}" not in template:
+        raise UsageError("--editor %s: the template needs {path}, like "
+                         "'vscode://file/{path}:{line}'" % template)
 
 
 def make_ssl_context(cert, key):
@@ -3818,22 +5002,23 @@ def configure_logging(color=None):
 def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading=True,
         reload=True, unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
-        reload_include=(), reload_exclude=(), color=None, root_path="", env_files=ENV_FILES,
-        open_browser=None, skip_checks=False, next_free_port=False):
+        reload_include=(), reload_exclude=(), color=None, editor=None, django_static=True,
+        root_path="", env_files=ENV_FILES, open_browser=None, skip_checks=False,
+        next_free_port=False):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
     With reload=True (the default) the calling program is run again as a worker
     process, and this process supervises it: call run() under
     `if __name__ == "__main__":`.  The other arguments are make_server()'s,
-    plus reload_interval, reload_include and reload_exclude for the reloader
-    and color for the log (None: on a terminal without NO_COLOR).  env_files
-    are read into os.environ before the app is imported, in each worker (the
-    environment wins; () for none); open_browser is a path to open in the web
-    browser once the first worker serves; skip_checks leaves out Django's
-    system checks; with next_free_port a taken `port` gives way to the next
-    free one of NEXT_FREE_PORTS.  A bind error is one line on stderr and
-    SystemExit(1).
+    plus reload_interval, reload_include and reload_exclude for the reloader,
+    color for the log (None: on a terminal without NO_COLOR) and django_static
+    (False is --nostatic).  env_files are read into os.environ before the app
+    is imported, in each worker (the environment wins; () for none);
+    open_browser is a path to open in the web browser once the first worker
+    serves; skip_checks leaves out Django's system checks; with
+    next_free_port a taken `port` gives way to the next free one of
+    NEXT_FREE_PORTS.  A bind error is one line on stderr and SystemExit(1).
     """
     configure_logging(color)
     put_working_directory_first()
@@ -3841,7 +5026,7 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
     settings = dict(host=host, port=port, ipv6=ipv6, threading=threading,
                     unix_socket=unix_socket, ssl_context=ssl_context, static=static,
                     limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts,
-                    root_path=root_path)
+                    editor=editor, root_path=root_path)
     if reload and not is_reloader_worker():
         if hasattr(signal, "SIGCHLD"):      # ignored, it would leave no exit status to wait for
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -3853,8 +5038,8 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
                                     limits.shutdown_timeout, reload_interval))
     inner_run(app, settings, reload=reload, reload_interval=reload_interval,
               reload_include=reload_include, reload_exclude=reload_exclude,
-              env_files=env_files, open_browser=open_browser, skip_checks=skip_checks,
-              next_free_port=next_free_port)
+              django_static=django_static, env_files=env_files, open_browser=open_browser,
+              skip_checks=skip_checks, next_free_port=next_free_port)
 
 
 def put_working_directory_first():
@@ -3976,7 +5161,8 @@ def port_holder_linux(port):
 
 
 def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_exclude,
-              env_files=(), open_browser=None, skip_checks=False, next_free_port=False):
+              django_static=True, env_files=(), open_browser=None, skip_checks=False,
+              next_free_port=False):
     """Load the app, serve it until stopped or a reload, as worker or alone."""
     worker = take_worker_environment()
     restarts = int(worker.get(ENV_RESTARTS) or 0)
@@ -3998,13 +5184,14 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         if not worker or restarts == 0:
             print_error("%s." % str(exc).rstrip("."))
             raise SystemExit(USAGE_EXIT_CODE) from None
-        app = error_app("Cannot load %s: %s.\n" % (spec, exc))
+        app = error_app(build_report(None, "Cannot load %s: %s." % (spec, exc)))
     except (Exception, SystemExit) as exc:
         if not worker:
             raise
-        text = format_user_traceback(exc)
-        print(text, file=sys.stderr, end="", flush=True)
-        app = error_app(text)
+        report = build_report(exc, "%s failed to import. Fix it and save: the server "
+                                   "reloads by itself." % spec)
+        print(report.text, file=sys.stderr, end="", flush=True)
+        app = error_app(report)
         app_files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
         if isinstance(exc, SyntaxError) and exc.filename:
             app_files.append(exc.filename)
@@ -4013,8 +5200,11 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         if module_part.endswith(".py"):
             app_files.append(module_part)
 
-    server.app = serving_app(app, settings["static"], settings["root_path"])
+    served = serve_django_static_files(app) if django_static else app
+    server.app = serving_app(served, settings["static"], settings["root_path"])
     server.reload_requested = False
+    if server.debug:
+        let_exceptions_through(app)
     if threading.current_thread() is threading.main_thread():
         interrupts = []
 
@@ -4035,7 +5225,7 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     if reload:          # .env files too, even missing ones: an edit reloads with the new values
         start_file_watcher(server, reload_interval, reload_include, reload_exclude,
                            [path for path in app_files if os.path.isfile(path)] + list(env_files),
-                           worker.get(ENV_WATCHLIST), loading_ns)
+                           worker.get(ENV_WATCHLIST), loading_ns, template_directories(app))
     try:
         server.serve_forever()
     finally:
@@ -4083,18 +5273,6 @@ def print_stopped():
         print("Server stopped.", flush=True)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit
-
-
-def format_user_traceback(exc):
-    """A traceback of the app's import without the frames of the import machinery."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    kept = [frame for frame in frames if frame.filename != __file__
-            and not frame.filename.startswith(("<frozen importlib", "<builtin>/frozen importlib"))
-            and os.path.dirname(frame.filename) != os.path.dirname(importlib.__file__)]
-    lines = ["Traceback (most recent call last):\n"] if kept else []
-    lines += traceback.format_list(kept)
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
 
 
 def describe_app(app):

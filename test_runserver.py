@@ -12,7 +12,9 @@ import collections
 import contextlib
 import email.utils
 import errno
+import gc
 import hashlib
+import html.parser
 import importlib
 import importlib.util
 import io
@@ -831,6 +833,486 @@ class AppErrorTests(ServerTestCase):
         self.assertFalse([m for m in LOG.messages() if "Traceback" in m])
 
 
+
+# ---- The error page (--debug) -------------------------------------------------------
+
+class Element:
+    """A parsed HTML element: its tag, attributes and children (elements and text)."""
+
+    def __init__(self, tag, attrs):
+        self.tag, self.attrs, self.children = tag, dict(attrs), []
+
+    def text(self):
+        return "".join(child if isinstance(child, str) else child.text()
+                       for child in self.children)
+
+    def iter(self):
+        yield self
+        for child in self.children:
+            if isinstance(child, Element):
+                yield from child.iter()
+
+    def find_all(self, tag=None, cls=None, **attrs):
+        return [element for element in self.iter()
+                if (tag is None or element.tag == tag)
+                and (cls is None or cls in element.attrs.get("class", "").split())
+                and all(element.attrs.get(name) == value for name, value in attrs.items())]
+
+    def find(self, tag=None, cls=None, **attrs):
+        found = self.find_all(tag, cls, **attrs)
+        if not found:
+            raise AssertionError("no <%s class=%r %r>" % (tag, cls, attrs))
+        return found[0]
+
+
+class PageParser(html.parser.HTMLParser):
+    """Parses a page into Elements; every tag must be closed where it should be."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+            "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", [])
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, attrs)
+        self.stack[-1].children.append(element)
+        if tag not in self.VOID:
+            self.stack.append(element)
+
+    def handle_endtag(self, tag):
+        if self.stack[-1].tag != tag:
+            raise AssertionError("</%s> closes <%s>" % (tag, self.stack[-1].tag))
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.stack[-1].children.append(data)
+
+
+def parse_page(body):
+    parser = PageParser()
+    parser.feed(body.decode("utf-8"))
+    parser.close()
+    if len(parser.stack) != 1:
+        raise AssertionError("unclosed <%s>" % parser.stack[-1].tag)
+    return parser.root
+
+
+HTML_ACCEPT = b"Accept: text/html,application/xhtml+xml\r\n"
+
+
+class Unrepresentable:
+    def __repr__(self):
+        raise ValueError("no repr <script>here</script>")
+
+
+def hidden_helper(callback):
+    __traceback_hide__ = True
+    return callback()
+
+
+def innermost_failure(cart):
+    total = sum(item["price"] * item["qty"] for item in cart)
+    return total
+
+
+def frames_app(environ, start_response):
+    """User code, a library (json) calling back into user code, a hidden frame."""
+    markup, broken, many = ["<script>alert('local')</script>", Unrepresentable(),
+                            list(range(100000))]
+    return json.loads('{"a": 1}', object_hook=lambda obj: hidden_helper(
+        lambda: innermost_failure([{"price": 3, "qty": 2}, {"price": 5}])))
+
+
+def chained_app(environ, start_response):
+    path = environ["PATH_INFO"]
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        if path == "/cause":
+            raise RuntimeError("explicit cause") from exc
+        if path == "/suppressed":
+            raise RuntimeError("context suppressed") from None
+        raise RuntimeError("implicit context")
+
+
+def repeat_failure():
+    raise LookupError("the same failure")
+
+
+def retry(depth):
+    """Fails, then fails again while handling it, at every level: like a
+    framework that retries an import while building its error response."""
+    try:
+        if depth:
+            retry(depth - 1)
+        else:
+            repeat_failure()
+    except LookupError:
+        repeat_failure()
+
+
+def repeating_chain_app(environ, start_response):
+    retry(9)
+
+
+def recursion_app(environ, start_response):
+    def down(depth):
+        return down(depth + 1)
+    return down(0)
+
+
+def heavy_recursion_app(environ, start_response):
+    """Mutual recursion (not folded), with big local variables in every frame."""
+    def ping(depth):
+        a, b, c, d, e, f, g, h, i, j, k, m = ["<&>" * 5000] * 12
+        return pong(depth + 1)
+
+    def pong(depth):
+        n, o, p, q, r, s, t, u, v, w, x, y = ["<&>" * 5000] * 12
+        return ping(depth + 1)
+    return ping(0)
+
+
+def group_app(environ, start_response):
+    first = ValueError("first <member>")
+    first.add_note("a note <b>about</b> it")
+    raise ExceptionGroup("two failures", [first, TypeError("second member")])
+
+
+class ErrorPageTests(ServerTestCase, CLITestCase):
+    """The error page: the traceback model rendered as HTML and as text."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def page(self, app, path="/", extra=b"", **options):
+        """GET `path` from a --debug server of `app` as a browser; the parsed page."""
+        options.setdefault("debug", True)
+        response = self.request(self.start_server(app, **options),
+                                get(path, extra=HTML_ACCEPT + extra))
+        self.assertEqual(response.status, 500)
+        self.assertTrue(response.header("content-type").startswith("text/html"))
+        self.assertLessEqual(len(response.body), runserver.PAGE_LIMIT)
+        return parse_page(response.body)
+
+    def frames(self, page):
+        """(file name, function, open, library) of the page's frames, outermost first."""
+        return [(frame.find(cls="place").text().rpartition(":")[0].rpartition("/")[2],
+                 frame.find(cls="function").text() if frame.find_all(cls="function") else "",
+                 "open" in frame.attrs, "library" in frame.attrs["class"].split())
+                for frame in page.find_all("details", cls="frame")]
+
+    def variables(self, frame):
+        return {row.find("th").text(): row.find("td") for row in frame.find_all("tr")}
+
+    def test_sections_summary_and_the_copy_paste_text(self):
+        page = self.page(frames_app)
+        self.assertEqual(page.find("h1").text(), "KeyError")
+        self.assertEqual(page.find("p", cls="message").text(), "'qty'")
+        where = page.find("p", cls="where").text()
+        self.assertRegex(where, r"^test_runserver\.py:\d+ in (innermost_failure\.<locals>\.)?"
+                                r"<genexpr>$")
+        facts = page.find("dl", cls="facts").text()
+        for fact in ("GET http://127.0.0.1/", sys.executable, sys.version.split()[0]):
+            self.assertIn(fact, facts)
+        self.assertIn(runserver.SERVER_SOFTWARE, page.find("p", cls="status").text())
+        for section in ("traceback", "request", "python", "text"):
+            page.find("section", id=section)
+        text = page.find("textarea").text()
+        self.assertTrue(text.startswith("Traceback (most recent call last):"), text)
+        self.assertIn("in innermost_failure", text)
+        self.assertTrue(text.rstrip().endswith("KeyError: 'qty'"), text)
+        self.assertNotIn("/runserver.py", page.find("section", id="traceback").text() + text)
+        LOG.wait_for(r"Error in the app")
+        self.assertIn(text.rstrip(), LOG.wait_for(r"Error in the app"))   # what the log got
+
+    def test_frames_shown_collapsed_and_hidden(self):
+        page = self.page(frames_app)
+        frames = self.frames(page)
+        names = [function for filename, function, opened, library in frames]
+        self.assertNotIn("hidden_helper", names)                 # __traceback_hide__
+        self.assertNotIn("run_app", names)                       # runserver.py's own
+        self.assertEqual(names[0], "frames_app")
+        library = [name for name, *rest in frames if rest[2]]      # json's (PyPy's has more)
+        self.assertGreaterEqual(len(library), 3)
+        self.assertLessEqual(set(library), {"__init__.py", "decoder.py", "scanner.py"})
+        self.assertEqual([function for filename, function, opened, library in frames
+                          if opened], ["innermost_failure.<locals>.<genexpr>"
+                                       if sys.version_info >= (3, 11) else "<genexpr>"])
+        group = page.find("details", cls="library")
+        self.assertNotIn("open", group.attrs)
+        self.assertRegex(group.find("summary").text(), r"^\d+ library frames? json")
+        focus = page.find("details", cls="focus")
+        current = focus.find("span", cls="current")
+        self.assertIn('item["price"] * item["qty"]', current.text())
+        numbers = [int(line.find("i").text()) for line in focus.find("pre").find_all("span")]
+        line = int(current.find("i").text())
+        self.assertEqual(numbers, list(range(line - 5, line + 6)))
+        if sys.version_info >= (3, 11):
+            self.assertEqual(current.find("mark").text(), 'item["qty"]')
+
+    def test_local_variables_sorted_bounded_and_a_raising_repr(self):
+        page = self.page(frames_app)
+        outer = page.find_all("details", cls="frame")[0]
+        variables = self.variables(outer)
+        names = list(variables)
+        self.assertEqual(names, sorted(names))
+        self.assertIn("environ", names)
+        self.assertLess(len(variables["many"].text()), runserver.VALUE_LIMIT + 100)
+        self.assertIn("failed", variables["broken"].attrs["class"])
+        self.assertEqual(variables["broken"].text(),
+                         "repr() raised ValueError: no repr <script>here</script>")
+        self.assertEqual(len(outer.find_all(cls="failed")), 1)
+
+    def test_everything_is_escaped(self):
+        def app(environ, start_response):
+            markup = "<script>alert('local')</script>"
+            raise ValueError(markup.replace("local", "message"))
+        response = self.request(self.start_server(app, debug=True),
+                                get("/<script>", extra=HTML_ACCEPT
+                                    + b"X-Note: <script>alert('header')</script>\r\n"))
+        page = parse_page(response.body)
+        self.assertEqual(len(page.find_all("script")), 1)        # the page's own
+        self.assertEqual(page.find("p", cls="message").text(),
+                         "<script>alert('message')</script>")
+        text = page.text()
+        for where in ("local", "header"):
+            self.assertIn("<script>alert('%s')</script>" % where, text)
+        self.assertNotIn(b"<script>alert", response.body)
+
+    def test_secrets_are_masked_in_the_request_and_in_variables(self):
+        secrets = ["Bearer abcdef123456", "s3ss10nvalue", "k3y-v4lu3-xyz", "t0k3n-in-query"]
+        page = self.page(frames_app, "/?token=t0k3n-in-query&q=visible",
+                         extra=b"Authorization: Bearer abcdef123456\r\n"
+                               b"Cookie: sessionid=s3ss10nvalue; theme=dark\r\n"
+                               b"X-Api-Key: k3y-v4lu3-xyz\r\n")
+        text = page.text()
+        self.assertEqual([secret for secret in secrets if secret in text], [])
+        request = page.find("section", id="request")
+        rows = {row.find("th").text(): row.find("td") for row in request.find_all("tr")}
+        for name in ("Authorization", "Cookie", "X-Api-Key", "token", "sessionid",
+                     "HTTP_AUTHORIZATION", "HTTP_COOKIE"):
+            self.assertEqual(rows[name].text(), "********", name)
+        self.assertEqual(rows["q"].text(), "visible")
+        self.assertEqual(rows["theme"].text(), "dark")
+        self.assertIn("HTTP_X_API_KEY': '********'", self.variables(
+            page.find_all("details", cls="frame")[0])["environ"].text())
+
+    def test_a_short_secret_in_the_query_is_masked_in_the_url_too(self):
+        page = self.page(frames_app, "/?page=2&token=abc&api_key=k1")
+        text = page.text()
+        self.assertNotIn("token=abc", text)
+        self.assertNotIn("api_key=k1", text)
+        self.assertIn("token=********", text)
+        self.assertIn("page=2", text)
+
+    def test_an_environ_value_whose_repr_changes_the_environ(self):
+        class LazyRequest:          # Bottle's request object caches what it parses there
+            def __init__(self, environ):
+                self.environ = environ
+
+            def __repr__(self):
+                self.environ.setdefault("lazy.parsed", "yes")
+                return "<LazyRequest>"
+
+        def app(environ, start_response):
+            environ["lazy.request"] = LazyRequest(environ)
+            raise RuntimeError("with a lazy request")
+        page = self.page(app)
+        self.assertIn("<LazyRequest>", page.find("section", id="request").text())
+
+    def test_the_request_body_is_not_read(self):
+        def app(environ, start_response):
+            raise RuntimeError("before reading the body")
+        server = self.start_server(app, debug=True)
+        body = b"field=" + b"BODY-MARKER".replace(b"-", b"")     # not in this source line
+        response = self.request(server, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + HTML_ACCEPT
+                                + b"Content-Type: application/x-www-form-urlencoded\r\n"
+                                + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertNotIn(b"BODYMARKER", response.body)
+        self.assertIn("was not read", parse_page(response.body).find("section", id="request")
+                      .text())
+
+    def test_chained_exceptions(self):
+        for path, messages, link in [
+                ("/cause", ["KeyError", "RuntimeError"], "direct cause"),
+                ("/context", ["KeyError", "RuntimeError"], "During handling"),
+                ("/suppressed", ["RuntimeError"], None)]:
+            with self.subTest(path=path):
+                page = self.page(chained_app, path)
+                blocks = page.find_all("div", cls="exception")
+                self.assertEqual([block.find("span", cls="type").text() for block in blocks],
+                                 messages)
+                links = page.find_all("p", cls="chain")
+                self.assertEqual(len(links), 1 if link else 0)
+                if link:
+                    self.assertIn(link, links[0].text())
+                    self.assertIn("KeyError: 'missing'", page.find("header").text())
+                    self.assertIn(link, page.find("textarea").text())
+
+    def test_a_chain_repeating_the_same_failure_is_folded(self):
+        page = self.page(repeating_chain_app, quiet=False)
+        blocks = page.find_all("div", cls="exception")
+        self.assertEqual(len(blocks), 3)            # the first, 8 folded into one, the last
+        self.assertIn("raised 8 more times", blocks[1].find("p", cls="folded").text())
+        log = LOG.wait_for(r"Error in the app")
+        self.assertEqual(log.count("During handling of the above exception"), 2, log)
+        self.assertIn("raised 8 more times, each while handling the one before", log)
+
+    def test_recursion_is_folded_and_the_page_bounded(self):
+        page = self.page(recursion_app)
+        frames = self.frames(page)
+        self.assertEqual([function for filename, function, *rest in frames],
+                         ["recursion_app", "recursion_app.<locals>.down"
+                          if sys.version_info >= (3, 11) else "down"])
+        count = int(page.find("span", cls="repeat").text().split()[-1])
+        self.assertGreater(count, 100)
+        depth = self.variables(page.find("details", cls="focus"))["depth"].text()
+        self.assertEqual(int(depth), count - 1)     # the innermost frame's variables
+        self.assertIn("[Previous line repeated %d more times]" % (count - 1),
+                      page.find("textarea").text())
+
+    def test_a_huge_traceback_stays_under_the_page_limit(self):
+        server = self.start_server(heavy_recursion_app, debug=True)
+        response = self.request(server, get(extra=HTML_ACCEPT))
+        self.assertLessEqual(len(response.body), runserver.PAGE_LIMIT)
+        page = parse_page(response.body)
+        self.assertIn("frames not shown", page.text())
+        self.assertEqual(page.find("h1").text(), "RecursionError")
+        text = self.request(server, get())
+        self.assertLessEqual(len(text.body), runserver.PAGE_LIMIT)
+
+    @unittest.skipIf(sys.version_info < (3, 11), "exception groups and notes are 3.11+")
+    def test_exception_groups_and_notes(self):
+        page = self.page(group_app)
+        self.assertEqual(page.find("h1").text(), "ExceptionGroup")
+        members = page.find_all("div", cls="member")
+        self.assertEqual([member.find("span", cls="type").text() for member in members],
+                         ["ValueError", "TypeError"])
+        self.assertEqual(members[0].find("p", cls="note").text(), "a note <b>about</b> it")
+        text = page.find("textarea").text()
+        self.assertIn("  + Exception Group Traceback (most recent call last):", text)
+        self.assertIn("    | ValueError: first <member>\n    | a note <b>about</b> it", text)
+
+    def test_error_while_the_response_streams_is_cut_and_logged(self):
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            yield b"first"
+            raise RuntimeError("mid-stream failure")
+        data = self.exchange(self.start_server(app, debug=True), get(extra=HTML_ACCEPT))
+        self.assertIn(b"5\r\nfirst\r\n", data)
+        self.assertFalse(data.endswith(b"0\r\n\r\n"))
+        log = LOG.wait_for(r"Error in the app")
+        self.assertRegex(log, r"line \d+, in (\S+\.)?app\n")
+        self.assertIn("RuntimeError: mid-stream failure", log)
+        self.assertNotIn("/runserver.py", log)
+        LOG.wait_for(r"response cut short")
+
+    def test_the_access_log_counts_the_bytes_of_a_500(self):
+        for debug, accept in ((True, HTML_ACCEPT), (True, b""), (False, b"")):
+            with self.subTest(debug=debug, accept=accept):
+                LOG.clear()
+                server = self.start_server(chained_app, debug=debug, quiet=False)
+                response = self.request(server, get(extra=accept))
+                line = LOG.wait_for(r'"GET / HTTP/1.1" 500')
+                self.assertRegex(line, r'" 500 %d ' % len(response.body))
+
+    def test_editor_links(self):
+        page = self.page(frames_app, editor="vscode://file/{path}:{line}")
+        focus = page.find("details", cls="focus")
+        link = focus.find("a")
+        self.assertRegex(link.attrs["href"],
+                         r"^vscode://file/.*/test_runserver\.py:\d+$")
+        self.assertOneLineError(["--editor", "vscode://file/{file}"], 2, "{path}")
+        self.assertOneLineError(["--editor", "vscode://file/"], 2, "{path}")
+
+    # -- the page when the app is not running: import errors, a crashed worker --
+
+    def cli_page(self, process, accept=HTML_ACCEPT):
+        response = http_get(process.port(), headers=accept)
+        self.assertEqual(response.status, 500)
+        return parse_page(response.body) if accept else response.body.decode()
+
+    def test_import_error_page(self):
+        self.write("helper.py", "SETTING = 1\n\ndef load():\n    return {}['missing']\n")
+        self.write("app.py", "import helper\nhelper.load()\n\ndef app(environ, start_response):\n"
+                             "    pass\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        page = self.cli_page(process)
+        self.assertIn("app:app failed to import", page.find("p", cls="title").text())
+        self.assertEqual(page.find("h1").text(), "KeyError")
+        self.assertEqual([name for name, function, *rest in self.frames(page)],
+                         ["app.py", "helper.py"])
+        self.assertEqual(page.find("details", cls="focus").find("span", cls="current")
+                         .text().strip(), "4    return {}['missing']")
+        self.assertIn("Traceback (most recent call last):", page.find("textarea").text())
+        self.assertIn("Traceback (most recent call last):", self.cli_page(process, b""))
+        self.assertEqual(process.output().count("Traceback"), 1, process.output())
+
+    def test_syntax_error_page(self):
+        self.write("app.py", "import os\n\n\ndef app(environ, start_response):\n"
+                             "    return [os.sep.encode(]\n\n\nvalue = 1\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        page = self.cli_page(process)
+        self.assertEqual(page.find("h1").text(), "SyntaxError")
+        where = page.find("p", cls="where").text()
+        self.assertEqual(where, "app.py:5: return [os.sep.encode(]")
+        frame = page.find("details", cls="focus")
+        self.assertEqual([int(line.find("i").text()) for line in frame.find("pre").find_all("span")],
+                         [1, 2, 3, 4, 5, 6, 7, 8])       # 5 lines either side, as far as they go
+        self.assertEqual(frame.find("span", cls="current").find("i").text(), "5")
+        self.assertIn("^", self.cli_page(process, b""))
+        self.assertEqual(frame.find("mark").text()[:1], "]")
+
+    def test_a_crashed_worker_gets_the_page_too(self):
+        self.write("app.py", "import os\n\ndef app(environ, start_response):\n    os._exit(7)\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        with self.assertRaises((EOFError, ConnectionError)):
+            http_get(process.port())
+        process.wait_for(r"save a file to restart it")
+        page = self.cli_page(process)
+        self.assertEqual(page.find("h1").text(),
+                         "The server process exited with status 7; save a file to restart it.")
+        self.assertEqual(page.find_all("section", id="text"), [])      # no traceback to copy
+
+    def test_without_debug_the_import_error_page_is_a_note(self):
+        self.write("app.py", "raise RuntimeError('secret detail')\n")
+        process = self.start("app:app", "127.0.0.1:0", "--no-debug")
+        self.assertNotIn("secret detail", self.cli_page(process, b""))
+        self.assertIn("secret detail", process.output())
+
+    def test_flask_app_gets_propagate_exceptions(self):
+        # A stand-in for Flask: its class is flask.app.Flask, and it answers a
+        # view's exception with its own 500 unless PROPAGATE_EXCEPTIONS is true.
+        self.write("flask/__init__.py", "from .app import Flask\n")
+        self.write("flask/app.py", "class Flask:\n"
+                                   "    def __init__(self, **config):\n"
+                                   "        self.config = dict(PROPAGATE_EXCEPTIONS=None)\n"
+                                   "        self.config.update(config)\n"
+                                   "    def __call__(self, environ, start_response):\n"
+                                   "        try:\n"
+                                   "            raise KeyError('view failed')\n"
+                                   "        except KeyError:\n"
+                                   "            if self.config['PROPAGATE_EXCEPTIONS']:\n"
+                                   "                raise\n"
+                                   "            start_response('500 Oops', [])\n"
+                                   "            return [b'generic']\n")
+        self.write("site.py", "")
+        self.write("hello.py", "import flask\nclass App(flask.Flask): pass\n"
+                               "app = App()\nkept = App(PROPAGATE_EXCEPTIONS=False)\n")
+        for spec, options, body in [("hello:app", [], "view failed"),
+                                    ("hello:app", ["--no-debug"], "generic"),
+                                    ("hello:kept", [], "generic")]:
+            with self.subTest(spec=spec, options=options):
+                process = self.start(spec, "127.0.0.1:0", "--noreload", *options)
+                self.assertIn(body, http_get(process.port()).body.decode())
+                process.kill()
+
+
 class FileWrapperTests(ServerTestCase):
 
     def setUp(self):
@@ -1494,6 +1976,9 @@ class LoadTests(ServerTestCase):
                 digest.update(data)
                 total += len(data)
                 if total % (16 << 20) == 0:
+                    # What the server still holds, not garbage a tracing GC (PyPy's)
+                    # has yet to collect: on CPython this frees nothing more.
+                    gc.collect()
                     app.peak = max(app.peak, rss())
             result = ("%d %s" % (total, digest.hexdigest())).encode()
             start_response("200 OK", [("Content-Length", str(len(result)))])
@@ -2932,6 +3417,46 @@ class FileWatcherTests(unittest.TestCase):
         self.write("app.py", "VERSION = 2\n", self.base_ns + 10**9)
         self.assertEqual(watcher.poll(), [self.path])
 
+    def test_templates_directories_beside_the_project_modules(self):
+        page = self.write("templates/shop/page.html", "<p>1</p>")
+        installed = self.write("site/package/module.py", "")
+        self.write("site/package/templates/base.html", "")
+        watcher = runserver.FileWatcher(extra_files=[self.path, installed], watch_modules=False)
+        watcher.site_dirs = (os.path.join(self.directory, "site", ""),)   # as if site-packages
+        self.assertEqual(watcher.poll(), [])
+        self.assertEqual(watcher.watched(), {self.path, installed, page})
+        self.write("templates/shop/page.html", "<p>2</p>", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [page])
+        added = self.write("templates/new.html", "")
+        self.assertEqual(self.poll_slow_turn(watcher), [added])
+
+    def test_reload_exclude_wins_over_templates_directories(self):
+        page = self.write("templates/page.html", "")
+        self.write("templates/.page.html.swp", "")
+        watcher = self.watcher(exclude=["*.swp"])
+        self.assertEqual(watcher.watched(), {self.path, page})
+        self.write("templates/.page.html.swp", "x", self.base_ns + 10**9)
+        self.write("templates/.new.html.swp", "")
+        self.assertEqual(self.poll_slow_turn(watcher), [])
+        self.write("templates/page.html", "x", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [page])
+
+    def test_template_dirs_found_later_count_only_files_modified_since(self):
+        # A directory found after the first look (a module imported late, or the
+        # directory made since): its files are changes only if modified since.
+        views, more = os.path.join(self.directory, "views"), os.path.join(self.directory, "more")
+        watcher = self.watcher(template_dirs=[views, more])
+        old = self.write("elsewhere/old.html", "")
+        os.rename(os.path.dirname(old), views)
+        old = os.path.join(views, "old.html")
+        self.assertEqual(self.poll_slow_turn(watcher), [])
+        self.assertIn(old, watcher.watched())
+        made = self.write("more/made.html", "", watcher.looked_ns + 1)   # since the last
+        self.assertEqual(watcher.poll(), [])            # look, but before the last poll
+        self.assertEqual(self.poll_slow_turn(watcher), [made])
+        self.write("views/old.html", "x", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [old])
+
     LITTER = [  # what editors, VCS, tools and the app leave in a project, never watched
         "templates/.page.html.swp", "templates/.page.html.swx", "templates/page.html.swo",
         "templates/page.html~", "templates/#page.html#", "templates/.#page.html",
@@ -3543,9 +4068,180 @@ class LoadAppTests(CLITestCase):
             runserver.load_app("specs_d")
 
 
-# ---- Frameworks: Django's checks ---------------------------------------------------
+# ---- Frameworks ---------------------------------------------------------------------
 
-DJANGO_PROJECT = {
+# A stand-in for Flask, recognised as runserver.py recognises Flask (the class
+# flask.Flask): template folders relative to a root path, blueprints with theirs.
+FLASK_STUB = '''\
+import os, sys
+
+class Flask:
+    def __init__(self, import_name, template_folder="templates"):
+        self.root_path = os.path.dirname(os.path.abspath(sys.modules[import_name].__file__))
+        self.template_folder = template_folder
+        self.blueprints = {}
+
+    def register_blueprint(self, blueprint):
+        self.blueprints[blueprint.name] = blueprint
+
+    def __call__(self, environ, start_response):
+        body = b"pid=%d" % os.getpid()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+class Blueprint(Flask):
+    def __init__(self, name, import_name, template_folder=None):
+        super().__init__(import_name, template_folder)
+        self.name = name
+'''
+
+FLASK_SHAPED_APP = '''\
+import flask
+import shop.views
+
+app = flask.Flask(__name__, template_folder="pages")
+app.register_blueprint(flask.Blueprint("admin", "shop.views", template_folder="admin_pages"))
+'''
+
+
+class FrameworkTemplateTests(CLITestCase):
+    """Template folders a framework names, and templates directories, reload the app."""
+
+    def test_template_directories_of_a_flask_shaped_app(self):
+        flask_class = type("Flask", (), {"__module__": "flask.app", "template_folder": "pages",
+                                          "root_path": "/project"})
+        blueprint = type("Blueprint", (), {"template_folder": "/elsewhere/admin",
+                                           "root_path": "/project/admin"})()
+        app = flask_class()
+        app.blueprints = {"admin": blueprint, "api": type("Blueprint", (), {})()}
+        self.assertEqual(runserver.template_directories(app), ["/project/pages", "/elsewhere/admin"])
+        self.assertEqual(runserver.template_directories(hello_app), [])
+
+    def test_a_template_edit_reloads_the_worker_and_exclude_wins(self):
+        self.write("flask/__init__.py", FLASK_STUB)
+        self.write("shop/__init__.py", "")
+        self.write("shop/views.py", "")
+        self.write("app.py", FLASK_SHAPED_APP)
+        edits = [self.write(name, "v1") for name in (
+            "pages/index.html", "shop/admin_pages/users.html", "shop/templates/shop/item.html")]
+        swap = self.write("pages/.index.html.swp", "v1")
+        process = self.start("app:app", "127.0.0.1:0", "--reload-interval", "0.05",
+                             "--reload-exclude", "*.swp", env={"PYTHONDONTWRITEBYTECODE": ""})
+        port = process.port()
+        pid = http_get(port).body
+        for index, path in enumerate(edits):
+            with self.subTest(path=path):
+                if index == 1:
+                    self.write(swap, "v2")
+                self.write(path, "v2")
+                process.wait_for(re.escape(path) + r" changed, reloading\.$")
+                deadline = time.monotonic() + TIMEOUT
+                while http_get(port).body == pid:       # the new worker answers
+                    self.assertLess(time.monotonic(), deadline, process.output())
+                    time.sleep(0.01)
+                pid = http_get(port).body
+        reloads = [line for line in process.output().splitlines() if "changed, reloading" in line]
+        self.assertEqual(len(reloads), len(edits), process.output())
+
+
+DJANGO_SETTINGS = '''\
+import os
+
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET_KEY = "only-for-tests"
+DEBUG = os.environ.get("SITE_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = ["django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
+                  "django.contrib.sessions", "django.contrib.messages",
+                  "django.contrib.staticfiles"]
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+              "django.contrib.auth.middleware.AuthenticationMiddleware",
+              "django.contrib.messages.middleware.MessageMiddleware"]
+ROOT_URLCONF = "mysite.urls"
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [os.path.join(BASE_DIR, "pages")],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                       "django.contrib.auth.context_processors.auth",
+                                       "django.contrib.messages.context_processors.messages"]},
+}]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": os.path.join(BASE_DIR, "db.sqlite3")}}
+STATIC_URL = "static/"
+MEDIA_URL = os.environ.get("SITE_MEDIA_URL", "media/")
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+'''
+
+DJANGO_URLS = '''\
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import TemplateView
+
+urlpatterns = [path("admin/", admin.site.urls),
+               path("", TemplateView.as_view(template_name="home.html"))]
+'''
+
+DJANGO_WSGI = '''\
+import os
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()
+'''
+
+
+@unittest.skipUnless(importlib.util.find_spec("django"),
+                     "Django is not installed for this Python (.ci/run runs these tests in a "
+                     "virtualenv with Django)")
+class DjangoTests(CLITestCase):
+    """A minimal Django project, made here, served as `manage.py runserver` serves it."""
+
+    def setUp(self):
+        super().setUp()
+        self.write("mysite/__init__.py", "")
+        self.write("mysite/settings.py", DJANGO_SETTINGS)
+        self.write("mysite/urls.py", DJANGO_URLS)
+        self.write("mysite/wsgi.py", DJANGO_WSGI)
+        self.write("pages/home.html", "<h1>home v1</h1>")
+
+    def test_static_files_are_served_when_debug_is_on_unless_nostatic(self):
+        for debug, options, status in [("1", [], 200), ("1", ["--nostatic"], 404),
+                                       ("0", [], 404), ("0", ["--noreload"], 404),
+                                       ("1", ["--noreload"], 200)]:
+            with self.subTest(debug=debug, options=options):
+                process = self.start("mysite.wsgi", "127.0.0.1:0", *options,
+                                     env={"SITE_DEBUG": debug})
+                response = http_get(process.port(), "/static/admin/css/base.css")
+                self.assertEqual(response.status, status, process.output())
+                if status == 200:
+                    self.assertTrue(response.header("Content-Type").startswith("text/css"))
+                self.assertEqual(http_get(process.port()).status, 200)     # the app itself
+                process.kill()
+
+    def test_static_settings_django_refuses_are_one_line_and_the_app_runs(self):
+        process = self.start("mysite.wsgi", "127.0.0.1:0", "--noreload",
+                             env={"SITE_DEBUG": "1", "SITE_MEDIA_URL": "static/"})
+        self.assertEqual(http_get(process.port()).status, 200)
+        process.wait_for(r"Not serving static files: The MEDIA_URL and STATIC_URL settings "
+                         r"must have different values\.?$")
+        self.assertNotIn("Traceback", process.output())
+
+    def test_a_template_edit_in_templates_dirs_reloads(self):
+        process = self.start("mysite.wsgi", "127.0.0.1:0", "--reload-interval", "0.05",
+                             env={"SITE_DEBUG": "1", "PYTHONDONTWRITEBYTECODE": ""})
+        port = process.port()
+        self.assertIn(b"home v1", http_get(port).body)
+        path = self.write("pages/home.html", "<h1>home v2</h1>")
+        process.wait_for(re.escape(path) + r" changed, reloading\.$")
+        deadline = time.monotonic() + TIMEOUT
+        while b"home v2" not in http_get(port).body:
+            self.assertLess(time.monotonic(), deadline, process.output())
+            time.sleep(0.01)
+
+
+DJANGO_CHECKS_PROJECT = {
     "mysite/__init__.py": "",
     "mysite/settings.py": """\
 import os
@@ -3593,12 +4289,12 @@ def demo_check(app_configs, **kwargs):
 @unittest.skipIf(importlib.util.find_spec("django") is None,
                  "Django is not installed for this Python (.ci/run runs these tests in a "
                  "virtualenv with Django)")
-class DjangoTests(CLITestCase):
+class DjangoCheckTests(CLITestCase):
     """Django's system checks and unapplied migrations, on a generated project."""
 
     def setUp(self):
         super().setUp()
-        for name, text in DJANGO_PROJECT.items():
+        for name, text in DJANGO_CHECKS_PROJECT.items():
             self.write(name, text)
 
     def test_check_runs_the_system_checks_and_tells_of_unapplied_migrations(self):
@@ -3630,7 +4326,7 @@ class DjangoTests(CLITestCase):
         self.assertEqual(http_get(port).body, b"django v1")
         process.wait_for(r"demo\.W001")
         process.wait_for(r"migrations are not applied yet")
-        self.write("mysite/urls.py", DJANGO_PROJECT["mysite/urls.py"].replace("v1", "v2"))
+        self.write("mysite/urls.py", DJANGO_CHECKS_PROJECT["mysite/urls.py"].replace("v1", "v2"))
         wait_until(lambda: http_get(port).body == b"django v2")
         wait_until(lambda: process.output().count("demo.W001") == 2
                    and process.output().count("migrations are not applied yet") == 2)
