@@ -11,9 +11,11 @@ into your project if you like; it imports nothing outside the standard library.
 Map of the file, in reading order:
 
     constants and limits          Limits
-    HTTP grammar and parsing      BadRequest, parse_request_head(), parse_chunk_header()
+    HTTP grammar and parsing      BadRequest, parse_request_head(), parse_chunk_header(),
+                                    parse_forwarded() (RFC 7239)
     request body readers          ContentLengthInput, read_chunked_body()
-    WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler)
+    WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler);
+                                    behind a proxy: ProxyTrust, forwarded_environ()
     error reports                 build_report(): a traceback as plain data (Report,
                                     ExceptionInfo, Frame), and as Python's text
     pages                         fill() and the page templates; render_error() makes
@@ -115,6 +117,11 @@ LISTEN_BACKLOG = 1024           # connections that wait while a worker restarts
 FIRST_REQUEST_GRACE = 0.2       # a connection this new is not idle: its request is on the way
 ACCEPT_RETRY_DELAY = 0.05       # out of file descriptors: the wait before accepting again
 SERVER_SOFTWARE = "runserver.py/%s Python/%s" % (__version__, sys.version.split()[0])
+# --forwarded-allow-ips: the proxies whose forwarding headers --proxy-headers
+# believes by default: this machine's, over loopback or a unix socket.
+DEFAULT_FORWARDED_ALLOW_IPS = ("127.0.0.0/8", "::1", "unix")
+FORWARDED_ORIGINAL = "runserver.original."   # + REMOTE_ADDR...: the connection's own values
+
 
 USAGE_EXIT_CODE = 2             # the user's mistake: bad option, unknown module...
 RELOAD_EXIT_CODE = 3            # a worker asking its supervisor for a new worker
@@ -222,6 +229,27 @@ STR_TOKEN = re.compile(TOKEN.decode())
 # beyond latin-1 (a class listed this way, not negated, compiles in microseconds).
 STR_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 STATUS = re.compile(r"([2-9][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*")
+
+# RFC 7239: the Forwarded header (section 4) and the node of its for= (section 6),
+# the form X-Forwarded-For's entries take too (there an IPv6 address may also go
+# bare, and nginx writes "unix:" for a unix-socket peer).  Only --proxy-headers
+# needs them: compiled when first used (re caches them), not at every worker's
+# start.  Whitespace after a comma is matched only before an element, so that
+# no input matches two ways (which would backtrack exponentially).
+FORWARDED_VALUE = r"(?:%s|%s)" % (TOKEN.decode(), QUOTED_STRING.decode())
+FORWARDED_PAIR = r"%s=%s" % (TOKEN.decode(), FORWARDED_VALUE)
+FORWARDED_ELEMENT = r"(?:%s)?(?:;(?:%s)?)*" % (FORWARDED_PAIR, FORWARDED_PAIR)
+FORWARDED_NONEMPTY_ELEMENT = r"(?:%s(?:;(?:%s)?)*|(?:;(?:%s)?)+)" % ((FORWARDED_PAIR,) * 3)
+FORWARDED = r"%s(?:[ \t]*,(?:[ \t]*%s)?)*" % (FORWARDED_ELEMENT, FORWARDED_NONEMPTY_ELEMENT)
+FORWARDED_PARTS = r"(%s)=(%s)|," % (TOKEN.decode(), FORWARDED_VALUE)   # a pair, or a comma
+OBFUSCATED_ID = r"_[A-Za-z0-9._-]+"
+NODE = (r"(?:([0-9]{1,3}(?:\.[0-9]{1,3}){3})|\[([0-9A-Fa-f:.]+)\]|((?i:unknown))|(%s))"
+        r"(?::([0-9]{1,5}|%s))?" % (OBFUSCATED_ID, OBFUSCATED_ID))
+BARE_IPV6 = r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*"
+UNIX_NODE = r"unix:[^\x00-\x20,]*"
+LIST_SEPARATOR = r"[ \t]*,[ \t]*"
+SCHEME_PORTS = {"http": "80", "https": "443"}
+PROXY_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 # A timed-out socket operation: Python's timeout, or the kernel's SO_RCVTIMEO
 # and SO_SNDTIMEO on a blocking socket (which raise EAGAIN).
@@ -481,6 +509,94 @@ def parse_chunk_header(line):
     return int(match.group(1), 16)
 
 
+def parse_forwarded(value):
+    """The elements of a Forwarded header (RFC 7239), leftmost first, each a
+    dict of its parameters: names in lower case, values unquoted."""
+    if re.fullmatch(FORWARDED, value) is None:
+        hint = ' (an IPv6 address goes quoted, in brackets: for="[2001:db8::1]")' \
+            if re.search(r"(?i)for=[0-9a-f]*:", value) else ""
+        raise BadRequest(400, 'malformed Forwarded header "%s"%s'
+                         % (escape_control(value[:100]), hint))
+    elements = [{}]
+    for match in re.finditer(FORWARDED_PARTS, value):
+        name, text = match.groups()
+        if name is None:
+            elements.append({})
+            continue
+        name = name.lower()
+        if name in elements[-1]:
+            raise BadRequest(400, "%s= twice in one element of a Forwarded header" % name)
+        if text[:1] == '"':
+            text = re.sub(r"\\(.)", lambda escape: escape.group(1), text[1:-1], flags=re.S)
+        elements[-1][name] = text
+    return [element for element in elements if element]
+
+
+def parse_node(text, header):
+    """A client or proxy named in a forwarding header (RFC 7239's node) as
+    REMOTE_ADDR and REMOTE_PORT would hold it: (address, port or None).  The
+    address may be "unknown" or an identifier like _proxy1 that hides one."""
+    match = re.fullmatch(NODE, text)
+    ipv4 = ipv6 = port = None
+    if match is not None:
+        ipv4, ipv6, unknown, hidden, port = match.groups()
+        address = ipv4 or ipv6 or unknown or hidden
+        if port is not None and port.isdigit() and int(port) > 65535:
+            address = None
+    elif header == "X-Forwarded-For" and re.fullmatch(UNIX_NODE, text):
+        return text, None
+    elif header == "X-Forwarded-For" and re.fullmatch(BARE_IPV6, text):
+        address = ipv6 = text
+    else:
+        address = None
+    if ipv4 or ipv6:
+        import ipaddress
+        try:
+            if ipaddress.ip_address(address).version != (4 if ipv4 else 6):
+                address = None
+        except ValueError:
+            address = None
+    if address is None:
+        raise BadRequest(400, '%s: "%s" is not an IP address (nor "unknown" or an identifier '
+                              'like _proxy1), with a port if any'
+                         % (header, escape_control(text[:100])))
+    return address, port
+
+
+def forwarded_scheme(value, header):
+    """wsgi.url_scheme for a forwarded protocol: http or https (ws and wss are those)."""
+    scheme = PROXY_SCHEMES.get(value.lower())
+    if scheme is None:
+        raise BadRequest(400, '%s: "%s" is not http or https'
+                         % (header, escape_control(value[:100])))
+    return scheme
+
+
+def forwarded_host(value, header):
+    """A forwarded Host value, checked as a Host header is."""
+    if value[:1] in ("", ":") or HOST.fullmatch(value.encode("latin-1")) is None:
+        raise BadRequest(400, '%s: "%s" is not a host name or address, with a port if any'
+                         % (header, escape_control(value[:100])))
+    return value
+
+
+def forwarded_port(value, header):
+    """A forwarded port number, as SERVER_PORT holds it."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) <= 65535):
+        raise BadRequest(400, '%s: "%s" is not a port number'
+                         % (header, escape_control(value[:100])))
+    return value
+
+
+def split_host(host):
+    """A Host value as (name, port); the port is "" if none is given."""
+    if host.startswith("["):
+        end = host.find("]") + 1
+        return host[:end], host[end + 1:]
+    name, _, port = host.partition(":")
+    return name, port
+
+
 def escape_control(text):
     """Make control characters visible, for log lines built from client bytes."""
     if CONTROL_CHARS.search(text) is None:
@@ -679,6 +795,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             self.remote = "unix"
             self.base_environ["REMOTE_ADDR"] = "127.0.0.1"
             self.base_environ["REMOTE_PORT"] = "0"
+        # --proxy-headers: whether this peer is a proxy whose forwarding headers count
+        self.proxied = server.proxy_trust is not None and server.proxy_trust.trusts(
+            self.client_address[0] if isinstance(self.client_address, tuple) else "unix:")
         server.track_connection(self, True)
 
     def finish(self):
@@ -931,13 +1050,20 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.request_line = head if end < 0 else head[:end]
         request = parse_request_head(head, self.limits)
         server = self.server
-        if request.host is not None and not server.host_allowed(request.host):
-            raise BadRequest(400, "Host %r is not allowed; start the server with "
+        host = request.host
+        if self.proxied:
+            forwarded = forwarded_environ(request.environ, self.base_environ, server.proxy_trust)
+            if "HTTP_HOST" in forwarded:
+                host = forwarded["HTTP_HOST"].encode("latin-1")
+        if host is not None and not server.host_allowed(host):
+            raise BadRequest(400, "Host %r%s is not allowed; start the server with "
                                   "--allowed-hosts %s to allow it"
-                             % (request.host.decode("latin-1"),
-                                request.host.decode("latin-1").rpartition(":")[0]
-                                or request.host.decode("latin-1")))
+                             % (host.decode("latin-1"),
+                                " (forwarded by the proxy)" if host is not request.host else "",
+                                split_host(host.decode("latin-1"))[0]))
         environ = self.get_environ(request)
+        if self.proxied:
+            environ.update(forwarded)
         self.method = request.method
         self.http_version = request.version
         self.keep_alive = request.keep_alive and server.multithread and not server.stopping
@@ -1276,6 +1402,162 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             message += " (%s)" % note
         logger.log(level, message, extra={"status": status or 0})
 
+
+# -- behind a proxy: --proxy-headers ------------------------------------------------
+# From a peer of --forwarded-allow-ips, the forwarding headers replace the
+# environ's view of the connection with the client's.  Each header is a list
+# with one entry per proxy, the nearest last: read from the right, entries
+# are skipped while they name trusted proxies; the first that does not is the
+# client, the values beside it are the ones its first proxy saw.
+
+class ProxyTrust:
+    """--forwarded-allow-ips: the proxies whose forwarding headers count, as
+    addresses, networks ("10.0.0.0/8"), "unix" for unix-socket peers, or "*"."""
+
+    def __init__(self, entries):
+        import ipaddress
+        self.everyone = "*" in entries
+        self.unix = "unix" in entries
+        self.networks = []
+        for entry in entries:
+            if entry not in ("*", "unix"):
+                try:
+                    self.networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+                except ValueError:
+                    raise ValueError('"%s" is not an IP address, a network like 10.0.0.0/8, '
+                                     '"unix" or "*"' % entry) from None
+        self.known = {}                 # address -> trusted, for the addresses seen
+
+    def trusts(self, address):
+        """Whether a peer or a forwarded node (an address, "unix:" for a
+        unix-socket peer, or an identifier like "unknown") is a trusted proxy."""
+        if self.everyone:
+            return True
+        trusted = self.known.get(address)
+        if trusted is None:
+            trusted = self.check(address)
+            if len(self.known) < FIELD_NAMES_CACHED:
+                self.known[address] = trusted
+        return trusted
+
+    def check(self, address):
+        import ipaddress
+        if address.startswith("unix:"):
+            return self.unix
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:              # "unknown", _hidden: a proxy that says not who
+            return False
+        if ip.version == 6 and ip.ipv4_mapped:          # ::ffff:127.0.0.1 on a dual stack
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
+
+
+def find_client(hops, node_of, trust):
+    """(index, node) of the client among a forwarding header's `hops`
+    (leftmost first): from the right, the first whose node is not a trusted
+    proxy's, or the leftmost.  node_of(hop) is (address or None, port)."""
+    for index in range(len(hops) - 1, -1, -1):
+        node = node_of(hops[index])
+        if index == 0 or node[0] is None or not trust.trusts(node[0]):
+            return index, node
+
+
+def forwarded_values(value, trust):
+    """What a Forwarded header says of the client: "for" (address, port),
+    "proto" and "host", from the element its first trusted proxy wrote."""
+    elements = parse_forwarded(value)
+    if not elements:
+        return {}
+    index, node = find_client(elements, element_node, trust)
+    values = {"for": node} if node[0] is not None else {}
+    if "proto" in elements[index]:
+        values["proto"] = forwarded_scheme(elements[index]["proto"], "Forwarded")
+    if "host" in elements[index]:
+        values["host"] = forwarded_host(elements[index]["host"], "Forwarded")
+    return values
+
+
+def element_node(element):
+    """The node of a Forwarded element's for=; (None, None) if it has none."""
+    return parse_node(element["for"], "Forwarded") if "for" in element else (None, None)
+
+
+X_FORWARDED = (("proto", "HTTP_X_FORWARDED_PROTO", "X-Forwarded-Proto", forwarded_scheme),
+               ("host", "HTTP_X_FORWARDED_HOST", "X-Forwarded-Host", forwarded_host),
+               ("port", "HTTP_X_FORWARDED_PORT", "X-Forwarded-Port", forwarded_port))
+
+
+def x_forwarded_values(headers, trust):
+    """What the X-Forwarded-* headers say of the client: "for" from
+    X-Forwarded-For; "proto", "host" and "port" from the entry of the same
+    hop in theirs, or their first when they have fewer (set, not appended)."""
+    values = {}
+    hops = 1
+    entries = list_entries(headers.get("HTTP_X_FORWARDED_FOR"))
+    if entries:
+        index, values["for"] = find_client(
+            entries, lambda entry: parse_node(entry, "X-Forwarded-For"), trust)
+        hops = len(entries) - index
+    for name, key, header, check in X_FORWARDED:
+        entries = list_entries(headers.get(key))
+        if entries:
+            values[name] = check(entries[max(len(entries) - hops, 0)], header)
+    return values
+
+
+def list_entries(value):
+    """The non-empty entries of a comma-separated header value (None: none)."""
+    if not value:
+        return []
+    return [entry for entry in re.split(LIST_SEPARATOR, value) if entry]
+
+
+def proxy_values(headers, trust):
+    """What a trusted peer's forwarding headers say of the client.  Where
+    Forwarded and X-Forwarded-* both say something, they must agree: else
+    the proxy set one and passed the other on from the client (a 400)."""
+    values = forwarded_values(headers["HTTP_FORWARDED"], trust) \
+        if "HTTP_FORWARDED" in headers else {}
+    for name, value in x_forwarded_values(headers, trust).items():
+        known = compared(name, values.setdefault(name, value))
+        if known != compared(name, value):
+            raise BadRequest(400, 'Forwarded and X-Forwarded-%s disagree: "%s" and "%s"' % (
+                name.title(), escape_control(known), escape_control(compared(name, value))))
+    return values
+
+
+def compared(name, value):
+    """A forwarded value as Forwarded's and X-Forwarded-*'s are compared: an
+    address without its port, in lower case."""
+    return (value[0] if name == "for" else value).lower()
+
+
+def forwarded_environ(headers, connection, trust):
+    """The environ values a trusted peer's forwarding headers set: REMOTE_ADDR
+    and REMOTE_PORT, wsgi.url_scheme, HTTP_HOST, SERVER_NAME and SERVER_PORT,
+    each with the connection's own under FORWARDED_ORIGINAL + its name.
+    `headers` are the request's HTTP_* values, `connection` the handler's."""
+    values = proxy_values(headers, trust)
+    environ = {}
+    if "for" in values:
+        environ["REMOTE_ADDR"], client_port = values["for"]
+        environ["REMOTE_PORT"] = client_port or "0"
+    if "proto" in values:
+        environ["wsgi.url_scheme"] = values["proto"]
+    if "proto" in values or "host" in values or "port" in values:
+        scheme = values.get("proto", connection["wsgi.url_scheme"])
+        host = values.get("host", headers.get("HTTP_HOST"))
+        name, port = split_host(host) if host else (connection["SERVER_NAME"], "")
+        port = values.get("port") or port or SCHEME_PORTS[scheme]
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
+        if "host" in values or "port" in values:
+            environ["HTTP_HOST"] = name if port == SCHEME_PORTS[scheme] else "%s:%s" % (name, port)
+    for key in list(environ):
+        original = (headers if key == "HTTP_HOST" else connection).get(key)
+        if original is not None:
+            environ[FORWARDED_ORIGINAL + key] = original
+    return environ
 
 
 # ---- Error reports -----------------------------------------------------------
@@ -2767,7 +3049,8 @@ class WSGIServer(socketserver.TCPServer):
 
     def __init__(self, server_address, app, *, handler_class=WSGIRequestHandler,
                  ipv6=False, listen_socket=None, ssl_context=None, limits=None,
-                 quiet=False, debug=False, allowed_hosts=None, editor=None):
+                 quiet=False, debug=False, allowed_hosts=None, editor=None,
+                 proxy_headers=False, forwarded_allow_ips=None):
         if ipv6:
             self.address_family = socket.AF_INET6
         self.app = app
@@ -2776,6 +3059,8 @@ class WSGIServer(socketserver.TCPServer):
         self.quiet = quiet
         self.debug = debug
         self.editor = editor                        # --editor: a URL template for file:line
+        self.proxy_trust = ProxyTrust(DEFAULT_FORWARDED_ALLOW_IPS if forwarded_allow_ips is None
+                                      else forwarded_allow_ips) if proxy_headers else None
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
         self.spare_threads = 0                      # for LoopThreadingMixIn
@@ -3252,7 +3537,8 @@ def serving_app(app, static=(), root_path=""):
 def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threading=True,
                 unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
                 debug=None, allowed_hosts=None, listen_socket=None,
-                handler_class=WSGIRequestHandler, editor=None, root_path=""):
+                handler_class=WSGIRequestHandler, editor=None, root_path="",
+                proxy_headers=False, forwarded_allow_ips=None):
     """Bind a server for the WSGI `app` and return it, ready for serve_forever().
 
     port 0 picks a free port (server.server_port tells which).  unix_socket is
@@ -3262,8 +3548,9 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     template for its file:line links, like 'vscode://file/{path}:{line}'.  allowed_hosts
     (default: local names on loopback, any elsewhere) guards against DNS
     rebinding.  limits is a Limits().  root_path mounts the app under a URL
-    path (see RootPath).  Stop it with shutdown() from another thread, then
-    server_close().
+    path (see RootPath).  proxy_headers trusts the forwarding headers of the
+    proxies in forwarded_allow_ips (default DEFAULT_FORWARDED_ALLOW_IPS).
+    Stop it with shutdown() from another thread, then server_close().
     """
     base = UnixWSGIServer if unix_socket else WSGIServer
     if threading:
@@ -3280,7 +3567,8 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     address = unix_socket if unix_socket else (host, port)
     return server_class(address, app, handler_class=handler_class, ipv6=ipv6,
                         listen_socket=listen_socket, ssl_context=ssl_context, limits=limits,
-                        quiet=quiet, debug=debug, allowed_hosts=allowed_hosts, editor=editor)
+                        quiet=quiet, debug=debug, allowed_hosts=allowed_hosts, editor=editor,
+                        proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips)
 
 
 # ---- Reloader -----------------------------------------------------------------
@@ -4705,6 +4993,14 @@ def add_arguments(parser):
     server.add_argument("--allowed-hosts", metavar="HOST[,HOST...]",
                         help="Host header values to answer ('*' any, '.example.test' a domain "
                              "and its subdomains); default: local names when bound to loopback")
+    server.add_argument("--proxy-headers", action="store_true",
+                        help="behind a proxy or a tunnel: take the client's address, scheme "
+                             "and host from X-Forwarded-For, -Proto, -Host, -Port and "
+                             "Forwarded, when a proxy of --forwarded-allow-ips sends them")
+    server.add_argument("--forwarded-allow-ips", metavar="ADDRESS[,ADDRESS...]",
+                        help="the proxies --proxy-headers trusts: addresses, networks like "
+                             "10.0.0.0/8, 'unix' for unix-socket peers, or '*' for any "
+                             "(default: %s)" % ",".join(DEFAULT_FORWARDED_ALLOW_IPS))
     server.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
                         help="an error page with the traceback, source, local variables and "
                              "request for a 500 (default: on for loopback addresses and "
@@ -4861,6 +5157,14 @@ def run_arguments(settings):
     if settings.allowed_hosts is not None:
         allowed_hosts = [name.strip() for name in settings.allowed_hosts.split(",")
                          if name.strip()]
+    forwarded_allow_ips = None
+    if settings.forwarded_allow_ips is not None:
+        if not settings.proxy_headers:
+            raise UsageError(settings.blame("forwarded_allow_ips", "--forwarded-allow-ips "
+                                            "names the proxies --proxy-headers trusts: add "
+                                            "--proxy-headers"))
+        forwarded_allow_ips = settings.validated("forwarded_allow_ips", parse_forwarded_allow_ips,
+                                                 settings.forwarded_allow_ips)
     limits = Limits(**{name: getattr(settings, name) for name in (
         "max_request_line", "max_header_size", "max_headers", "max_body", "header_timeout",
         "keepalive_timeout", "body_timeout", "shutdown_timeout")})
@@ -4873,7 +5177,8 @@ def run_arguments(settings):
                 editor=settings.editor, django_static=not settings.nostatic,
                 env_files=settings.env_files, open_browser=settings.open,
                 skip_checks=settings.skip_checks,
-                next_free_port=not settings.given("addrport") and not unix_socket)
+                next_free_port=not settings.given("addrport") and not unix_socket,
+                proxy_headers=settings.proxy_headers, forwarded_allow_ips=forwarded_allow_ips)
 
 
 def parse_static(items):
@@ -4888,6 +5193,16 @@ def parse_static(items):
             raise UsageError('--static "%s": "%s" is not a directory' % (item, directory))
         static.append((prefix, directory))
     return static
+
+
+def parse_forwarded_allow_ips(text):
+    """--forwarded-allow-ips' list, each entry checked as ProxyTrust takes it."""
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    try:
+        ProxyTrust(entries or [""])
+    except ValueError as exc:
+        raise UsageError("--forwarded-allow-ips: %s" % exc) from None
+    return entries
 
 
 def parse_root_path(text):
@@ -5004,7 +5319,7 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
         reload_include=(), reload_exclude=(), color=None, editor=None, django_static=True,
         root_path="", env_files=ENV_FILES, open_browser=None, skip_checks=False,
-        next_free_port=False):
+        next_free_port=False, proxy_headers=False, forwarded_allow_ips=None):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
@@ -5026,7 +5341,8 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
     settings = dict(host=host, port=port, ipv6=ipv6, threading=threading,
                     unix_socket=unix_socket, ssl_context=ssl_context, static=static,
                     limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts,
-                    editor=editor, root_path=root_path)
+                    editor=editor, root_path=root_path, proxy_headers=proxy_headers,
+                    forwarded_allow_ips=forwarded_allow_ips)
     if reload and not is_reloader_worker():
         if hasattr(signal, "SIGCHLD"):      # ignored, it would leave no exit status to wait for
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -5307,8 +5623,18 @@ def print_banner(server, spec, reload, settings, env_counts=()):
         import shlex
         lines.append("  try: curl --unix-socket %s %s://localhost%s/"
                      % (shlex.quote(server.server_address), scheme, root_path))
+    lines += security_lines(settings)
     lines.append("Quit the server with CONTROL-C.")
     print("\n".join(lines), flush=True)
+
+
+def security_lines(settings):
+    """The banner's lines on the proxies trusted."""
+    lines = []
+    if settings.get("proxy_headers"):
+        allowed = settings.get("forwarded_allow_ips") or DEFAULT_FORWARDED_ALLOW_IPS
+        lines.append("  forwarding headers trusted from: %s" % ", ".join(allowed))
+    return lines
 
 
 def describe_env_files(counts):

@@ -427,6 +427,89 @@ class ParseRequestHeadTests(unittest.TestCase):
 
 
 
+class ForwardedGrammarTests(unittest.TestCase):
+    """RFC 7239's Forwarded header and the nodes of X-Forwarded-For, without sockets."""
+
+    def test_forwarded_elements(self):
+        for value, elements in [
+                ("for=192.0.2.60;proto=http;by=203.0.113.43",
+                 [{"for": "192.0.2.60", "proto": "http", "by": "203.0.113.43"}]),
+                ('for=192.0.2.43, for="[2001:db8:cafe::17]"',
+                 [{"for": "192.0.2.43"}, {"for": "[2001:db8:cafe::17]"}]),
+                ('For="[2001:db8::1]:4711";PROTO=https', [{"for": "[2001:db8::1]:4711",
+                                                           "proto": "https"}]),
+                ('host="a, b;c=d";for=_hidden', [{"host": "a, b;c=d", "for": "_hidden"}]),
+                ('for="\\"q\\\\";by=x', [{"for": '"q\\', "by": "x"}]),
+                (",, for=unknown ,\t,", [{"for": "unknown"}]),
+                ("for=a;;by=b;", [{"for": "a", "by": "b"}]),
+                ("for=a ,for=b", [{"for": "a"}, {"for": "b"}]),
+                ("", [])]:
+            with self.subTest(value=value):
+                self.assertEqual(runserver.parse_forwarded(value), elements)
+
+    def test_malformed_forwarded_is_a_400(self):
+        for value in ["for=2001:db8::1", "for=a; by=b", "for = a", "for=a b", "for=",
+                      '"for"=a', 'for="unclosed', "for=a;for=b", "FOR=a;for=b", "=a",
+                      "for=a=b", "for=\xe9", "for=a,b", 'for="a"b=c', "for=a;,;=b"]:
+            with self.subTest(value=value):
+                with self.assertRaises(runserver.BadRequest) as caught:
+                    runserver.parse_forwarded(value)
+                self.assertEqual(caught.exception.status, 400)
+                self.assertIn("Forwarded", caught.exception.reason)
+        with self.assertRaises(runserver.BadRequest) as caught:
+            runserver.parse_forwarded("for=2001:db8::1")
+        self.assertIn('for="[2001:db8::1]"', caught.exception.reason)     # says how
+
+    def test_nodes(self):
+        for text, node in [("192.0.2.1", ("192.0.2.1", None)),
+                           ("192.0.2.1:8080", ("192.0.2.1", "8080")),
+                           ("[2001:db8::1]:4711", ("2001:db8::1", "4711")),
+                           ("[2001:db8::1]", ("2001:db8::1", None)),
+                           ("unknown", ("unknown", None)), ("UNKNOWN:_p1", ("UNKNOWN", "_p1")),
+                           ("_hidden", ("_hidden", None)), ("_a.b-c_d:_x", ("_a.b-c_d", "_x")),
+                           ("[::ffff:192.0.2.1]", ("::ffff:192.0.2.1", None))]:
+            for header in ("Forwarded", "X-Forwarded-For"):
+                with self.subTest(text=text, header=header):
+                    self.assertEqual(runserver.parse_node(text, header), node)
+        for text, node in [("2001:db8::1", ("2001:db8::1", None)), ("unix:", ("unix:", None))]:
+            with self.subTest(text=text):       # X-Forwarded-For's own forms
+                self.assertEqual(runserver.parse_node(text, "X-Forwarded-For"), node)
+                with self.assertRaises(runserver.BadRequest):
+                    runserver.parse_node(text, "Forwarded")
+
+    def test_bad_nodes_are_a_400(self):
+        for text in ["999.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4:99999", "1.2.3.4:", "[1.2.3.4]",
+                     "[2001:db8::g]", "[2001:db8::1", "_", "-x", "example.test", "1.2.3.4 ",
+                     "", "unknown:", "2001:db8::1:4711:x"]:
+            with self.subTest(text=text):
+                with self.assertRaises(runserver.BadRequest) as caught:
+                    runserver.parse_node(text, "X-Forwarded-For")
+                self.assertEqual(caught.exception.status, 400)
+
+    def test_proxy_trust(self):
+        default = runserver.ProxyTrust(runserver.DEFAULT_FORWARDED_ALLOW_IPS)
+        networks = runserver.ProxyTrust(["10.0.0.0/8", "2001:db8::/32", "[192.0.2.7]"])
+        anyone = runserver.ProxyTrust(["*"])
+        for address, trusted in [("127.0.0.1", (True, False, True)),
+                                 ("127.9.9.9", (True, False, True)),
+                                 ("::1", (True, False, True)),
+                                 ("::ffff:127.0.0.1", (True, False, True)),
+                                 ("unix:", (True, False, True)),
+                                 ("10.1.2.3", (False, True, True)),
+                                 ("::ffff:10.1.2.3", (False, True, True)),
+                                 ("2001:db8:5::1", (False, True, True)),
+                                 ("192.0.2.7", (False, True, True)),
+                                 ("192.0.2.8", (False, False, True)),
+                                 ("unknown", (False, False, True)),
+                                 ("_hidden", (False, False, True))]:
+            with self.subTest(address=address):
+                self.assertEqual((default.trusts(address), networks.trusts(address),
+                                  anyone.trusts(address)), trusted)
+        for entries in (["bogus"], ["10.0.0.0/33"], [""], ["localhost"]):
+            with self.subTest(entries=entries), self.assertRaises(ValueError):
+                runserver.ProxyTrust(entries)
+
+
 # ---- WSGI request handler: HTTP/1.1 semantics -------------------------------------
 
 def generator_app(environ, start_response):
@@ -3133,6 +3216,318 @@ class UnixSocketTests(ServerTestCase, CLITestCase):
         self.assertFalse(os.path.lexists(self.path))
 
 
+# ---- Behind a proxy or a tunnel: --proxy-headers ---------------------------------
+
+PROXY_KEYS = ("REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME",
+              "SERVER_PORT")
+
+
+def proxy_app(environ, start_response):
+    """Answers with the environ keys --proxy-headers sets, the originals and the
+    forwarding headers, as JSON."""
+    body = json.dumps({key: value for key, value in environ.items()
+                       if key in PROXY_KEYS or key.startswith(("runserver.", "HTTP_X_FORWARDED",
+                                                               "HTTP_FORWARDED"))}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class ProxyHeadersTests(ServerTestCase):
+    """--proxy-headers: what a trusted proxy forwards, and what nobody else can."""
+
+    def forwarded(self, server, headers, host="127.0.0.1"):
+        """The response to a GET with these header lines, and its JSON if a 200."""
+        response = self.request(server, get("/", host=host, extra=headers))
+        return response, json.loads(response.body) if response.status == 200 else None
+
+    def assertForwards(self, server, cases, host="127.0.0.1"):
+        """Each (header lines, expected values) gives those environ values; a
+        value None is a key the environ must not have."""
+        for headers, expected in cases:
+            with self.subTest(headers=headers):
+                response, values = self.forwarded(server, headers, host)
+                self.assertEqual(response.status, 200, response)
+                self.assertEqual({key: values.get(key) for key in expected}, expected)
+
+    def test_an_untrusted_peer_changes_nothing(self):
+        spoofs = [b"X-Forwarded-For: 203.0.113.9\r\n", b"X-Forwarded-For: 127.0.0.2, 10.0.0.1\r\n",
+                  b"X-Forwarded-Proto: https\r\n", b"X-Forwarded-Host: evil.test:8443\r\n",
+                  b"X-Forwarded-Port: 443\r\n", b"Forwarded: for=203.0.113.9\r\n",
+                  b'Forwarded: for="[2001:db8::1]:4711"\r\n', b"Forwarded: proto=https\r\n",
+                  b"Forwarded: host=evil.test\r\n", b"Forwarded: for=_hidden;by=_me\r\n",
+                  b"Forwarded: for=unknown\r\n",
+                  b'Forwarded: for=198.51.100.1;proto=https;host="evil.test:443", for=10.0.0.1\r\n',
+                  b"X-Forwarded-For: not an address\r\nForwarded: for=2001:db8::1\r\n",
+                  b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
+                  b"X-Forwarded-Host: evil.test\r\nX-Forwarded-Port: 443\r\n"
+                  b"Forwarded: for=203.0.113.9;proto=https;host=evil.test\r\n"]
+        for options in ({"proxy_headers": True, "forwarded_allow_ips": ["192.0.2.1", "10.0.0.0/8"]},
+                        {}):                  # trusting another proxy, and off (the default)
+            server = self.start_server(proxy_app, **options)
+            own = {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "HTTP_HOST": "127.0.0.1",
+                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(server.port)}
+            for headers in spoofs:
+                with self.subTest(options=options, headers=headers):
+                    response, values = self.forwarded(server, headers)
+                    self.assertEqual(response.status, 200, response)
+                    self.assertEqual({key: values[key] for key in own}, own)
+                    self.assertFalse([key for key in values if key.startswith("runserver.")])
+                    self.assertTrue([key for key in values if "FORWARDED" in key])  # the app sees them
+
+    def test_a_trusted_proxy_gives_the_client(self):
+        server = self.start_server(proxy_app, proxy_headers=True)      # loopback is trusted
+        port = str(server.port)
+        self.assertForwards(server, [
+            (b"X-Forwarded-For: 203.0.113.9\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "REMOTE_PORT": "0", "wsgi.url_scheme": "http",
+              "SERVER_PORT": port, "runserver.original.REMOTE_ADDR": "127.0.0.1",
+              "runserver.original.wsgi.url_scheme": None}),
+            (b"X-Forwarded-Proto: https\r\n",
+             {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "https", "HTTP_HOST": "127.0.0.1",
+              "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "443",
+              "runserver.original.wsgi.url_scheme": "http", "runserver.original.SERVER_PORT": port,
+              "runserver.original.REMOTE_ADDR": None, "runserver.original.HTTP_HOST": None}),
+            (b"X-Forwarded-Host: localhost:9000\r\n",
+             {"HTTP_HOST": "localhost:9000", "SERVER_NAME": "localhost", "SERVER_PORT": "9000",
+              "wsgi.url_scheme": "http", "runserver.original.HTTP_HOST": "127.0.0.1",
+              "runserver.original.SERVER_NAME": "127.0.0.1",
+              "runserver.original.wsgi.url_scheme": None}),
+            (b"X-Forwarded-Host: localhost\r\nX-Forwarded-Proto: https\r\n"
+             b"X-Forwarded-Port: 8443\r\n",
+             {"HTTP_HOST": "localhost:8443", "SERVER_PORT": "8443", "wsgi.url_scheme": "https"}),
+            (b"X-Forwarded-Host: localhost:8000\r\nX-Forwarded-Proto: HTTPS\r\n"
+             b"X-Forwarded-Port: 443\r\n",
+             {"HTTP_HOST": "localhost", "SERVER_PORT": "443", "wsgi.url_scheme": "https"}),
+            (b"X-Forwarded-Port: 8080\r\n", {"HTTP_HOST": "127.0.0.1:8080", "SERVER_PORT": "8080"}),
+            (b"X-Forwarded-Proto: wss\r\n", {"wsgi.url_scheme": "https"}),
+            (b"X-Forwarded-Proto: http, https\r\n", {"wsgi.url_scheme": "https"}),
+            (b"Forwarded: for=203.0.113.9;proto=https;host=localhost\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https", "HTTP_HOST": "localhost",
+              "SERVER_PORT": "443"}),
+            (b'Forwarded: for="203.0.113.9:1234";host="localhost:8443"\r\n',
+             {"REMOTE_ADDR": "203.0.113.9", "REMOTE_PORT": "1234", "HTTP_HOST": "localhost:8443",
+              "SERVER_PORT": "8443", "wsgi.url_scheme": "http"}),
+            (b'Forwarded: for="[2001:db8::1]:4711"\r\n',
+             {"REMOTE_ADDR": "2001:db8::1", "REMOTE_PORT": "4711"}),
+            (b'Forwarded: for="[2001:db8::1]"\r\n', {"REMOTE_ADDR": "2001:db8::1", "REMOTE_PORT": "0"}),
+            (b"X-Forwarded-For: 2001:db8::1\r\n", {"REMOTE_ADDR": "2001:db8::1"}),
+            (b"X-Forwarded-For: [2001:db8::1]:4711\r\n",
+             {"REMOTE_ADDR": "2001:db8::1", "REMOTE_PORT": "4711"}),
+            (b"X-Forwarded-For: 203.0.113.9:5555\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "REMOTE_PORT": "5555"}),
+            (b"Forwarded: for=_hidden\r\n", {"REMOTE_ADDR": "_hidden", "REMOTE_PORT": "0"}),
+            (b'Forwarded: for="_hidden:_port";proto=https\r\n',
+             {"REMOTE_ADDR": "_hidden", "REMOTE_PORT": "_port", "wsgi.url_scheme": "https"}),
+            (b"Forwarded: for=unknown\r\n", {"REMOTE_ADDR": "unknown"}),
+            (b"X-Forwarded-For: unknown\r\n", {"REMOTE_ADDR": "unknown"}),
+            (b"Forwarded: proto=https;by=_edge\r\n",         # no for=: the address stays
+             {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "https",
+              "runserver.original.REMOTE_ADDR": None}),
+            (b"Forwarded: for=203.0.113.9;proto=https\r\nX-Forwarded-For: 203.0.113.9\r\n"
+             b"X-Forwarded-Proto: https\r\n",                 # both, agreeing
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https"}),
+            (b"Forwarded: for=203.0.113.9\r\nForwarded: for=127.0.0.1\r\n",   # lines joined
+             {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"X-Forwarded-For:\r\nX-Forwarded-Proto:\r\n",        # empty: nothing said
+             {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http"})])
+
+    def test_chains_with_several_hops(self):
+        server = self.start_server(proxy_app, proxy_headers=True,
+                                   forwarded_allow_ips=["127.0.0.1", "10.0.0.0/8"])
+        self.assertForwards(server, [
+            (b"X-Forwarded-For: 198.51.100.7, 203.0.113.9, 10.0.0.2\r\n",
+             {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"X-Forwarded-For: 10.0.0.3, 10.0.0.2\r\n", {"REMOTE_ADDR": "10.0.0.3"}),
+            (b"X-Forwarded-For: 10.0.0.3,10.0.0.2,,127.0.0.1\r\n", {"REMOTE_ADDR": "10.0.0.3"}),
+            (b"X-Forwarded-For: not an address!, 203.0.113.9, 10.0.0.2\r\n",  # never read
+             {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n",
+             {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"X-Forwarded-For: 203.0.113.9, 10.0.0.2, 10.0.0.1\r\n"
+             b"X-Forwarded-Proto: https, http, http\r\n",    # each hop added its own
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https"}),
+            (b"X-Forwarded-For: 198.51.100.7, 203.0.113.9, 10.0.0.2\r\n"
+             b"X-Forwarded-Proto: http, https, http\r\n"     # the client's own first
+             b"X-Forwarded-Host: evil.test, localhost, 10.0.0.2\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https", "HTTP_HOST": "localhost"}),
+            (b"X-Forwarded-For: 203.0.113.9, 10.0.0.2\r\nX-Forwarded-Proto: https\r\n",
+             {"wsgi.url_scheme": "https"}),                    # set once, not added to
+            (b"Forwarded: for=198.51.100.7;proto=http;host=evil.test, "
+             b"for=203.0.113.9;proto=https;host=localhost, for=10.0.0.2;proto=http\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https", "HTTP_HOST": "localhost"}),
+            (b"Forwarded: for=10.0.0.3, for=10.0.0.2\r\n", {"REMOTE_ADDR": "10.0.0.3"}),
+            (b"Forwarded: for=198.51.100.7, for=_hidden, for=10.0.0.2\r\n",   # stops there
+             {"REMOTE_ADDR": "_hidden"}),
+            (b"X-Forwarded-For: 198.51.100.7, unknown, 10.0.0.2\r\n", {"REMOTE_ADDR": "unknown"}),
+            (b"Forwarded: for=198.51.100.7, proto=https, for=10.0.0.2\r\n",   # a hop without for=
+             {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "https"})])
+        anyone = self.start_server(proxy_app, proxy_headers=True, forwarded_allow_ips=["*"])
+        self.assertForwards(anyone, [
+            (b"X-Forwarded-For: 203.0.113.9, 198.51.100.7\r\n", {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"Forwarded: for=203.0.113.9;proto=https, for=198.51.100.7\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https"})])
+
+    def test_bad_values_are_a_400_and_a_log_line(self):
+        server = self.start_server(proxy_app, proxy_headers=True,
+                                   forwarded_allow_ips=["127.0.0.1", "10.0.0.0/8"])
+        for headers, fragment in [
+                (b"X-Forwarded-For: not-an-address\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: 999.1.1.1\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: 1.2.3.4:99999\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: [1.2.3.4]\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: 203.0.113.9 10.0.0.2\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: junk, 10.0.0.2\r\n", "X-Forwarded-For"),  # reached: read
+                (b"X-Forwarded-Proto: ftp\r\n", "X-Forwarded-Proto"),
+                (b"X-Forwarded-Proto: https;\r\n", "X-Forwarded-Proto"),
+                (b"X-Forwarded-Host: a@b\r\n", "X-Forwarded-Host"),
+                (b"X-Forwarded-Host: :8000\r\n", "X-Forwarded-Host"),
+                (b"X-Forwarded-Host: bad host\r\n", "X-Forwarded-Host"),
+                (b"X-Forwarded-Port: http\r\n", "X-Forwarded-Port"),
+                (b"X-Forwarded-Port: 70000\r\n", "X-Forwarded-Port"),
+                (b"Forwarded: for=2001:db8::1\r\n", 'for=\\"[2001:db8::1]\\"'),
+                (b"Forwarded: for=203.0.113.9; proto=https\r\n", "Forwarded"),
+                (b'Forwarded: for="unclosed\r\n', "Forwarded"),
+                (b"Forwarded: for=1.2.3.4;for=5.6.7.8\r\n", "twice"),
+                (b"Forwarded: for=203.0.113.9;proto=ftp\r\n", "Forwarded"),
+                (b'Forwarded: host="a b"\r\n', "Forwarded"),
+                (b'Forwarded: for="1.2.3.4.5"\r\n', "Forwarded"),
+                (b'Forwarded: for="oops, for=203.0.113.9, for=10.0.0.2\r\n',    # a client's
+                 "Forwarded"),                                 # part too: it must parse whole
+                (b"Forwarded: for=203.0.113.9\r\nX-Forwarded-For: 198.51.100.7\r\n", "disagree"),
+                (b"Forwarded: proto=https\r\nX-Forwarded-Proto: http\r\n", "disagree"),
+                (b"Forwarded: host=localhost\r\nX-Forwarded-Host: 127.0.0.1\r\n", "disagree")]:
+            with self.subTest(headers=headers):
+                LOG.clear()
+                response, _ = self.forwarded(server, headers)
+                self.assertEqual(response.status, 400, response)
+                self.assertEqual(response.header("connection"), "close")
+                self.assertIn(fragment.replace("\\", ""), response.body.decode())
+                LOG.wait_for(r'"GET / HTTP/1\.1" 400: .*%s' % re.escape(fragment.replace("\\", "")))
+        self.assertEqual(self.forwarded(server, b"")[0].status, 200)     # the server is fine
+
+    def test_whitespace_heavy_forwarded_is_refused_without_backtracking(self):
+        # A list pattern whose spaces after a comma the next element's could
+        # match as well tries every split: a minute for n=18 of the first value.
+        server = self.start_server(proxy_app, proxy_headers=True)
+        for value in (b"for=a" + b"  ," * 40 + b"  x", b"for=a" + b"  ," * 20000 + b"  x",
+                      b"for=a," + b" " * 60000 + b"x", b", " + b" ,\t" * 15000 + b"=",
+                      b"for=a" + b";" * 60000 + b" "):
+            with self.subTest(value=value[:12]):
+                response, _ = self.forwarded(server, b"Forwarded: " + value + b"\r\n")
+                self.assertEqual(response.status, 400)
+
+    def test_the_host_check_applies_to_the_forwarded_host(self):
+        server = self.start_server(proxy_app, proxy_headers=True)      # local names only
+        for headers in (b"X-Forwarded-Host: evil.test\r\n", b"Forwarded: host=evil.test\r\n",
+                        b"X-Forwarded-Host: localhost, evil.test:8443\r\n"):
+            with self.subTest(headers=headers):
+                response, _ = self.forwarded(server, headers)
+                self.assertEqual(response.status, 400)
+                self.assertIn(b"--allowed-hosts evil.test", response.body)
+                self.assertIn(b"forwarded", response.body)
+                LOG.wait_for(r"400: Host 'evil\.test.*forwarded.* not allowed")
+        self.assertForwards(server, [(b"X-Forwarded-Host: localhost:9000\r\n",
+                                      {"HTTP_HOST": "localhost:9000"})], host="evil.test")
+        tunnel = self.start_server(proxy_app, proxy_headers=True,
+                                   allowed_hosts=[".ngrok-free.app"])
+        self.assertForwards(tunnel, [(b"X-Forwarded-Host: abc.ngrok-free.app\r\n",
+                                      {"HTTP_HOST": "abc.ngrok-free.app"}),
+                                     (b"Forwarded: host=abc.ngrok-free.app;proto=https\r\n",
+                                      {"HTTP_HOST": "abc.ngrok-free.app"})], host="127.0.0.1")
+        self.assertEqual(self.forwarded(tunnel, b"")[0].status, 400)       # its own Host: no
+        untrusted = self.start_server(proxy_app, proxy_headers=True, forwarded_allow_ips=["10.0.0.1"],
+                                      allowed_hosts=[".ngrok-free.app"])
+        response, _ = self.forwarded(untrusted, b"X-Forwarded-Host: abc.ngrok-free.app\r\n")
+        self.assertEqual(response.status, 400)                             # not forwarded: Host
+        self.assertIn(b"Host '127.0.0.1' is not allowed", response.body)
+
+    def test_ipv6_loopback_peer_is_trusted_by_default(self):
+        try:
+            server = self.start_server(proxy_app, host="::1", proxy_headers=True)
+        except OSError as exc:
+            raise unittest.SkipTest("no IPv6 loopback: %s" % exc)
+        with socket.create_connection(("::1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(get("/", host="[::1]", extra=b"X-Forwarded-For: 203.0.113.9\r\n"))
+            values = json.loads(Reader(sock).response().body)
+        self.assertEqual((values["REMOTE_ADDR"], values["runserver.original.REMOTE_ADDR"]),
+                         ("203.0.113.9", "::1"))
+
+    def test_unix_socket_peer_is_trusted_by_default(self):
+        directory = tempfile.mkdtemp(prefix="runserver-proxy-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        for name, allowed, expected in (("a.sock", None, "203.0.113.9"),
+                                        ("b.sock", ["127.0.0.1"], "127.0.0.1")):
+            path = os.path.join(directory, name)
+            self.start_server(proxy_app, unix_socket=path, proxy_headers=True,
+                              forwarded_allow_ips=allowed)
+            with self.subTest(allowed=allowed), socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(TIMEOUT)
+                sock.connect(path)
+                sock.sendall(get("/", host="localhost", extra=b"X-Forwarded-For: 203.0.113.9\r\n"))
+                self.assertEqual(json.loads(Reader(sock).response().body)["REMOTE_ADDR"], expected)
+
+    def test_forwarded_values_hold_for_every_request_of_a_connection(self):
+        server = self.start_server(proxy_app, proxy_headers=True)
+        sock = self.connect(server)
+        reader = Reader(sock)
+        for extra, address in ((b"X-Forwarded-For: 203.0.113.9\r\n", "203.0.113.9"),
+                               (b"", "127.0.0.1"), (b"X-Forwarded-For: 198.51.100.7\r\n",
+                                                     "198.51.100.7")):
+            sock.sendall(get("/", extra=extra))
+            self.assertEqual(json.loads(reader.response().body)["REMOTE_ADDR"], address)
+
+
+PROXY_APP_SOURCE = """\
+def application(environ, start_response):
+    body = ("%s %s %s" % (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"],
+                          environ.get("HTTP_HOST"))).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"""
+
+
+class ProxyHeadersCLITests(CLITestCase):
+    """--proxy-headers and --forwarded-allow-ips on the command line."""
+
+    def test_a_proxy_on_loopback_is_believed(self):
+        self.write("app.py", PROXY_APP_SOURCE)
+        process = self.start("app:application", "127.0.0.1:0", "--noreload", "--proxy-headers")
+        process.wait_for(r"^  forwarding headers trusted from: 127\.0\.0\.0/8, ::1, unix$")
+        response = http_get(process.port(), headers=b"X-Forwarded-For: 203.0.113.9\r\n"
+                                                    b"X-Forwarded-Proto: https\r\n"
+                                                    b"X-Forwarded-Host: localhost\r\n")
+        self.assertEqual(response.body, b"203.0.113.9 https localhost")
+
+    def test_forwarded_allow_ips_from_a_variable(self):
+        self.write("app.py", PROXY_APP_SOURCE)
+        process = self.start("app:application", "127.0.0.1:0", "--noreload",
+                             env={"RUNSERVER_PROXY_HEADERS": "1",
+                                  "RUNSERVER_FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.0.2.1"})
+        process.wait_for(r"^  forwarding headers trusted from: 10\.0\.0\.0/8, 192\.0\.2\.1$")
+        response = http_get(process.port(), headers=b"X-Forwarded-For: 203.0.113.9\r\n")
+        self.assertEqual(response.body, b"127.0.0.1 http 127.0.0.1")      # loopback not trusted
+
+    def test_mistakes_are_one_line(self):
+        for args, env, fragment in [
+                (["--forwarded-allow-ips", "10.0.0.0/8"], None, "add --proxy-headers"),
+                (["--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/33"], None, '"10.0.0.0/33"'),
+                (["--proxy-headers", "--forwarded-allow-ips", "localhost"], None, '"localhost"'),
+                (["--proxy-headers", "--forwarded-allow-ips", ","], None, "--forwarded-allow-ips"),
+                (["--proxy-headers"], {"RUNSERVER_FORWARDED_ALLOW_IPS": "bogus"},
+                 "RUNSERVER_FORWARDED_ALLOW_IPS in the environment"),
+                ([], {"RUNSERVER_FORWARDED_ALLOW_IPS": "10.0.0.1"},
+                 "RUNSERVER_FORWARDED_ALLOW_IPS in the environment")]:
+            with self.subTest(args=args, env=env):
+                self.assertOneLineError(["0"] + args, 2, fragment, env=env)
+
+    def test_check_shows_the_settings(self):
+        code, output = self.run_cli("--check", "--proxy-headers", "--forwarded-allow-ips", "10.0.0.1")
+        self.assertEqual(code, 0, output)
+        self.assertRegex(output, r"--proxy-headers\s+on\s+command line")
+        self.assertRegex(output, r"--forwarded-allow-ips\s+10\.0\.0\.1\s+command line")
+
+
 # ---- Mounted under a URL path: --root-path ---------------------------------------
 
 def script_app(environ, start_response):
@@ -3215,7 +3610,8 @@ class APITests(unittest.TestCase):
     def test_rarely_needed_modules_are_not_imported_at_start_up(self):
         # Every reload starts a worker process: its imports are reload latency.
         code = ("import sys, runserver; print(sorted(m for m in %r if m in sys.modules))"
-                % (("ast", "http", "ssl", "subprocess", "tempfile", "urllib.parse"),))
+                % (("ast", "http", "ipaddress", "ssl", "subprocess", "tempfile",
+                    "urllib.parse"),))
         result = subprocess.run([sys.executable, "-S", "-c", code], cwd=HERE,
                                 capture_output=True, timeout=TIMEOUT)    # -S: not site's imports
         self.assertEqual(result.stdout.strip(), b"[]", result.stderr)
