@@ -39,7 +39,8 @@ Map of the file, in reading order:
                                     command line, its RUNSERVER_* variable, a .env file
                                     or its default, and where it came from
     CLI                           add_arguments(), handle(), check(), run(),
-                                    inner_run(), main()
+                                    inner_run(), main(); make_ssl_context() and
+                                    --cert adhoc's certificate
 
 Process model with the reloader on (the default):
 
@@ -122,6 +123,32 @@ SERVER_SOFTWARE = "runserver.py/%s Python/%s" % (__version__, sys.version.split(
 DEFAULT_FORWARDED_ALLOW_IPS = ("127.0.0.0/8", "::1", "unix")
 FORWARDED_ORIGINAL = "runserver.original."   # + REMOTE_ADDR...: the connection's own values
 
+# --cert adhoc: a self-signed certificate made by the openssl command, kept in
+# the user's cache directory and made anew when it has under a month left.
+ADHOC_CERT_DAYS = 365           # within the 825 days macOS accepts for a trusted certificate
+ADHOC_RENEW_DAYS = 30
+ADHOC_CERT_FILE = "localhost.pem"   # key and certificate, in CACHE_DIRECTORY_NAME
+CACHE_DIRECTORY_NAME = "runserver.py"
+OPENSSL_TIMEOUT = 60            # seconds openssl may take to make a key
+# openssl req's configuration: no system openssl.cnf needed (Windows has none).
+ADHOC_OPENSSL_CONFIG = """\
+[req]
+distinguished_name = subject
+x509_extensions = extensions
+prompt = no
+
+[subject]
+CN = localhost
+O = runserver.py development certificate
+
+[extensions]
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
 
 USAGE_EXIT_CODE = 2             # the user's mistake: bad option, unknown module...
 RELOAD_EXIT_CODE = 3            # a worker asking its supervisor for a new worker
@@ -4988,7 +5015,10 @@ def add_arguments(parser):
     server.add_argument("--nostatic", action="store_true",
                         help="do not serve a Django app's static files (served when DEBUG "
                              "is on and django.contrib.staticfiles is installed)")
-    server.add_argument("--cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    server.add_argument("--cert", metavar="FILE",
+                        help="serve HTTPS with this certificate (PEM), or with 'adhoc' a "
+                             "self-signed one for localhost that openssl makes, kept in your "
+                             "cache directory")
     server.add_argument("--key", metavar="FILE", help="the private key for --cert (PEM)")
     server.add_argument("--allowed-hosts", metavar="HOST[,HOST...]",
                         help="Host header values to answer ('*' any, '.example.test' a domain "
@@ -5138,7 +5168,9 @@ def run_arguments(settings):
         raise UsageError(settings.blame("app", '"%s" is not a valid APP: expected module:attr, '
                                                'module or path/to/file.py:attr' % app))
     static = settings.validated("static", parse_static, settings.static)
-    if bool(settings.cert) != bool(settings.key):
+    if settings.cert == "adhoc" and settings.key:
+        raise UsageError(settings.blame("key", "--cert adhoc makes its own key: leave out --key"))
+    if settings.cert != "adhoc" and bool(settings.cert) != bool(settings.key):
         raise UsageError(settings.blame("cert" if settings.cert else "key",
                                         "--cert and --key go together: give both for HTTPS"))
     ssl_context = settings.validated("cert", make_ssl_context, settings.cert, settings.key) \
@@ -5261,15 +5293,20 @@ def check_editor_template(template):
                          "'vscode://file/{path}:{line}'" % template)
 
 
-def make_ssl_context(cert, key):
-    """A TLS 1.2+ server context; an unreadable or mismatched pair is a UsageError."""
+def make_ssl_context(cert, key=None):
+    """A TLS 1.2+ server context for a PEM certificate and its key (in `cert`
+    too if key is None), or with cert="adhoc" a self-signed one for localhost
+    (adhoc_certificate()).  Its certificate_file and certificate_fingerprint
+    are the banner's.  An unreadable or mismatched pair is a UsageError."""
     import ssl
+    if cert == "adhoc":
+        cert = adhoc_certificate()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # A peer gone without close_notify, or one close_idle_and_wait() shuts out,
     # is an ordinary end of the connection: no decode_error alert sent to it.
     context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    for path in (cert, key):
+    for path in (cert, key) if key is not None else (cert,):
         if not os.path.isfile(path):
             raise UsageError('cannot read "%s": %s' % (
                 path, "not a file" if os.path.exists(path) else "no such file"))
@@ -5278,9 +5315,130 @@ def make_ssl_context(cert, key):
     try:
         context.load_cert_chain(cert, key)
     except ssl.SSLError as exc:
-        raise UsageError('cannot use --cert "%s" with --key "%s": %s (the key must be the '
-                         "certificate's, both in PEM)" % (cert, key, exc.reason or exc)) from None
+        raise UsageError('cannot use --cert "%s"%s: %s (the key must be the certificate\'s, '
+                         "both in PEM)" % (cert, ' with --key "%s"' % key if key else "",
+                                           exc.reason or exc)) from None
+    context.certificate_file = cert
+    context.certificate_fingerprint = certificate_fingerprint(cert)
     return context
+
+
+def certificate_fingerprint(path):
+    """The SHA-256 fingerprint of the first certificate in a PEM file, as
+    browsers show it (AB:CD:...); None if it has none."""
+    import hashlib
+    import ssl
+    with open(path, encoding="ascii", errors="replace") as file:
+        pem = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",
+                        file.read(), re.S)
+    if pem is None:
+        return None
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.group())).hexdigest().upper()
+    return ":".join(digest[index:index + 2] for index in range(0, len(digest), 2))
+
+
+def adhoc_certificate():
+    """--cert adhoc: the PEM file of a self-signed certificate for localhost,
+    127.0.0.1 and ::1 and its key, in the user's cache directory, made by the
+    openssl command when it is missing or near its end.  (A reloader's worker
+    takes the one its supervisor checked: openssl takes some 30 ms to start.)"""
+    directory = user_cache_directory()
+    path = os.path.join(directory, ADHOC_CERT_FILE)
+    if is_reloader_worker() and os.path.isfile(path):
+        return path
+    import shutil
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise UsageError("--cert adhoc makes its certificate with the openssl command, which "
+                         "is not on PATH: install OpenSSL, or make a certificate with mkcert "
+                         "(mkcert localhost 127.0.0.1 ::1) and give it as "
+                         "--cert localhost+2.pem --key localhost+2-key.pem")
+    try:
+        found = stat_key(path)
+        if found is None or not certificate_lasts(openssl, path):
+            make_private_directory(directory)
+            make_adhoc_certificate(openssl, directory, path, found)
+    except (OSError, ValueError) as exc:
+        raise UsageError("--cert adhoc: cannot make a certificate in %s: %s"
+                         % (directory, getattr(exc, "strerror", None) or exc)) from None
+    return path
+
+
+def user_cache_directory():
+    """runserver.py's directory in the user's cache: under %LOCALAPPDATA% on
+    Windows, ~/Library/Caches on macOS, else $XDG_CACHE_HOME or ~/.cache."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser(r"~\AppData\Local")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Caches")
+    else:                   # the XDG spec: a relative $XDG_CACHE_HOME is to be ignored
+        base = os.environ.get("XDG_CACHE_HOME", "")
+        base = base if os.path.isabs(base) else os.path.expanduser("~/.cache")
+    return os.path.join(base, CACHE_DIRECTORY_NAME)
+
+
+def make_private_directory(path):
+    """Make `path` a directory only this user may enter (0700): another user
+    who could write in it could hand the server a key of their choosing."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if hasattr(os, "getuid"):
+        status = os.stat(path)
+        if status.st_uid != os.getuid():
+            raise ValueError("it belongs to another user; set XDG_CACHE_HOME to a "
+                             "directory of yours")
+        if status.st_mode & 0o077:
+            os.chmod(path, 0o700)
+
+
+def certificate_lasts(openssl, path):
+    """Whether the certificate in `path` is good for ADHOC_RENEW_DAYS more days."""
+    return run_openssl(openssl, "x509", "-checkend", str(ADHOC_RENEW_DAYS * 86400),
+                       "-noout", "-in", path).returncode == 0
+
+
+def run_openssl(openssl, *args):
+    """Run the openssl command; its stderr is kept, a hang is a ValueError."""
+    import subprocess
+    try:
+        return subprocess.run([openssl, *args], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=OPENSSL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ValueError("openssl took over %ds" % OPENSSL_TIMEOUT) from None
+
+
+def make_adhoc_certificate(openssl, directory, path, old):
+    """Make the key and self-signed certificate in a scratch directory, then
+    move the file (mode 0600) to `path` in one step, unless another server
+    did first: then both use that one.  `old` is stat_key() of the file to
+    renew, None if there was none."""
+    import shutil
+    import tempfile
+    scratch = tempfile.mkdtemp(prefix=".new-", dir=directory)
+    try:
+        config, key, cert, pem = (os.path.join(scratch, name) for name in (
+            "openssl.cnf", "key.pem", "cert.pem", ADHOC_CERT_FILE))
+        with open(config, "w") as file:
+            file.write(ADHOC_OPENSSL_CONFIG)
+        result = run_openssl(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+                             "-days", str(ADHOC_CERT_DAYS), "-config", config,
+                             "-keyout", key, "-out", cert)
+        if result.returncode:
+            raise ValueError("openssl failed: %s" % (
+                result.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1])
+        with open(key, "rb") as key_file, open(cert, "rb") as cert_file:
+            data = key_file.read() + cert_file.read()
+        with open(os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+            file.write(data)
+        if old is None:
+            try:
+                os.link(pem, path)      # fails if another server's is there now
+            except FileExistsError:
+                pass
+        elif stat_key(path) == old:     # else another server renewed it first
+            os.replace(pem, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class LogFormatter(logging.Formatter):
@@ -5629,8 +5787,14 @@ def print_banner(server, spec, reload, settings, env_counts=()):
 
 
 def security_lines(settings):
-    """The banner's lines on the proxies trusted."""
+    """The banner's lines on the certificate served and the proxies trusted."""
     lines = []
+    context = settings["ssl_context"]
+    if getattr(context, "certificate_fingerprint", None):
+        adhoc = context.certificate_file == os.path.join(user_cache_directory(), ADHOC_CERT_FILE)
+        lines.append("  certificate: %s%s" % (context.certificate_file, ", self-signed for "
+                                              "localhost, 127.0.0.1 and ::1" if adhoc else ""))
+        lines.append("  SHA-256 fingerprint: %s" % context.certificate_fingerprint)
     if settings.get("proxy_headers"):
         allowed = settings.get("forwarded_allow_ips") or DEFAULT_FORWARDED_ALLOW_IPS
         lines.append("  forwarding headers trusted from: %s" % ", ".join(allowed))

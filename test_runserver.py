@@ -3099,6 +3099,170 @@ class TLSTests(ServerTestCase, CLITestCase):
         self.assertEqual(process.wait(), 0)
 
 
+def fingerprint_of(der):
+    """A certificate's SHA-256 fingerprint written as browsers show it."""
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[index:index + 2] for index in range(0, 64, 2))
+
+
+class AdhocCertificateTests(CLITestCase):
+    """--cert adhoc: a self-signed certificate made by openssl and kept in the
+    user's cache directory (here a scratch one)."""
+
+    def setUp(self):
+        super().setUp()
+        cache = os.path.join(self.directory, "cache")
+        self.env = {"XDG_CACHE_HOME": cache, "HOME": cache, "LOCALAPPDATA": cache}
+        with unittest.mock.patch.dict(os.environ, self.env):
+            self.pem = os.path.join(runserver.user_cache_directory(), runserver.ADHOC_CERT_FILE)
+
+    def need_openssl(self):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("the openssl command is not installed")
+
+    def serve(self, *args):
+        """runserver.py --cert adhoc: (process, port, the banner's fingerprint)."""
+        self.need_openssl()
+        process = self.start("127.0.0.1:0", "--cert", "adhoc", *args, env=self.env)
+        port = process.port()
+        fingerprint = process.wait_for(r"^  SHA-256 fingerprint: ([0-9A-F:]{95})$").group(1)
+        return process, port, fingerprint
+
+    def stop(self, process):
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+
+    def peer(self, port, hostname):
+        """A request over TLS that verifies the certificate against the cached
+        file and `hostname`: (its certificate, as a dict and as DER; the response)."""
+        context = ssl.create_default_context(cafile=self.pem)
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            with context.wrap_socket(sock, server_hostname=hostname) as tls:
+                certificate, der = tls.getpeercert(), tls.getpeercert(binary_form=True)
+                tls.sendall(get("/", extra=b"Connection: close\r\n"))
+                return certificate, der, Reader(tls).response()
+
+    def test_a_certificate_for_localhost_with_its_fingerprint_in_the_banner(self):
+        process, port, fingerprint = self.serve()        # with the reloader: the worker's
+        process.wait_for(r"^  certificate: %s, self-signed for localhost, 127\.0\.0\.1 and ::1$"
+                         % re.escape(self.pem))
+        for hostname in ("localhost", "127.0.0.1", "::1"):
+            with self.subTest(hostname=hostname):
+                certificate, der, response = self.peer(port, hostname)
+                self.assertEqual(response.status, 200)
+                self.assertEqual(certificate["subjectAltName"], (
+                    ("DNS", "localhost"), ("IP Address", "127.0.0.1"),
+                    ("IP Address", "0:0:0:0:0:0:0:1")))
+                self.assertEqual(fingerprint_of(der), fingerprint)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            self.peer(port, "example.test")                 # names outside it are refused
+        if hasattr(os, "getuid"):
+            self.assertEqual(stat.S_IMODE(os.stat(self.pem).st_mode), 0o600)
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(self.pem)).st_mode), 0o700)
+        self.assertEqual(os.listdir(os.path.dirname(self.pem)), [runserver.ADHOC_CERT_FILE])
+
+    def test_the_cache_is_used_again_then_renewed_near_its_end(self):
+        process, port, first = self.serve("--noreload")
+        made = os.stat(self.pem)
+        self.stop(process)
+        process, port, again = self.serve("--noreload")
+        self.assertEqual(again, first)
+        self.assertEqual((os.stat(self.pem).st_ino, os.stat(self.pem).st_mtime_ns),
+                         (made.st_ino, made.st_mtime_ns))
+        self.assertEqual(fingerprint_of(self.peer(port, "localhost")[1]), first)
+        self.stop(process)
+        short = self.write_certificate(days=2)              # under a month left
+        process, port, renewed = self.serve("--noreload")
+        self.assertNotIn(renewed, (short, first))
+        self.assertEqual(fingerprint_of(self.peer(port, "localhost")[1]), renewed)
+        result = subprocess.run(["openssl", "x509", "-checkend", str(300 * 86400), "-noout",
+                                 "-in", self.pem], capture_output=True, timeout=TIMEOUT)
+        self.assertEqual(result.returncode, 0, result.stdout)
+
+    def write_certificate(self, days):
+        """Put a certificate for localhost valid `days` days in the cache; its fingerprint."""
+        scratch = tempfile.mkdtemp(dir=self.directory)
+        key, cert = os.path.join(scratch, "k.pem"), os.path.join(scratch, "c.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", str(days), "-subj", "/CN=localhost"],
+                       stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=60)
+        with open(key) as key_file, open(cert) as cert_file, open(self.pem, "w") as pem:
+            certificate = cert_file.read()
+            pem.write(key_file.read() + certificate)
+        return fingerprint_of(ssl.PEM_cert_to_DER_cert(certificate))
+
+    def test_two_first_starts_at_once_share_one_certificate(self):
+        self.need_openssl()
+        processes = [self.start("127.0.0.1:0", "--noreload", "--cert", "adhoc", env=self.env)
+                     for _ in range(2)]
+        banners = [process.wait_for(r"SHA-256 fingerprint: (\S+)").group(1)
+                   for process in processes]
+        served = [fingerprint_of(self.peer(process.port(), "localhost")[1])
+                  for process in processes]
+        self.assertEqual(banners, [banners[0]] * 2)
+        self.assertEqual(served, banners)
+        self.assertEqual(os.listdir(os.path.dirname(self.pem)), [runserver.ADHOC_CERT_FILE])
+
+    def test_a_cache_directory_others_may_enter_is_made_private(self):
+        if not hasattr(os, "getuid"):
+            raise unittest.SkipTest("POSIX permissions")
+        os.makedirs(os.path.dirname(self.pem))
+        os.chmod(os.path.dirname(self.pem), 0o777)
+        self.serve("--noreload")
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(self.pem)).st_mode), 0o700)
+
+    def test_curl_trusts_it_with_the_cached_file(self):
+        if shutil.which("curl") is None:
+            raise unittest.SkipTest("curl is not installed")
+        process, port, fingerprint = self.serve("--noreload")
+        for url in ("https://localhost:%d/" % port, "https://127.0.0.1:%d/" % port):
+            with self.subTest(url=url):
+                result = subprocess.run(["curl", "--silent", "--show-error", "--fail",
+                                         "--max-time", str(TIMEOUT), "--cacert", self.pem, url],
+                                        stdin=subprocess.DEVNULL, capture_output=True,
+                                        timeout=TIMEOUT * 2)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn(b"runserver.py", result.stdout)
+
+    def test_without_openssl_one_line_says_how_to_make_a_certificate(self):
+        empty = os.path.join(self.directory, "bin")
+        os.mkdir(empty)
+        for reload in ([], ["--noreload"]):
+            with self.subTest(reload=reload):
+                code, output = self.run_cli("0", "--cert", "adhoc", *reload,
+                                            env=dict(self.env, PATH=empty))
+                self.assertEqual(code, 2, output)
+                self.assertEqual(len(output.strip().splitlines()), 1, output)
+                self.assertRegex(output, r"^Error: --cert adhoc .*openssl.* not on PATH.*"
+                                         r"mkcert localhost 127\.0\.0\.1 ::1.*--cert .*--key ")
+        self.assertFalse(os.path.exists(self.pem))
+
+    def test_an_openssl_that_fails_is_one_line(self):
+        if os.name != "posix":
+            raise unittest.SkipTest("a shell script stands in for openssl")
+        fake = os.path.join(self.directory, "bin")
+        self.write("bin/openssl", "#!/bin/sh\necho 'req: Error: no entropy' >&2\nexit 1\n")
+        os.chmod(os.path.join(fake, "openssl"), 0o755)
+        self.assertOneLineError(["0", "--cert", "adhoc"], 2, "openssl failed: req: Error: no "
+                                "entropy", env=dict(self.env, PATH=fake))
+        self.assertEqual(os.listdir(os.path.dirname(self.pem)), [])      # no scratch left
+
+    def test_a_key_with_adhoc_is_one_line(self):
+        self.assertOneLineError(["0", "--cert", "adhoc", "--key", "k.pem"], 2,
+                                "--cert adhoc makes its own key", env=self.env)
+
+    def test_make_ssl_context_adhoc(self):
+        self.need_openssl()
+        with unittest.mock.patch.dict(os.environ, self.env):
+            context = runserver.make_ssl_context("adhoc")
+        self.assertEqual(context.certificate_file, self.pem)
+        with open(self.pem) as file:
+            pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n",
+                            file.read(), re.S).group()
+        self.assertEqual(context.certificate_fingerprint,
+                         fingerprint_of(ssl.PEM_cert_to_DER_cert(pem)))
+
+
 # ---- Unix domain sockets: unix:/path -----------------------------------------------
 
 class UnixSocketTests(ServerTestCase, CLITestCase):
