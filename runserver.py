@@ -283,6 +283,8 @@ PROXY_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 TIMEOUT_ERRORS = (socket.timeout, BlockingIOError)
 TLS_TO_HTTP = ("TLS handshake received: this server speaks HTTP, not HTTPS "
                "(use http:// or start it with --cert/--key)")
+TLS_HANDSHAKE = b"\x16"         # the first byte a TLS client sends (its ClientHello's record)
+HTTP_TO_TLS = "plain HTTP sent to an HTTPS port: use %s"
 
 HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -923,8 +925,20 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         return False
 
     def start_tls(self):
-        """TLS handshake in this connection's thread; False if it failed."""
+        """TLS handshake in this connection's thread; False if it failed.  A
+        plain HTTP request instead is answered 400, with the https:// URL to use."""
         self.set_timeout(self.limits.header_timeout)
+        try:                    # the first byte tells, left in the socket for what follows
+            first = self.connection.recv(1, socket.MSG_PEEK)
+        except TIMEOUT_ERRORS:
+            self.log_idle_timeout(True)
+            return False
+        except OSError:
+            return False
+        if first != TLS_HANDSHAKE:
+            if first:                           # else closed, or shut by a stop
+                self.refuse_plain_http()
+            return False
         try:
             # Handshake once self.connection is the TLS socket, so that
             # close_idle_and_wait() can interrupt a client that sends nothing.
@@ -937,6 +951,25 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                                escape_control(str(exc)))
             return False
         return True
+
+    def refuse_plain_http(self):
+        """A plain HTTP request on the TLS port: read its head, then refuse it
+        with the https:// URL it should have used (nginx answers it so too)."""
+        head = self.read_head(True)
+        if head is None:
+            return
+        self.request_line = head.partition(b"\r\n")[0]
+        try:
+            request = parse_request_head(head, self.limits)
+        except BadRequest:
+            request = None
+        if request is not None and request.host and self.server.host_allowed(request.host):
+            url = "https://%s%s" % (request.host.decode("latin-1"),
+                                    request.target.decode("latin-1")
+                                    if request.target[:1] == b"/" else "/")
+        else:
+            url = "https://%s/" % server_authority(self.server)
+        raise BadRequest(400, HTTP_TO_TLS % url)
 
     # -- reading ----------------------------------------------------------
 
@@ -3551,6 +3584,16 @@ def host_matches(host, allowed):
         if name == entry or entry.startswith(".") and (name == entry[1:] or name.endswith(entry)):
             return True
     return False
+
+
+def server_authority(server):
+    """host:port for a URL of the server: localhost when it is bound to every
+    interface or to a unix socket."""
+    address = server.server_address
+    if not isinstance(address, tuple):
+        return "localhost"
+    name = "localhost" if address[0] in ("0.0.0.0", "::") else address[0]
+    return ("[%s]:%d" if ":" in name else "%s:%d") % (name, address[1])
 
 
 def serving_app(app, static=(), root_path=""):

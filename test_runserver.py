@@ -3072,6 +3072,46 @@ class TLSTests(ServerTestCase, CLITestCase):
         self.assertEqual(len([m for m in LOG.messages() if "HTTPS" in m]), 1, LOG.messages())
         self.assertEqual(self.request(server, get()).status, 200)     # the server is fine
 
+    def test_plain_http_to_the_tls_port_gets_a_400_saying_https(self):
+        server = self.start_tls_server()
+        own = "https://127.0.0.1:%d/" % server.port
+        for raw, url in [
+                (get("/path?q=1", host="localhost:%d" % server.port),
+                 "https://localhost:%d/path?q=1" % server.port),
+                (b"GET /x HTTP/1.0\r\n\r\n", own),                # no Host: the server's own
+                (get("/", host="evil.test"), own),              # a Host it does not answer
+                (b"\x00\x01 not http\r\n\r\n", own),
+                (b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n", "https://localhost/")]:
+            with self.subTest(raw=raw):
+                LOG.clear()
+                sock = self.connect(server)
+                sock.sendall(raw)
+                reader = Reader(sock)
+                response = reader.response()
+                self.assertEqual(response.status, 400)
+                self.assertEqual(response.header("connection"), "close")
+                self.assertIn(b"use " + url.encode(), response.body)
+                self.assertEqual(reader.read_to_eof(), b"")
+                LOG.wait_for(r"400: plain HTTP sent to an HTTPS port: use %s$" % re.escape(url))
+                self.assertEqual([m for m in LOG.messages() if "HTTP" in m], [
+                    m for m in LOG.messages() if "plain HTTP" in m])
+                self.assertEqual(len([m for m in LOG.messages() if "plain HTTP" in m]), 1)
+        self.assertFalse([m for m in LOG.messages() if "handshake" in m])
+        self.assertEqual(self.request_tls(server), 200)                 # TLS still works
+
+    def test_curl_plain_http_to_the_tls_port(self):
+        if shutil.which("curl") is None:
+            raise unittest.SkipTest("curl is not installed")
+        server = self.start_tls_server()
+        result = subprocess.run(
+            ["curl", "--silent", "--show-error", "--max-time", str(TIMEOUT),
+             "--write-out", "\n%{http_code}", "http://127.0.0.1:%d/x?y=1" % server.port],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT * 2)
+        body, _, status = result.stdout.decode().rpartition("\n")
+        self.assertEqual(status, "400", result.stderr)
+        self.assertIn("use https://127.0.0.1:%d/x?y=1" % server.port, body)
+        LOG.wait_for(r"plain HTTP sent to an HTTPS port")
+
     def test_cli_certificate_errors_are_one_line(self):
         missing = os.path.join(self.directory, "missing.pem")
         for args, status, fragment in [
