@@ -1608,7 +1608,10 @@ def forwarded_environ(headers, connection, trust):
     if "proto" in values or "host" in values or "port" in values:
         scheme = values.get("proto", connection["wsgi.url_scheme"])
         host = values.get("host", headers.get("HTTP_HOST"))
-        name, port = split_host(host) if host else (connection["SERVER_NAME"], "")
+        if not host:                    # HTTP/1.0 without Host: the server's address
+            host = connection["SERVER_NAME"]
+            host = "[%s]" % host if ":" in host else host
+        name, port = split_host(host)
         port = values.get("port") or port or SCHEME_PORTS[scheme]
         environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
         if "host" in values or "port" in values:

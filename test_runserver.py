@@ -3656,6 +3656,11 @@ class ProxyHeadersTests(ServerTestCase):
             values = json.loads(Reader(sock).response().body)
         self.assertEqual((values["REMOTE_ADDR"], values["runserver.original.REMOTE_ADDR"]),
                          ("203.0.113.9", "::1"))
+        with socket.create_connection(("::1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\nX-Forwarded-Port: 8080\r\n\r\n")    # no Host
+            values = json.loads(Reader(sock).response().body)
+        self.assertEqual((values["HTTP_HOST"], values["SERVER_NAME"], values["SERVER_PORT"]),
+                         ("[::1]:8080", "[::1]", "8080"))
 
     def test_unix_socket_peer_is_trusted_by_default(self):
         directory = tempfile.mkdtemp(prefix="runserver-proxy-")
