@@ -1487,6 +1487,7 @@ class ProxyTrust:
                     raise ValueError('"%s" is not an IP address, a network like 10.0.0.0/8, '
                                      '"unix" or "*"' % entry) from None
         self.known = {}                 # address -> trusted, for the addresses seen
+        self.read = {}                  # forwarding headers seen -> proxy_values()
 
     def trusts(self, address):
         """Whether a peer or a forwarded node (an address, "unix:" for a
@@ -1573,7 +1574,23 @@ def list_entries(value):
     return [entry for entry in re.split(LIST_SEPARATOR, value) if entry]
 
 
+FORWARDING_KEYS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
+                   "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT")
+
+
 def proxy_values(headers, trust):
+    """What a trusted peer's forwarding headers say of the client: read_proxy_values(),
+    once for each set of them (a proxy sends the same ones for a client's requests)."""
+    key = tuple(headers.get(name) for name in FORWARDING_KEYS)
+    values = trust.read.get(key)
+    if values is None:
+        values = read_proxy_values(headers, trust)
+        if len(trust.read) < FIELD_NAMES_CACHED:
+            trust.read[key] = values
+    return values
+
+
+def read_proxy_values(headers, trust):
     """What a trusted peer's forwarding headers say of the client.  Where
     Forwarded and X-Forwarded-* both say something, they must agree: else
     the proxy set one and passed the other on from the client (a 400)."""
