@@ -62,7 +62,7 @@ the socket the supervisor holds, so a reload never refuses a connection.  With
 
 # Modules needed only on rare paths (ssl, mimetypes, html, email.utils, shlex,
 # termios, site, sysconfig, ast, tempfile, http, subprocess, urllib.parse,
-# reprlib) are
+# reprlib, ipaddress, hashlib, shutil) are
 # imported where they are used: every reload
 # starts a new process, so start-up time counts.
 import argparse
