@@ -3819,8 +3819,8 @@ class APITests(unittest.TestCase):
     def test_rarely_needed_modules_are_not_imported_at_start_up(self):
         # Every reload starts a worker process: its imports are reload latency.
         code = ("import sys, runserver; print(sorted(m for m in %r if m in sys.modules))"
-                % (("ast", "http", "ipaddress", "ssl", "subprocess", "tempfile",
-                    "urllib.parse"),))
+                % (("ast", "hashlib", "http", "ipaddress", "shutil", "ssl", "subprocess",
+                    "tempfile", "urllib.parse"),))
         result = subprocess.run([sys.executable, "-S", "-c", code], cwd=HERE,
                                 capture_output=True, timeout=TIMEOUT)    # -S: not site's imports
         self.assertEqual(result.stdout.strip(), b"[]", result.stderr)
