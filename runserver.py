@@ -2917,12 +2917,14 @@ class Poller:
     in `waiting`; claim() takes it out for exactly one thread, so the loop and
     a thread finishing a long request never serve it both.
 
-    Linux: epoll, level-triggered, each connection registered once: a
-    keep-alive request costs no system call besides epoll_wait, recv and send.
-    Only when poll() reports a connection that another thread is serving (it
-    took the loop over while that one ran long, and more bytes came) is the
-    connection switched off until it is armed again.  Elsewhere: a selector,
-    the connection unregistered while it is served."""
+    Linux: epoll, level-triggered, a connection registered until it closes:
+    a keep-alive request costs no system call besides epoll_wait, recv and
+    send.  Only when poll() reports a connection that another thread is
+    serving (more bytes came, or the client reset it, while a long request
+    ran) is it unregistered until it is armed again: switched off with
+    epoll.modify(fd, 0) it would still report EPOLLERR and EPOLLHUP, and the
+    loop would spin.  Elsewhere: a selector, the connection unregistered
+    while it is served."""
 
     use_epoll = hasattr(select, "epoll")
 
@@ -2933,7 +2935,7 @@ class Poller:
         self.lock = threading.Lock()
         if self.use_epoll:
             self.epoll = select.epoll()
-            self.registered = {}            # fd -> whether epoll reports it (switched on)
+            self.registered = set()         # fds in the epoll set
             for fd in fds:
                 self.epoll.register(fd, select.EPOLLIN)
         else:
@@ -2958,10 +2960,7 @@ class Poller:
                 self.selector.register(fd, selectors.EVENT_READ)
             elif fd not in self.registered:
                 self.epoll.register(fd, select.EPOLLIN)
-                self.registered[fd] = True
-            elif not self.registered[fd]:
-                self.epoll.modify(fd, select.EPOLLIN)
-                self.registered[fd] = True
+                self.registered.add(fd)
         return earliest
 
     def claim(self, fd):
@@ -2971,9 +2970,9 @@ class Poller:
             if not self.use_epoll:
                 if handler is not None:
                     self.selector.unregister(fd)
-            elif handler is None and self.registered.get(fd):
-                self.epoll.modify(fd, 0)        # being served: quiet until armed again
-                self.registered[fd] = False
+            elif handler is None and fd in self.registered:
+                self.epoll.unregister(fd)       # being served: quiet until armed again
+                self.registered.discard(fd)
         return handler
 
     def claim_expired(self, now):
@@ -2995,7 +2994,8 @@ class Poller:
         """Before a claimed connection's socket is closed (its number is reused)."""
         if self.use_epoll:
             with self.lock:
-                if self.registered.pop(fd, None) is not None:
+                if fd in self.registered:
+                    self.registered.discard(fd)
                     try:
                         self.epoll.unregister(fd)
                     except (OSError, ValueError):   # closed by server_close()

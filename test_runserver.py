@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import stat
 import subprocess
 import sys
@@ -2258,6 +2259,42 @@ class ThreadModelTests(ServerTestCase):
         server.server.verify_request = lambda request, address: refused.append(address) and False
         self.assertEqual(self.exchange(server, get()), b"")
         self.assertEqual(len(refused), 1)
+
+    def test_a_connection_reset_while_its_request_runs_is_reported_once(self):
+        # epoll reports EPOLLERR and EPOLLHUP even for a switched-off socket:
+        # the loop must not be woken by it again and again (a spinning core).
+        release, started = threading.Event(), threading.Event()
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/slow":
+                started.set()
+                release.wait(TIMEOUT)
+            return hello_app(environ, start_response)
+        server = self.start_server(app)
+        self.addCleanup(release.set)
+        reported = []
+        poll = server.server._poller.poll
+        server.server._poller.poll = lambda timeout: reported.append(poll(timeout)) \
+            or reported[-1]
+        sock = self.connect(server)
+        sock.sendall(get())
+        self.assertEqual(Reader(sock).response().status, 200)
+        generation = server.server._generation
+        sock.sendall(get("/slow"))
+        self.assertTrue(started.wait(TIMEOUT))
+        wait_until(lambda: server.server._generation != generation)    # another thread polls
+        [busy] = [handler for handler in list(server.server._connections) if not handler.idle]
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()                                    # a reset, as a closed browser tab
+        since_reset = len(reported)
+        other = self.connect(server)
+        reader = Reader(other)
+        for _ in range(20):
+            other.sendall(get())
+            self.assertEqual(reader.response().status, 200)
+        self.assertLessEqual(sum(busy.fileno in fds for fds in reported[since_reset:]), 1)
+        release.set()
+        wait_until(lambda: busy not in server.server._connections)
 
     def test_system_exit_in_the_app_closes_that_connection_only(self):
         def app(environ, start_response):
