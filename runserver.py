@@ -160,6 +160,8 @@ RECV_SIZE = 1 << 16
 
 SPARE_THREAD_TIMEOUT = 1.0      # a pool thread with nothing to do waits this long for work
 PROMOTE_AFTER = 0.005           # a request the loop runs this long gets the loop taken over
+HAND_OFF_PERIOD = 1.0           # after a request ran that long, the loop hands requests to
+                                # threads for this long rather than serving them in place
 WATCH_INTERVAL = 0.005          # how often the watchdog looks while requests come
 WATCH_IDLE_TICKS = 20           # the watchdog sleeps after this many ticks with nothing to watch
 
@@ -810,6 +812,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.head_started = None        # event loop: when a partial head was first seen
         self.deadline = None            # event loop: when to give up waiting for bytes
         self.pending_head = None        # event loop: a complete head taken from the buffer
+        self.ran_long = False           # event loop: its last request took PROMOTE_AFTER or more
         self.connection = self.request
         self.fileno = self.request.fileno()
         self.kernel_timeouts = server.ssl_context is None and hasattr(socket, "SO_RCVTIMEO")
@@ -3017,9 +3020,18 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
     connection back to the loop and waits as a spare.  So a slow app, a slow
     upload or a stream ties up one thread, never the others' requests.
 
+    Once a request ran long, for HAND_OFF_PERIOD the loop hands the requests
+    of new connections, and of those whose last request ran long, to pool
+    threads instead: a burst of slow requests then holds the others up for
+    one promotion, not one per slow request.  The loop never waits for a
+    thread to start: it queues the request, and the watchdog starts threads
+    while queued tasks outnumber the spare ones.
+
     TLS connections get socketserver's thread per connection (its
-    process_request), from the same pool.  Spare threads wait
-    SPARE_THREAD_TIMEOUT seconds for work, then exit.
+    process_request), queued the same way.  Spare threads wait
+    SPARE_THREAD_TIMEOUT seconds for work, then exit.  When no thread can be
+    started, the loop serves every request in place; if it was being taken
+    over, the thread that finishes its task first runs it.
     """
 
     def run_loop(self):
@@ -3028,54 +3040,126 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
         self.watch()
         with self._loop_changed:        # no thread polls once serve_forever() returns
             self._loop_changed.wait_for(lambda: not (self._leaders and self._polling), 1.0)
+        self.grow_pool()                # requests queued meanwhile still get their thread
 
     def promote(self, busy_since=None):
         """Make a spare thread, or a new one, run the loop from now on; with
-        busy_since, only if the loop's thread is still on that request."""
+        busy_since, only if the loop's thread is still on that request (which
+        then ran long: requests are handed off for a while)."""
         with self._busy_lock:
             if busy_since is not None and self._busy_since is not busy_since:
                 return                  # it finished meanwhile
-            previous = self._generation
             self._generation = generation = next(self._generations)
             self._busy_since = None
+        if busy_since is not None:
+            self._hand_off_until = time.monotonic() + HAND_OFF_PERIOD
         if self._stop_requested:        # a stop came first: its run is over too
             return
-        with self._loop_changed:
-            self._leaders += 1
         try:
             self.start_task(generation)
-        except RuntimeError as exc:     # no more threads: the current one carries on
-            with self._loop_changed:
-                self._leaders -= 1
-            self._generation = previous
-            logger.error("Cannot start a thread to take the event loop over: %s", exc)
+        except RuntimeError as exc:
+            # The generation stays: going back to the previous one would race
+            # with its thread leaving the loop, and with a stop.
+            self._unled = generation
+            self.wake(self._watchdog_wakeup)            # it retries
+            logger.error("Cannot start a thread to take the event loop over (%s); "
+                         "it waits for a thread to finish its request.", exc)
+
+    def take_unled_loop(self):
+        """The loop's generation that no thread could be started for, now the caller's."""
+        with self._busy_lock:
+            generation, self._unled = self._unled, None
+        return generation
 
     def loop_lost(self):
         logger.error("The event loop's thread stopped; another one takes over")
         self.promote()
 
     def process_request(self, request, client_address):
-        self.start_task((request, client_address))
+        self.queue_task((request, client_address))
+
+    def serve_connection(self, handler, generation):
+        if self._hand_off_until > time.monotonic() and (handler.ran_long
+                                                        or not handler.requests):
+            self.queue_task(handler)
+        else:
+            super().serve_connection(handler, generation)
 
     def start_task(self, task):
+        """Give a task to a spare thread, or start one for it."""
         with self.spare_threads_lock:
-            if self.spare_threads:
+            if self.spare_threads > 0:
                 self.spare_threads -= 1
                 self.handoff.put(task)
                 return
         threading.Thread(target=self.pool_thread, args=(task,),
                          daemon=self.daemon_threads).start()
 
-    def pool_thread(self, task):
-        """Run the loop (task is its generation) or serve one connection
-        (task is (request, client_address)); then wait for the next task."""
-        while True:
-            if type(task) is int:
-                self.lead(task)
-            else:
-                self.process_request_thread(*task)
+    def queue_task(self, task):
+        """Give a task to the next spare thread, without waiting for one to
+        start: spare_threads then goes below zero, and the watchdog starts some."""
+        with self.spare_threads_lock:
+            self.spare_threads -= 1
+            self.handoff.put(task)
+            short = self.spare_threads < 0
+        if short:
+            self.wake(self._watchdog_wakeup)
+
+    def grow_pool(self):
+        """Start threads until every queued task has one (in the watchdog)."""
+        while self.spare_threads < 0:
             with self.spare_threads_lock:
+                self.spare_threads += 1         # the new thread's, as it begins spare
+            try:
+                threading.Thread(target=self.pool_thread, args=(None,),
+                                 daemon=self.daemon_threads).start()
+            except RuntimeError as exc:
+                with self.spare_threads_lock:
+                    self.spare_threads -= 1
+                if self._hand_off_until:
+                    logger.error("Cannot start a thread for a request (%s); the event "
+                                 "loop serves requests in place meanwhile.", exc)
+                self._hand_off_until = 0.0
+                self.unqueue_connections()
+                return
+
+    def unqueue_connections(self):
+        """No thread could be started: give the queued connections back to the
+        loop, which serves them in place (TLS ones wait for a thread)."""
+        others = []
+        with self.spare_threads_lock:
+            while self.spare_threads < 0:
+                try:
+                    task = self.handoff.get_nowait()
+                except queue.Empty:
+                    break
                 self.spare_threads += 1
+                if isinstance(task, WSGIRequestHandler):
+                    self.wait_for_bytes(task, False)    # its bytes are still unread
+                else:
+                    others.append(task)
+            for task in others:
+                self.spare_threads -= 1
+                self.handoff.put(task)
+
+    def pool_thread(self, task):
+        """Run the loop (task is its generation), serve a request the loop
+        handed off (a WSGIRequestHandler) or one connection (task is
+        (request, client_address)); then wait for the next task.  A thread
+        started with task None is already counted as spare."""
+        while True:
+            if task is not None:
+                if type(task) is int:
+                    self.lead(task)
+                elif type(task) is tuple:
+                    self.process_request_thread(*task)
+                else:
+                    self.serve_handed_off(task)
+                task = self._unled and self.take_unled_loop()
+                if task:
+                    continue
+                with self.spare_threads_lock:
+                    self.spare_threads += 1
             try:
                 task = self.handoff.get(timeout=SPARE_THREAD_TIMEOUT)
             except queue.Empty:
@@ -3085,23 +3169,51 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
                         return
                 task = self.handoff.get()
 
+    def serve_handed_off(self, handler):
+        """Serve the requests that arrived on a connection the loop handed
+        off, then give the connection back to the loop."""
+        started = time.monotonic()
+        try:
+            keep = handler.serve_ready()
+        except Exception:
+            self.handle_error(handler.request, handler.client_address)
+            keep = False
+        except BaseException:           # SystemExit in the app, say: this thread ends
+            self.close_connection(handler)
+            raise
+        handler.ran_long = time.monotonic() - started >= PROMOTE_AFTER
+        if handler.ran_long:
+            self._hand_off_until = time.monotonic() + HAND_OFF_PERIOD
+        if keep:
+            self.wait_for_bytes(handler, False)
+        else:
+            self.close_connection(handler)
+
     def watch(self):
         """Until request_stop(): promote another thread when the loop's thread
-        has been busy with one request for PROMOTE_AFTER seconds.  Ticks only
-        while requests come; otherwise it sleeps until the loop takes one."""
+        has been busy with one request for PROMOTE_AFTER seconds, start the
+        threads queued tasks wait for, and retry a promotion that could not
+        start a thread.  Ticks only while requests come or wait; otherwise it
+        sleeps until the loop takes one or queues one."""
         quiet_ticks = 0
         while not self._stop_requested:
+            if self.spare_threads < 0:
+                self.grow_pool()
             busy_since = self._busy_since
-            if busy_since is None:
+            if self._unled:
+                quiet_ticks = 0
+                self.retry_unled_loop()
+            elif busy_since is None and self.spare_threads >= 0:
                 quiet_ticks += 1
-            else:
+            elif busy_since is not None:
                 quiet_ticks = 0
                 if time.monotonic() - busy_since >= PROMOTE_AFTER:
                     self.promote(busy_since)
             timeout = WATCH_INTERVAL
             if quiet_ticks >= WATCH_IDLE_TICKS:
                 self._watchdog_asleep = True
-                idle = self._busy_since is None and not self._stop_requested
+                idle = self._busy_since is None and self.spare_threads >= 0 \
+                    and not self._stop_requested
                 timeout = None if idle else 0
             # A pipe, not a sleep: request_stop() and the loop's thread wake it.
             if select.select([self._watchdog_wake], [], [], timeout)[0]:
@@ -3109,6 +3221,15 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
             if self._watchdog_asleep:
                 self._watchdog_asleep = False
                 quiet_ticks = 0
+
+    def retry_unled_loop(self):
+        """Try again to start a thread for the loop that none could be started for."""
+        generation = self.take_unled_loop()
+        if generation is not None and generation == self._generation:
+            try:
+                self.start_task(generation)
+            except RuntimeError:
+                self._unled = generation
 
 
 class WSGIServer(socketserver.TCPServer):
@@ -3150,6 +3271,8 @@ class WSGIServer(socketserver.TCPServer):
         self._generation = 0            # the loop's current run; a thread whose run is over stops
         self._busy_since = None         # when the loop's thread began its current request
         self._busy_lock = threading.Lock()
+        self._unled = None              # a generation no thread could be started for
+        self._hand_off_until = 0.0      # until then the loop hands requests to threads
         self._watchdog_wake, self._watchdog_wakeup = os.pipe()   # a pipe: signal-safe
         os.set_blocking(self._watchdog_wakeup, False)
         self._watchdog_asleep = False
@@ -3234,15 +3357,14 @@ class WSGIServer(socketserver.TCPServer):
     def run_loop(self):
         """Run the event loop in this thread (LoopThreadingMixIn uses a pool)."""
         self.serving.set()
-        with self._loop_changed:
-            self._leaders += 1
         self.lead(self._generation)
 
     def lead(self, generation):
         """The event loop: wait for connections and requests and serve them,
         until request_stop(), or until another thread took the loop over
-        (LoopThreadingMixIn) while this one was busy with a request.  The
-        caller counted this thread in self._leaders."""
+        (LoopThreadingMixIn) while this one was busy with a request."""
+        with self._loop_changed:
+            self._leaders += 1
         try:
             self.run_events(generation)
         finally:
@@ -3360,8 +3482,10 @@ class WSGIServer(socketserver.TCPServer):
             self.close_connection(handler)
             raise
         self.untimed(generation)
+        in_loop = self._generation == generation
+        handler.ran_long = not in_loop          # another thread took the loop over
         if keep:            # even when stopping: close_idle_and_wait() decides then
-            self.wait_for_bytes(handler, self._generation == generation)
+            self.wait_for_bytes(handler, in_loop)
         else:
             self.close_connection(handler)
 

@@ -2173,6 +2173,36 @@ class ThreadModelTests(ServerTestCase):
         wait_until(lambda: server.server.spare_threads == 0
                    and threading.active_count() <= before)
 
+    def test_a_burst_of_slow_requests_takes_the_loop_over_once(self):
+        # Not once per slow request: each take-over costs the others a
+        # watchdog's wait (PROMOTE_AFTER), so that 200 of them were a second.
+        release = threading.Event()
+        running = []
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/slow":
+                running.append(threading.get_ident())
+                release.wait(TIMEOUT)
+            return hello_app(environ, start_response)
+        server = self.start_server(app)
+        self.addCleanup(release.set)
+        fast = self.connect(server)
+        reader = Reader(fast)
+        fast.sendall(get())
+        self.assertEqual(reader.response().status, 200)
+        generation = server.server._generation
+        slow = [self.connect(server) for _ in range(20)]
+        for sock in slow:
+            sock.sendall(get("/slow"))
+        wait_until(lambda: len(running) == 20)
+        fast.sendall(get())                 # a keep-alive client, served meanwhile
+        self.assertEqual(reader.response().status, 200)
+        self.assertLessEqual(server.server._generation - generation, 3)
+        self.assertEqual(len(set(running)), 20)
+        release.set()
+        for sock in slow:
+            self.assertEqual(Reader(sock).response().status, 200)
+
     def test_a_request_arriving_at_shutdown_is_answered(self):
         server = runserver.make_server(hello_app, "127.0.0.1", 0, quiet=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -2295,6 +2325,50 @@ class ThreadModelTests(ServerTestCase):
         self.assertLessEqual(sum(busy.fileno in fds for fds in reported[since_reset:]), 1)
         release.set()
         wait_until(lambda: busy not in server.server._connections)
+
+    def test_the_loop_survives_when_no_thread_can_be_started(self):
+        # The watchdog's promotion fails just as the loop's thread leaves the
+        # loop after its slow request: some thread must still run the loop.
+        release = threading.Event()
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/slow":
+                release.wait(TIMEOUT)
+            return hello_app(environ, start_response)
+        server = runserver.make_server(app, "127.0.0.1", 0, quiet=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.assertTrue(server.serving.wait(TIMEOUT))
+        self.assertEqual(http_get(server.server_port).status, 200)
+        wait_until(lambda: server.spare_threads == 0)
+        failures = []
+
+        def start(thread):
+            if not failures:        # let the loop's thread finish and wait as a spare
+                release.set()
+                wait_until(lambda: server.spare_threads == 1)
+            failures.append(thread)
+            raise RuntimeError("can't start new thread")
+        original = threading.Thread.start
+        threading.Thread.start = start
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
+            self.addCleanup(sock.close)
+            sock.sendall(get("/slow"))
+            self.assertEqual(Reader(sock).response().status, 200)
+            wait_until(lambda: failures)
+            self.assertEqual(http_get(server.server_port).status, 200)
+        finally:
+            threading.Thread.start = original
+        LOG.wait_for("Cannot start a thread to take the event loop over")
+        LOG.wait_for("Cannot start a thread for a request .* serves requests in place")
+        self.assertEqual(http_get(server.server_port).status, 200)
+        server.shutdown()
+        thread.join(TIMEOUT)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(server.close_idle_and_wait(TIMEOUT), 0)
+        wait_until(lambda: server._leaders == 0)
 
     def test_system_exit_in_the_app_closes_that_connection_only(self):
         def app(environ, start_response):
