@@ -157,6 +157,9 @@ SPOOL_MEMORY_LIMIT = 1 << 20    # chunked bodies above this go to a temporary fi
 DRAIN_LIMIT = 1 << 20           # unread body bytes discarded to keep a connection
 FILE_BLOCK_SIZE = 1 << 18       # block reads where sendfile cannot be used
 RECV_SIZE = 1 << 16
+SEND_CHECK_INTERVAL = 0.25      # a client reading slower than the server writes: how often
+                                # to look whether bytes left the send buffer (--body-timeout)
+TLS_RECORD_SIZE = 1 << 14       # TLS sends go a record at a time: a timed-out one is resent
 
 SPARE_THREAD_TIMEOUT = 1.0      # a pool thread with nothing to do waits this long for work
 PROMOTE_AFTER = 0.005           # a request the loop runs this long gets the loop taken over
@@ -218,7 +221,8 @@ class Limits:
     max_body = 1 << 30          # --max-body: larger request body -> 413
     header_timeout = 10.0       # --header-timeout: to receive a whole request head
     keepalive_timeout = 5.0     # --keepalive-timeout: idle time between requests
-    body_timeout = 30.0         # --body-timeout: silence allowed inside a body
+    body_timeout = 30.0         # --body-timeout: silence allowed inside a request body, and
+                                # time a response may go without a byte reaching the client
     shutdown_timeout = 5.0      # --shutdown-timeout: in-flight grace on exit/reload
 
     def __init__(self, **overrides):
@@ -665,6 +669,10 @@ class ClientDisconnected(BadRequest):
     """The client went away (or went silent) in the middle of a request body."""
 
 
+class ClientStalled(socket.timeout):
+    """The client took none of the response for --body-timeout seconds."""
+
+
 class ContentLengthInput:
     """wsgi.input for a body of known length: it never reads past the body.
 
@@ -779,6 +787,36 @@ def read_chunked_body(handler, max_body):
 
 
 # ---- WSGI request handler -------------------------------------------------
+
+# What a socket's send buffer still holds (not yet acknowledged by the peer):
+# the progress of a response, and the bytes a client never got.  None where
+# the system does not tell.  Chosen once, for this platform.
+SO_NWRITE = 0x1024                              # macOS's <sys/socket.h>
+
+
+def unsent_bytes_linux(sock):
+    import fcntl
+    import termios
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except OSError:                             # SIOCOUTQ is TIOCOUTQ's number
+        return None
+
+
+def unsent_bytes_macos(sock):
+    try:
+        return sock.getsockopt(socket.SOL_SOCKET, SO_NWRITE)
+    except OSError:
+        return None
+
+
+def unsent_bytes_unknown(sock):
+    return None
+
+
+unsent_bytes = (unsent_bytes_linux if sys.platform.startswith("linux")
+                else unsent_bytes_macos if sys.platform == "darwin" else unsent_bytes_unknown)
+
 
 class WSGIRequestHandler(socketserver.BaseRequestHandler):
     """Serve the HTTP/1.1 requests of one connection to the server's WSGI app.
@@ -1274,21 +1312,17 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                                  % type(data).__name__)
         if self.status is None:
             raise AssertionError("body data before start_response()")
-        if self.headers_sent:
-            head = b""
-        else:
-            self.set_timeout(self.limits.body_timeout)      # not what is left of the head's
-            head = self.send_head(None)
+        head = b"" if self.headers_sent else self.send_head(None)
         if self.no_body:
             if head:
-                self.connection.sendall(head)
+                self.transmit(head, len(head))
             return
         if self.chunked:
             if data:
-                self.connection.sendall(b"%s%x\r\n%s\r\n" % (head, len(data), data))
+                framed = b"%s%x\r\n%s\r\n" % (head, len(data), data)
+                self.transmit(framed, len(framed) - len(data) - 2, 2)
             elif head:
-                self.connection.sendall(head)
-            self.bytes_sent += len(data)
+                self.transmit(head, len(head))
             return
         if self.remaining is not None:
             if len(data) > self.remaining:
@@ -1296,8 +1330,58 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 self.keep_alive = False
                 self.response_error = "the app sent more bytes than its Content-Length"
             self.remaining -= len(data)
-        self.connection.sendall(head + data if head else data)
-        self.bytes_sent += len(data)
+        self.transmit(head + data if head else data, len(head))
+
+    def transmit(self, data, head=0, tail=0):
+        """Send `data` whole and count its body bytes in bytes_sent: all but
+        the first `head` and last `tail` bytes (response head, chunk framing)."""
+        sent = 0
+        if self.kernel_timeouts:        # the common case: the send buffer takes it all
+            try:
+                sent = self.connection.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+            if sent == len(data):
+                self.bytes_sent += sent - head - tail
+                return
+        self.send_slowly(data, sent, head, tail)
+
+    def send_slowly(self, data, sent, head, tail):
+        """Send the rest of `data` to a client that reads slower than the
+        server writes, counting what went out even if it fails: the
+        --body-timeout counts from the last progress (await_progress())."""
+        connection, view = self.connection, memoryview(data)
+        piece = TLS_RECORD_SIZE if self.server.ssl_context is not None else len(data)
+        since, queued = time.monotonic(), unsent_bytes(connection)
+        self.set_timeout(min(self.limits.body_timeout, SEND_CHECK_INTERVAL))
+        try:
+            while sent < len(data):
+                try:
+                    sent += connection.send(view[sent:sent + piece])
+                    since, queued = time.monotonic(), unsent_bytes(connection)
+                except TIMEOUT_ERRORS:
+                    since, queued = self.await_progress(since, queued)
+        finally:
+            self.bytes_sent += min(max(sent - head, 0), len(data) - head - tail)
+
+    def await_progress(self, since, queued):
+        """A send timed out.  Return when the client last took bytes, and
+        how many wait in the send buffer (None if unknown), and set the next
+        wait; raise ClientStalled after --body-timeout without progress."""
+        now = time.monotonic()
+        waiting = unsent_bytes(self.connection)
+        if waiting is not None and queued is not None and waiting < queued:
+            since = now                 # bytes left the send buffer: the client reads
+        left = since + self.limits.body_timeout - now
+        if left <= 0:
+            # Reset rather than close: what the kernel still holds must not reach
+            # the client after the log line has counted it out.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            raise ClientStalled("client read nothing for %gs: --body-timeout"
+                                % self.limits.body_timeout)
+        self.set_timeout(min(left, SEND_CHECK_INTERVAL))
+        return since, waiting
 
     def run_app(self, app, environ):
         """Run the app and send its response; False if the connection must close."""
@@ -1308,12 +1392,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             data = result[0] if type(result) is list and len(result) == 1 else None
             if type(data) is bytes and self.status is not None and not self.headers_sent \
                     and (self.content_length is None or self.content_length == len(data)):
-                # The common case: one sendall, head and body.
-                if len(data) > RECV_SIZE:
-                    self.set_timeout(self.limits.body_timeout)
-                self.connection.sendall(self.send_head(len(data))
-                                        + (b"" if self.no_body else data))
-                self.bytes_sent = 0 if self.no_body else len(data)
+                # The common case: one send, head and body.
+                head = self.send_head(len(data))
+                self.transmit(head if self.no_body else head + data, len(head))
             elif isinstance(result, FileWrapper) and self.send_file(result):
                 pass
             else:
@@ -1325,16 +1406,20 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 if not self.headers_sent:
                     if self.status is None:
                         raise AssertionError("the app returned without calling start_response()")
-                    self.connection.sendall(self.send_head(0))
+                    head = self.send_head(0)
+                    self.transmit(head, len(head))
                 elif self.chunked:
-                    self.connection.sendall(b"0\r\n\r\n")
+                    self.transmit(b"0\r\n\r\n", 5)
                 elif self.remaining:
                     self.response_error = ("the app sent %d bytes less than its Content-Length"
                                            % self.remaining)
-        except (ConnectionError, *TIMEOUT_ERRORS):
+        except (ConnectionError, *TIMEOUT_ERRORS) as exc:
             self.close_result(result)
+            # Counted out, but still in the send buffer: the client never got those.
+            self.bytes_sent = max(self.bytes_sent - (unsent_bytes(self.connection) or 0), 0)
             self.log_request(self.status_code if self.headers_sent else 0,
-                             note="client disconnected")
+                             note=str(exc) if isinstance(exc, ClientStalled)
+                             else "client disconnected")
             return False
         except BadRequest:
             self.close_result(result)
@@ -1392,8 +1477,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         return False
 
     def send_file(self, wrapper):
-        """Send a FileWrapper with socket.sendfile (which falls back to block
-        reads under TLS); False if it must be iterated."""
+        """Send a FileWrapper's regular file with os.sendfile() (block reads
+        under TLS); False if it must be iterated."""
         file = wrapper.filelike
         if not hasattr(file, "fileno"):
             return False
@@ -1407,23 +1492,51 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             return False
         available = max(stat.st_size - offset, 0)
         count = available if self.content_length is None else min(self.content_length, available)
-        self.set_timeout(self.limits.body_timeout)
-        self.connection.sendall(self.send_head(available))
+        head = self.send_head(available)
+        self.transmit(head, len(head))
         if not self.no_body and count:
-            if self.kernel_timeouts:        # sendfile() keeps its own time: Python's timeout
-                self.connection.settimeout(self.limits.body_timeout)
-            try:
-                sent = self.connection.sendfile(file, offset, count)
-            finally:
-                if self.kernel_timeouts:
-                    self.connection.settimeout(None)
-            file.seek(offset + sent)
-            self.bytes_sent += sent
+            if self.kernel_timeouts and hasattr(os, "sendfile"):
+                sent = self.sendfile(fd, offset, count)
+                file.seek(offset + sent)
+            else:
+                sent = self.send_blocks(file, count)
             self.remaining -= sent
         if self.remaining:
             self.response_error = ("the file ended %d bytes before the Content-Length"
                                    % self.remaining)
         return True
+
+    def sendfile(self, fd, offset, count):
+        """Send `count` bytes of a file from `offset`, with the kernel's
+        sendfile(); return how many went (fewer if the file shrank)."""
+        out = self.connection.fileno()
+        sent, since, queued = 0, time.monotonic(), unsent_bytes(self.connection)
+        self.set_timeout(min(self.limits.body_timeout, SEND_CHECK_INTERVAL))
+        try:
+            while sent < count:
+                try:
+                    done = os.sendfile(out, fd, offset + sent, count - sent)
+                except BlockingIOError:         # SO_SNDTIMEO: nothing went for a while
+                    since, queued = self.await_progress(since, queued)
+                    continue
+                if not done:
+                    break
+                sent += done
+                since, queued = time.monotonic(), unsent_bytes(self.connection)
+        finally:
+            self.bytes_sent += sent
+        return sent
+
+    def send_blocks(self, file, count):
+        """Send `count` bytes of a file read in blocks (under TLS); return how many went."""
+        sent = 0
+        while sent < count:
+            data = file.read(min(count - sent, FILE_BLOCK_SIZE))
+            if not data:
+                break
+            self.transmit(data)
+            sent += len(data)
+        return sent
 
     # -- errors and logging -----------------------------------------------------
 

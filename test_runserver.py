@@ -1998,6 +1998,117 @@ class LimitsAndTimeoutsTests(ServerTestCase):
                 self.assertLess(getattr(limits, name), 1 << 40)
 
 
+class SmallSendBuffer(runserver.WSGIRequestHandler):
+    """The server's side of each connection gets a small, fixed send buffer:
+    it becomes writable again only once a third of it drained, which takes
+    a client reading 1 KiB every 40 ms longer than a 0.25 s body timeout."""
+
+    send_buffer = 16384
+
+    def setup(self):
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+        super().setup()
+
+
+SLOW_READER_SIZE = 48 * 1024
+
+
+def chunks_app(environ, start_response):
+    """SLOW_READER_SIZE bytes (or the query's number) in 8 KiB pieces, iterated."""
+    size = int(environ["QUERY_STRING"] or SLOW_READER_SIZE)
+    start_response("200 OK", [("Content-Length", str(size))])
+    return (b"x" * 8192 for _ in range(size // 8192))
+
+
+def small_receive_buffer(port, wrap=lambda sock: sock):
+    """A connection to 127.0.0.1:port with a small receive buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", port))
+    return wrap(sock)
+
+
+def read_slowly(sock, path, size=1024):
+    """GET `path`, reading `size` bytes every 40 ms; return the body (None if cut short)."""
+    with sock:
+        sock.sendall(get(path, extra=b"Connection: close\r\n"))
+        received = b""
+        pause = threading.Event()
+        while True:
+            try:
+                data = sock.recv(size)
+            except ConnectionResetError:
+                return None
+            if not data:
+                head, _, body = received.partition(b"\r\n\r\n")
+                return body if head.startswith(b"HTTP/1.1 200 ") else None
+            received += data
+            pause.wait(0.04)
+
+
+def read_slowly_in_threads(connections, size=1024):
+    """read_slowly() of each (sock, path) at the same time; their bodies."""
+    bodies = {}
+    threads = [threading.Thread(target=lambda sock, path: bodies.update({path: read_slowly(
+        sock, path, size)}), args=pair) for pair in connections]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    return bodies
+
+
+class SlowReaderTests(ServerTestCase):
+    """A response to a client that reads slowly goes out whole: --body-timeout
+    is the time without progress; the log gives the bytes the client got."""
+
+    def setUp(self):
+        super().setUp()
+        self.directory = tempfile.mkdtemp(prefix="runserver-test-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        with open(os.path.join(self.directory, "file.bin"), "wb") as file:
+            file.write(os.urandom(SLOW_READER_SIZE))
+
+    def start_slow_server(self, **options):
+        """A server with small send buffers and a 0.25 s body timeout."""
+        return self.start_server(chunks_app, quiet=False, handler_class=SmallSendBuffer,
+                                 static=[("/static", self.directory)],
+                                 limits=runserver.Limits(body_timeout=0.25), **options)
+
+    def test_a_slow_reader_gets_all_of_a_file_and_of_an_iterated_response(self):
+        server = self.start_slow_server()
+        bodies = read_slowly_in_threads([(small_receive_buffer(server.port), path)
+                                         for path in ("/static/file.bin", "/")])
+        with open(os.path.join(self.directory, "file.bin"), "rb") as file:
+            self.assertEqual(bodies, {"/static/file.bin": file.read(),
+                                      "/": b"x" * SLOW_READER_SIZE})
+        for path in ("/static/file.bin", "/"):
+            LOG.wait_for(r'"GET %s HTTP/1.1" 200 %d [0-9.]+ms$' % (path, SLOW_READER_SIZE))
+
+    def test_a_client_that_stops_reading_is_dropped_with_the_bytes_it_got(self):
+        server = self.start_slow_server()
+        readers = {}
+        for path in ("/static/file.bin", "/"):
+            sock = small_receive_buffer(server.port)
+            self.addCleanup(sock.close)
+            sock.sendall(get(path))
+            readers[path] = Reader(sock)
+            readers[path].read_until(b"\r\n\r\n")
+        for path, reader in readers.items():
+            line = LOG.wait_for(r'"GET %s HTTP/1.1" 200 \d+ .*--body-timeout' % path)
+            logged = int(re.search(r" 200 (\d+) ", line).group(1))
+            self.assertTrue(0 < logged < SLOW_READER_SIZE, line)
+        wait_until(lambda: server.server._accepted == 0)    # then they read what they got
+        for path, reader in readers.items():
+            try:
+                reader.read_to_eof()
+            except ConnectionResetError:
+                pass
+            self.assertIn('"GET %s HTTP/1.1" 200 %d ' % (path, len(reader.buffer)),
+                          "\n".join(LOG.messages()))
+
+
 class LoadTests(ServerTestCase):
     """Many connections, slow clients, pipelining and huge uploads, with real sockets."""
 
@@ -3102,6 +3213,35 @@ class TLSTests(ServerTestCase, CLITestCase):
         tls = self.client_context.wrap_socket(sock, server_hostname="localhost")
         self.addCleanup(tls.close)
         return tls
+
+    def test_slow_and_stalled_readers_over_tls(self):
+        # Under TLS a file goes in block reads, a record at a time: a slow
+        # reader gets it all, a reader that stops is dropped --body-timeout
+        # later with what it got (about: the send buffer holds TLS records).
+        # The client's TLS layer takes 16 KiB records at once: it reads 4 KiB
+        # every 40 ms to stay under the timeout.
+        size = SLOW_READER_SIZE * 2
+        data = os.urandom(size)
+        with open(os.path.join(self.directory, "file.bin"), "wb") as file:
+            file.write(data)
+        handler = type("LargerSendBuffer", (SmallSendBuffer,), {"send_buffer": 32768})
+        server = self.start_tls_server(chunks_app, quiet=False, handler_class=handler,
+                                       static=[("/static", self.directory)],
+                                       limits=runserver.Limits(body_timeout=0.25))
+
+        def wrap(sock):
+            return self.client_context.wrap_socket(sock, server_hostname="localhost")
+        paths = ("/static/file.bin", "/?%d" % size)
+        bodies = read_slowly_in_threads([(small_receive_buffer(server.port, wrap), path)
+                                         for path in paths], 4096)
+        self.assertEqual(bodies, {paths[0]: data, paths[1]: b"x" * size})
+        for path in paths:
+            LOG.wait_for(r'"GET %s HTTP/1.1" 200 %d [0-9.]+ms$' % (re.escape(path), size))
+            stalled = small_receive_buffer(server.port, wrap)
+            self.addCleanup(stalled.close)
+            stalled.sendall(get(path))
+            line = LOG.wait_for(r'"GET %s HTTP/1.1" 200 \d+ .*--body-timeout' % re.escape(path))
+            self.assertTrue(0 < int(re.search(r" 200 (\d+) ", line).group(1)) < size, line)
 
     def test_https_request_keep_alive_and_close(self):
         server = self.start_tls_server()
