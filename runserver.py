@@ -222,7 +222,7 @@ class Limits:
     header_timeout = 10.0       # --header-timeout: to receive a whole request head
     keepalive_timeout = 5.0     # --keepalive-timeout: idle time between requests
     body_timeout = 30.0         # --body-timeout: silence allowed inside a request body, and
-                                # time a response may go without a byte reaching the client
+                                # in a response: time without a byte taken by the client
     shutdown_timeout = 5.0      # --shutdown-timeout: in-flight grace on exit/reload
 
     def __init__(self, **overrides):
@@ -5378,7 +5378,8 @@ def add_arguments(parser):
             ("max_body", parse_size, "BYTES", "a larger request body is answered 413"),
             ("header_timeout", positive_float, "SECONDS", "time to send a whole request head"),
             ("keepalive_timeout", positive_float, "SECONDS", "idle time between two requests"),
-            ("body_timeout", positive_float, "SECONDS", "silence allowed inside a request body"),
+            ("body_timeout", positive_float, "SECONDS",
+             "silence allowed inside a request body, or in a response the client does not read"),
             ("shutdown_timeout", positive_float, "SECONDS",
              "time running requests get to finish on Ctrl-C, SIGTERM or a reload")):
         default = shown = getattr(Limits, name)
