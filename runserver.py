@@ -323,12 +323,16 @@ def field_name_info(name):
     return lower, key if lower in (b"content-type", b"content-length") else "HTTP_" + key
 
 
-FIELD_NAMES = {}                # header name as sent -> field_name_info(), for common names
-FIELD_NAMES_CACHED = 1000       # at most this many names, whatever clients send
+# What was checked once is not checked again.  Each cache holds at most
+# CACHE_ENTRIES entries, and only short ones (CACHE_ENTRY_LENGTH bytes or
+# characters): under 1 MB each, whatever clients and apps send.
+CACHE_ENTRIES = 1000
+CACHE_ENTRY_LENGTH = 256
+FIELD_NAMES = {}                # valid header names as sent -> field_name_info()
 RESPONSE_FIELDS = {}            # (name, value) response headers already checked ->
                                 # (b"Name: value\r\n", the length if Content-Length)
 STATUS_LINES = {}               # statuses already checked -> (code, b"HTTP/1.1 status\r\n")
-HOSTS_CHECKED = set()           # Host values already found valid
+HOSTS_CHECKED = set()           # Host values a server allowed, so valid ones (host_allowed())
 FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"host", b"expect",
                             b"connection"))
 
@@ -380,7 +384,7 @@ def parse_request_head(data, limits=DEFAULT_LIMITS):
             if not colon or FIELD_NAME.fullmatch(name) is None:
                 raise BadRequest(400, describe_bad_field_lines(lines))
             known = field_name_info(name)
-            if len(FIELD_NAMES) < FIELD_NAMES_CACHED:
+            if len(FIELD_NAMES) < CACHE_ENTRIES and len(name) <= CACHE_ENTRY_LENGTH:
                 FIELD_NAMES[name] = known
         name, key = known
         value = value.strip(b" \t")
@@ -460,11 +464,8 @@ def check_target_and_host(head, method, target, hosts):
     head.target = target
     if len(hosts) == 1:
         host = head.host = hosts[0]
-        if host not in HOSTS_CHECKED:
-            if HOST.fullmatch(host) is None:
-                raise BadRequest(400, "invalid Host header")
-            if len(HOSTS_CHECKED) < FIELD_NAMES_CACHED:
-                HOSTS_CHECKED.add(host)
+        if host not in HOSTS_CHECKED and HOST.fullmatch(host) is None:
+            raise BadRequest(400, "invalid Host header")
     elif hosts:
         raise BadRequest(400, "more than one Host header")
     elif head.version == "HTTP/1.1":
@@ -1241,7 +1242,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 raise AssertionError("invalid status %r: expected a str like '200 OK' "
                                      "(latin-1, and not 1xx)" % (status,))
             known = int(status[:3]), ("HTTP/1.1 %s\r\n" % status).encode("latin-1")
-            if len(STATUS_LINES) < FIELD_NAMES_CACHED:
+            if len(STATUS_LINES) < CACHE_ENTRIES and len(status) <= CACHE_ENTRY_LENGTH:
                 STATUS_LINES[status] = known
         if type(headers) is not list:
             raise AssertionError("headers must be a list of (name, value) tuples, not %s"
@@ -1255,7 +1256,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                 field = None
             if field is None:
                 field = check_response_field(item)
-                if len(RESPONSE_FIELDS) < FIELD_NAMES_CACHED:
+                if len(RESPONSE_FIELDS) < CACHE_ENTRIES and len(field[0]) <= CACHE_ENTRY_LENGTH:
                     RESPONSE_FIELDS[item] = field
             line, content_length = field
             if content_length is not None:
@@ -1602,6 +1603,7 @@ class ProxyTrust:
                 except ValueError:
                     raise ValueError('"%s" is not an IP address, a network like 10.0.0.0/8, '
                                      '"unix" or "*"' % entry) from None
+        # Caches, bounded as the module's are (CACHE_ENTRIES, CACHE_ENTRY_LENGTH):
         self.known = {}                 # address -> trusted, for the addresses seen
         self.read = {}                  # forwarding headers seen -> proxy_values()
 
@@ -1613,7 +1615,7 @@ class ProxyTrust:
         trusted = self.known.get(address)
         if trusted is None:
             trusted = self.check(address)
-            if len(self.known) < FIELD_NAMES_CACHED:
+            if len(self.known) < CACHE_ENTRIES and len(address) <= CACHE_ENTRY_LENGTH:
                 self.known[address] = trusted
         return trusted
 
@@ -1701,7 +1703,8 @@ def proxy_values(headers, trust):
     values = trust.read.get(key)
     if values is None:
         values = read_proxy_values(headers, trust)
-        if len(trust.read) < FIELD_NAMES_CACHED:
+        if len(trust.read) < CACHE_ENTRIES \
+                and sum(len(value) for value in key if value) <= CACHE_ENTRY_LENGTH:
             trust.read[key] = values
     return values
 
@@ -3408,7 +3411,7 @@ class WSGIServer(socketserver.TCPServer):
         self.socket.setblocking(False)
         self.allowed_hosts = allowed_hosts if allowed_hosts is not None \
             else default_allowed_hosts(self)
-        self._host_cache = {}
+        self._hosts_allowed = set()     # short Host values allowed; as HOSTS_CHECKED, bounded
         self._connections = set()
         self._accepted = 0              # connections accepted and not yet shut down
         self._out_of_descriptors = False    # accept() failed with EMFILE: logged once
@@ -3761,11 +3764,15 @@ class WSGIServer(socketserver.TCPServer):
 
     def host_allowed(self, host):
         """Whether a Host header (bytes) passes the DNS-rebinding check."""
-        allowed = self._host_cache.get(host)
-        if allowed is None:
-            allowed = host_matches(host.decode("latin-1"), self.allowed_hosts)
-            if len(self._host_cache) < 256:
-                self._host_cache[host] = allowed
+        if host in self._hosts_allowed:
+            return True
+        allowed = host_matches(host.decode("latin-1"), self.allowed_hosts)
+        if allowed and len(host) <= CACHE_ENTRY_LENGTH:     # a refused one is not cached
+            if len(self._hosts_allowed) < CACHE_ENTRIES:
+                self._hosts_allowed.add(host)
+            if len(HOSTS_CHECKED) < CACHE_ENTRIES:
+                HOSTS_CHECKED.add(host)         # checked before: parse_request_head()
+                                                # or, from a proxy, forwarded_host()
         return allowed
 
     def handle_error(self, request, client_address):

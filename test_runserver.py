@@ -1806,6 +1806,49 @@ class ReviewRegressionTests(ServerTestCase):
         self.assertNotIn(b"100 Continue", data)
 
 
+def long_fields_app(environ, start_response):
+    """A long status and a long header value, different at every request."""
+    start_response("200 %s" % ("x" * 300 + environ["QUERY_STRING"]),
+                   [("X-Long", "y" * 300 + environ["QUERY_STRING"]), ("Content-Length", "0")])
+    return []
+
+
+class CacheTests(ServerTestCase):
+    """The module's caches of checked names, statuses and Hosts keep only short,
+    valid entries: long ones would let clients or an app fill memory."""
+
+    def test_only_short_valid_entries_are_cached(self):
+        server = self.start_server(long_fields_app)
+        long_name, refused = b"X-" + b"n" * 300, b"refused.example"
+        for extra, host in ((long_name + b": 1\r\n", b"127.0.0.1"),
+                            (b"X-Short-Name: 1\r\n", b"localhost:%d" % server.port),
+                            (b"", refused), (b"", b"h" * 300 + b".localhost")):
+            response = self.request(server, b"GET /?1 HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+                                    % (host, extra))
+            self.assertEqual(response.status, 400 if host == refused else 200)
+        self.assertIn(b"X-Short-Name", runserver.FIELD_NAMES)
+        self.assertIn(b"localhost:%d" % server.port, runserver.HOSTS_CHECKED)
+        for cache in (runserver.FIELD_NAMES, runserver.STATUS_LINES, runserver.HOSTS_CHECKED,
+                      server.server._hosts_allowed):
+            self.assertNotIn(refused, cache)
+            self.assertEqual([key for key in cache if len(key) > runserver.CACHE_ENTRY_LENGTH],
+                             [])
+        self.assertEqual([item for item in runserver.RESPONSE_FIELDS
+                          if len(item[0]) + len(item[1]) > runserver.CACHE_ENTRY_LENGTH], [])
+
+    def test_a_proxys_long_forwarding_headers_are_not_cached(self):
+        server = self.start_server(hello_app, proxy_headers=True)      # loopback is trusted
+        hops = b", ".join(b"_hop%d" % index for index in range(60))    # 60 obfuscated nodes
+        for extra in (b"X-Forwarded-For: " + hops + b"\r\n", b"X-Forwarded-For: _" + b"n" * 300
+                      + b", 192.0.2.7\r\n", b"X-Forwarded-For: 192.0.2.7, 192.0.2.1\r\n"):
+            self.assertEqual(self.request(server, get(extra=extra)).status, 200)
+        trust = server.server.proxy_trust
+        self.assertIn("192.0.2.1", trust.known)
+        self.assertEqual([key for key in trust.known if len(key) > runserver.CACHE_ENTRY_LENGTH],
+                         [])
+        self.assertEqual(len(trust.read), 1)
+
+
 class HostCheckTests(ServerTestCase):
     """The DNS-rebinding guard: which Host values a server answers."""
 
