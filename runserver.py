@@ -5996,6 +5996,10 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
                 if len(interrupts) > 1:         # a second Ctrl-C: quit now
                     os._exit(0)
             server.request_stop()
+            if not server.multithread and not server.stopping:    # the app may hold this thread
+                server.stopping = True
+                threading.Thread(target=stop_without_threads, daemon=True, args=(
+                    server, settings["limits"].shutdown_timeout, worker)).start()
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
     if restarts == 0:
@@ -6013,11 +6017,9 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     finally:
         timeout = settings["limits"].shutdown_timeout
         busy = server.close_idle_and_wait(timeout, None if server.reload_requested else (
-            lambda count: logger.info("Waiting up to %gs for %d request(s) to finish; "
-                                      "CONTROL-C again to quit now.", timeout, count)))
+            lambda count: logger.info(WAITING_FOR_REQUESTS, timeout, count)))
         if busy:
-            logger.warning("%d request(s) still running after %gs; leaving them.",
-                           busy, settings["limits"].shutdown_timeout)
+            logger.warning(LEAVING_REQUESTS, busy, settings["limits"].shutdown_timeout)
         if server.reload_requested:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -6047,6 +6049,27 @@ def open_in_browser(server, settings, path):
         if not opened:
             print_warning("no web browser to open %s with; open it yourself." % url)
     threading.Thread(target=open_url, name="runserver-browser", daemon=True).start()
+
+
+WAITING_FOR_REQUESTS = "Waiting up to %gs for %d request(s) to finish; CONTROL-C again to quit now."
+LEAVING_REQUESTS = "%d request(s) still running after %gs; leaving them."
+
+
+def stop_without_threads(server, timeout, worker):
+    """--nothreading, stopped by a signal while the app may run in the main
+    thread, which then cannot wait for it: wait here as the threaded server
+    waits, and if the request is still running, leave it and exit."""
+    busy = server.close_idle_and_wait(
+        timeout, lambda count: logger.info(WAITING_FOR_REQUESTS, timeout, count))
+    if not busy or not server.serving.is_set():     # the main thread finishes the stop
+        return
+    logger.warning(LEAVING_REQUESTS, busy, timeout)
+    server.server_close()
+    if not worker:
+        print_stopped()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def print_stopped():

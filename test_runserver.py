@@ -5744,6 +5744,30 @@ class CLITests(CLITestCase):
                 process.signal(signal.SIGINT)
                 self.assertEqual(process.wait(), 0)
 
+    def test_nothreading_stops_on_sigterm_while_a_request_runs(self):
+        # The app runs in the main thread, which the signal handler cannot
+        # wait for: a CI script's `kill` must still end the server in time.
+        self.write("slow.py", "import time\n"
+                              "def app(environ, start_response):\n"
+                              "    print('request started', flush=True)\n"
+                              "    time.sleep(60)\n")
+        for options in (["--noreload"], []):
+            with self.subTest(options=options):
+                process = self.start("slow:app", "0", "--nothreading", "--shutdown-timeout",
+                                     "0.5", *options)
+                port = process.port()
+                sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                self.addCleanup(sock.close)
+                sock.sendall(get())
+                process.wait_for(r"request started")
+                process.process.send_signal(signal.SIGTERM)
+                self.assertEqual(process.wait(), 0)
+                for line in ("Waiting up to 0.5s for 1 request(s) to finish; CONTROL-C again",
+                             "1 request(s) still running after 0.5s; leaving them.",
+                             "Server stopped."):
+                    self.assertEqual(process.output().count(line), 1, process.output())
+                self.assertTrue(nothing_listens(port))
+
     def test_sigint_in_noreload_mode_exits_zero(self):
         process = self.start("0", "--noreload")
         process.port()
