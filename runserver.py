@@ -4007,6 +4007,7 @@ class FileWatcher:
         self.module_count = -1
         self.polls = 0
         self.on_files_changed = None   # called with the new set of watched files
+        self.changed = []              # what wait_for_change() saw change
 
     def excluded(self, path):
         return any(fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(os.path.basename(path), pattern)
@@ -4200,9 +4201,9 @@ class FileWatcher:
 
     def wait_for_change(self, interval, stop=None):
         """Block until a watched file changes and return its path (None if `stop`
-        is set).  Every file is polled each `interval`, or less often if that
-        took more than POLL_CPU_BUDGET of a core; the hot ones each
-        HOT_POLL_INTERVAL."""
+        is set); self.changed then lists every path that changed meanwhile.
+        Every file is polled each `interval`, or less often if that took more
+        than POLL_CPU_BUDGET of a core; the hot ones each HOT_POLL_INTERVAL."""
         stop = stop or threading.Event()
         due = 0
         while True:
@@ -4213,23 +4214,27 @@ class FileWatcher:
             else:
                 changed = self.poll_hot()
             if changed:
-                self.settle(changed, stop)
+                self.changed = changed + self.settle(changed, stop)
                 return changed[0]
             if stop.wait(min(interval, HOT_POLL_INTERVAL)):
                 return None
 
     def settle(self, changed, stop):
         """Let a burst of saves end: wait until the newest change is RELOAD_DEBOUNCE
-        old and no other came meanwhile (at most a second)."""
+        old and no other came meanwhile (at most a second); return the paths
+        that changed meanwhile."""
         deadline = time.monotonic() + 1.0
+        later = []
         while changed:
             now = time.time_ns()
             newest = min(now, max((self.snapshot.get(path) or (now,))[0] for path in changed))
             quiet = RELOAD_DEBOUNCE - (now - newest) / 1e9
             remaining = deadline - time.monotonic()
             if quiet <= 0 or remaining <= 0 or stop.wait(min(quiet, remaining)):
-                return
+                return later
             changed = self.poll()
+            later += changed
+        return later
 
 
 def output_files():
@@ -4568,6 +4573,18 @@ def watch_supervisor(fd):
     threading.Thread(target=wait, name="runserver-supervisor-watch", daemon=True).start()
 
 
+def remove_stale_bytecode(paths):
+    """Delete the cached bytecode of the changed files among `paths`, for the
+    next worker: Python trusts a .pyc whose source kept its size and its
+    modification time in whole seconds, and two saves within a second can."""
+    for path in paths:
+        if path.endswith(".py"):
+            try:
+                os.remove(importlib.util.cache_from_source(path))
+            except (OSError, ValueError, NotImplementedError):  # none, or no cache at all
+                pass
+
+
 def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns,
                        template_dirs=()):
     """In a worker: poll files in a thread and stop the server for a reload;
@@ -4588,6 +4605,7 @@ def start_file_watcher(server, interval, include, exclude, extra_files, watchlis
         path = watcher.wait_for_change(interval)
         if path is not None:
             logger.info("%s changed, reloading.", path)
+            remove_stale_bytecode(watcher.changed)
             server.reload_requested = True
             server.request_stop()
     threading.Thread(target=watch, name="runserver-reloader", daemon=True).start()
