@@ -27,6 +27,8 @@ Map of the file, in reading order:
                                   LoopThreadingMixIn(socketserver.ThreadingMixIn):
                                     the loop's thread serves quick requests itself,
                                     a watchdog hands the loop on when one runs long
+                                    (then, for a while, the loop hands new and slow
+                                    connections to pool threads the watchdog starts)
                                   make_server() composes, as socketserver suggests,
                                   type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
     reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
@@ -3271,9 +3273,10 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
                     self.process_request_thread(*task)
                 else:
                     self.serve_handed_off(task)
-                task = self._unled and self.take_unled_loop()
-                if task:
-                    continue
+                if self._unled is not None:     # a loop no thread could be started for
+                    task = self.take_unled_loop()
+                    if task is not None:
+                        continue
                 with self.spare_threads_lock:
                     self.spare_threads += 1
             try:
@@ -3316,7 +3319,7 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
             if self.spare_threads < 0:
                 self.grow_pool()
             busy_since = self._busy_since
-            if self._unled:
+            if self._unled is not None:
                 quiet_ticks = 0
                 self.retry_unled_loop()
             elif busy_since is None and self.spare_threads >= 0:
