@@ -7,12 +7,15 @@ bench/.venv or under runserver.py), never by runserver.py itself.
 - ``file_app``  returns the file named by $BENCH_FILE through
                 ``environ['wsgi.file_wrapper']`` (falls back to reading the
                 file in 64 KiB blocks when a server has no file_wrapper).
+- ``stall``     ``hello``, after sleeping $BENCH_SLEEP seconds (default 3)
+                when the path is /slow (bench/stress.py).
 
 The reload benchmark generates its own small module on the fly; see
 ``reload_module_source`` and ``write_big_project`` below (used by run.py).
 """
 
 import os
+import time
 
 HELLO_BODY = b"Hello, World!\n"
 _HELLO_HEADERS = [
@@ -52,6 +55,12 @@ def file_app(environ, start_response):
     if wrapper is not None:
         return wrapper(f)
     return _read_blocks(f)
+
+
+def stall(environ, start_response):
+    if environ.get("PATH_INFO") == "/slow":
+        time.sleep(float(os.environ.get("BENCH_SLEEP", "3")))
+    return hello(environ, start_response)
 
 
 # --------------------------------------------------------------------------
