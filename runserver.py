@@ -3197,8 +3197,8 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
         self.queue_task((request, client_address))
 
     def serve_connection(self, handler, generation):
-        if self._hand_off_until > time.monotonic() and (handler.ran_long
-                                                        or not handler.requests):
+        if self._hand_off_until and self._hand_off_until > time.monotonic() \
+                and (handler.ran_long or not handler.requests):
             self.queue_task(handler)
         else:
             super().serve_connection(handler, generation)
