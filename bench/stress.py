@@ -47,10 +47,11 @@ READ_RATE = 400_000             # bytes/s of the slow reader
 READ_SIZE = 4096
 BODY_TIMEOUT = 2.0
 STOP_AFTER = 1024 * 1024        # the stalled reader stops after this many bytes
-SERVERS = ["runserver", "werkzeug", "gunicorn-sync", "gunicorn-gthread"]
+SERVERS = ["runserver", "runserver-close", "werkzeug", "gunicorn-sync", "gunicorn-gthread"]
 GTHREAD_THREADS = 32
 DESCRIPTIONS = {
     "runserver": "runserver.py --noreload --quiet",
+    "runserver-close": "runserver.py --noreload --quiet",
     "baseline": "runserver.py --noreload --quiet (baseline: %s)",
     "werkzeug": "Werkzeug run_simple(threaded=True)",
     "gunicorn-sync": "gunicorn -w 1 -k sync",
@@ -103,15 +104,15 @@ def burst_client(port, count, cap):
 
 class FastClient(threading.Thread):
     """A hello-world request every FAST_PAUSE seconds; keep-alive unless the
-    server closes.  Records (start, duration or None for an error, whether it
-    opened a connection) per request; one still unanswered at stop() counts
-    with the time it had waited."""
+    server closes (or `close`: a new connection each time).  Records (start,
+    duration, whether it opened a connection, whether it was still unanswered:
+    timed out, or waiting at stop()) per request; duration None for an error."""
 
-    REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-
-    def __init__(self, port, cap):
+    def __init__(self, port, cap, close=False):
         super().__init__(daemon=True)
         self.port, self.cap = port, cap
+        self.request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (
+            b"Connection: close\r\n" if close else b"")
         self.samples = []
         self.stopping = threading.Event()
         self.current = None
@@ -123,18 +124,20 @@ class FastClient(threading.Thread):
             fresh = self.sock is None
             try:
                 self.exchange()
+                sample = (started, time.monotonic() - started, fresh, False)
+            except socket.timeout:
+                self.close()
+                sample = (started, time.monotonic() - started, fresh, True)
             except OSError:
                 self.close()
                 if not fresh and not self.stopping.is_set():
                     continue            # a keep-alive connection the server had closed
-                duration = None
-            else:
-                duration = time.monotonic() - started
+                sample = (started, None, fresh, False)
             finally:
                 self.current = None
             if self.stopping.is_set():
                 break
-            self.samples.append((started, duration, fresh))
+            self.samples.append(sample)
             self.stopping.wait(FAST_PAUSE)
         self.close()
 
@@ -143,7 +146,7 @@ class FastClient(threading.Thread):
         if self.sock is None:
             self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.cap)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.sendall(self.REQUEST)
+        self.sock.sendall(self.request)
         data = b""
         while b"\r\n\r\n" not in data:
             data += self.receive()
@@ -166,14 +169,17 @@ class FastClient(threading.Thread):
             self.sock = None
 
     def stop(self):
-        """Stop; return the wait of a request still unanswered (None if none)."""
+        """Stop, counting a request still unanswered with the time it waited."""
         waiting = self.current
         self.stopping.set()
-        return None if waiting is None else time.monotonic() - waiting
+        if waiting is not None:
+            self.samples.append((waiting, time.monotonic() - waiting, False, True))
 
 
 def launch_server(ctx, name, workdir, extra_env):
     """Start a server for apps:stall; return (Process, port)."""
+    if name == "runserver-close":
+        return launch(ctx, "runserver", "apps:stall", extra_env=extra_env)
     if name in ("runserver", "werkzeug", "gunicorn-sync"):
         real = "gunicorn" if name == "gunicorn-sync" else name
         return launch(ctx, real, "apps:stall", extra_env=extra_env)
@@ -197,7 +203,7 @@ def stall_run(ctx, name, count, cap, workdir):
     """One burst of `count` slow requests against a fresh server."""
     process, port = launch_server(ctx, name, workdir, {"BENCH_SLEEP": str(SLEEP)})
     try:
-        fast = FastClient(port, cap)
+        fast = FastClient(port, cap, close=name == "runserver-close")
         fast.start()
         time.sleep(BASELINE)
         start = time.monotonic()
@@ -205,25 +211,26 @@ def stall_run(ctx, name, count, cap, workdir):
                                 str(port), str(count), str(cap)],
                                capture_output=True, text=True, timeout=cap + 30)
         end = time.monotonic()
-        unanswered = fast.stop()
+        fast.stop()
         fast.join(cap + 5)
     finally:
         process.stop()
     outcome = json.loads(burst.stdout.strip().splitlines()[-1])
     during = [sample for sample in fast.samples if start <= sample[0] <= end]
-    latencies = [duration for _, duration, _ in during if duration is not None]
-    worst = max(latencies + ([unanswered] if unanswered is not None else []), default=None)
+    timed = [sample for sample in during if sample[1] is not None]
+    worst = max(timed, key=lambda sample: sample[1], default=None)
     return {
-        "worst": worst,
-        "censored": unanswered is not None and unanswered == worst,
-        "median": statistics.median(latencies) if latencies else None,
-        "answered": len(latencies),
-        "errors": sum(duration is None for _, duration, _ in during),
-        "new_connections": sum(fresh for _, _, fresh in during),
+        "worst": worst and worst[1],
+        "censored": bool(worst and worst[3]),
+        "median": statistics.median(sample[1] for sample in timed) if timed else None,
+        "answered": sum(not sample[3] for sample in timed),
+        "errors": len(during) - len(timed),
+        "new_connections": sum(sample[2] for sample in during),
         "slow_ok": outcome["ok"],
         "slow_last": outcome["last"],
         "before_median": statistics.median(
-            [d for t, d, _ in fast.samples if t < start and d is not None] or [0]),
+            [sample[1] for sample in fast.samples
+             if sample[0] < start and sample[1] is not None] or [0]),
     }
 
 
