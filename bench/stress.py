@@ -52,7 +52,7 @@ GTHREAD_THREADS = 32
 DESCRIPTIONS = {
     "runserver": "runserver.py --noreload --quiet",
     "runserver-close": "runserver.py --noreload --quiet",
-    "baseline": "runserver.py --noreload --quiet (baseline: %s)",
+    "baseline": "runserver.py --noreload --quiet, %s",
     "werkzeug": "Werkzeug run_simple(threaded=True)",
     "gunicorn-sync": "gunicorn -w 1 -k sync",
     "gunicorn-gthread": "gunicorn -w 1 -k gthread --threads %d" % GTHREAD_THREADS,
@@ -363,7 +363,7 @@ def stall_cell(runs):
 
 def describe(name, ctx):
     if name == "baseline":
-        return DESCRIPTIONS[name] % ctx.baseline.runserver
+        return DESCRIPTIONS[name] % ctx.baseline_name
     return DESCRIPTIONS[name]
 
 
@@ -457,6 +457,8 @@ def parse_args(argv):
     parser.add_argument("--runserver", default=os.path.join(HERE, "..", "runserver.py"))
     parser.add_argument("--baseline", default=None,
                         help="another runserver.py to measure beside it (say, main's)")
+    parser.add_argument("--baseline-name", default=None,
+                        help="what to call it in the tables (default: its commit or hash)")
     parser.add_argument("--venv", default=os.path.join(HERE, ".venv"),
                         help="virtualenv for the peers (default: bench/.venv)")
     parser.add_argument("--output-dir", default=HERE)
@@ -484,6 +486,7 @@ def main(argv=None):
     runservers = [("runserver", ctx.runserver)]
     if args.baseline:
         ctx.baseline = Context(ctx.venv, os.path.abspath(args.baseline), workdir)
+        ctx.baseline_name = args.baseline_name or runserver_fingerprint(ctx.baseline.runserver)
         names.insert(1, "baseline")
         runservers.append(("baseline", ctx.baseline.runserver))
     results = {"meta": {
