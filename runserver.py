@@ -327,7 +327,7 @@ def field_name_info(name):
 
 # What was checked once is not checked again.  Each cache holds at most
 # CACHE_ENTRIES entries, and only short ones (CACHE_ENTRY_LENGTH bytes or
-# characters): under 1 MB each, whatever clients and apps send.
+# characters): about 1 MB each at most, whatever clients and apps send.
 CACHE_ENTRIES = 1000
 CACHE_ENTRY_LENGTH = 256
 FIELD_NAMES = {}                # valid header names as sent -> field_name_info()
