@@ -2979,7 +2979,7 @@ class TemplateProcess:
         except OSError:
             pass
         self.channel.close()
-        self.process.terminate()
+        kill_process(self.process)      # it holds nothing to save, and ignores SIGTERM
         self.process.wait()
 
 
@@ -2998,7 +2998,10 @@ def run_template():
     worker whenever it asks.  Returns only in a forked worker, which goes on
     to read the command line and start as a started worker does."""
     channel = socket.socket(fileno=int(os.environ.pop(ENV_TEMPLATE_FD)))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the supervisor's and the worker's
+    # Ctrl-C and SIGTERM are for the supervisor and the worker: the template
+    # stays to report how its worker exits, and goes when the supervisor says.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     set_up_sys_path()
     Template(channel).serve()
 
@@ -3238,7 +3241,7 @@ def fork_first_worker(server, watchlist, warm):
 
 def fork_from_template(template, fds, restarts):
     """Fork a worker from a template: its pid, None if the fork failed, 0 in
-    the worker, which keeps Ctrl-C ignored until inner_run() takes it."""
+    the worker (where Ctrl-C stays ignored until inner_run() takes it)."""
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
@@ -3257,6 +3260,7 @@ def fork_from_template(template, fds, restarts):
         return pid
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for sock in (template.channel, template.wakeup, template.wakeup_end):
         sock.close()
     _preloaded.update(template.files)

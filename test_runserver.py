@@ -3147,8 +3147,8 @@ class ReloaderTests(CLITestCase):
         process, port = self.start_reloader()
         self.wait_for_body(port, "v1")
         for exit_call in ("os._exit(3)", "sys.exit(3)"):
-            self.write("app.py", "import os, sys\nopen('imported', 'a').write('x')\n%s\n"
-                       % exit_call)
+            self.write("app.py", "import os, sys\nwith open('imported', 'a') as log:\n"
+                                 "    log.write('x')\n%s\n" % exit_call)
             deadline = time.monotonic() + TIMEOUT
             while b"save a file to restart it" not in http_get(port).body:
                 self.assertLess(time.monotonic(), deadline, "no error page:\n" + process.output())
@@ -3337,7 +3337,8 @@ class WarmReloadTests(CLITestCase):
                 "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
                 "    return [body]\n")
     LIBRARY = ("import os\n"
-               "open(os.path.join(os.environ['WARM_TEST_LOG'], '%s.log'), 'a').write('%%d\\n' %% os.getpid())\n"
+               "with open(os.path.join(os.environ['WARM_TEST_LOG'], '%s.log'), 'a') as log:\n"
+               "    log.write('%%d\\n' %% os.getpid())\n"
                "VALUE = %r\n")
 
     def setUp(self):
