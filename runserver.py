@@ -138,6 +138,8 @@ HOT_FILES = 8                   # the files modified last, likely the next ones 
 HOT_POLL_INTERVAL = 0.05        # ... are also polled this often between two polls
 POLL_CPU_BUDGET = 0.01          # share of a core polling every file may take (big projects)
 TEMPLATE_PATIENCE = 10.0        # the longest a reload waits for the template's imports (--no-warm)
+TEMPLATE_DELAY = 1.0            # the first template starts this long after the first worker
+                                # (or at the first reload): not during the first requests
 EXIT_GRACE = 0.5                # a worker's last messages may come this long after its exit
 
 
@@ -2697,6 +2699,7 @@ class Supervisor:
         self.worker = None
         self.template = None
         self.modules = []               # the last worker's library modules
+        self.template_at = None         # when to start the first template (monotonic)
         self.restarts = 0
         self.due = None                 # since when (monotonic) a new worker is due
         self.stopping = False
@@ -2734,6 +2737,8 @@ class Supervisor:
         now, deadlines = time.monotonic(), []
         if self.crash_watcher is not None:
             deadlines.append(now + self.reload_interval)
+        if self.template_at is not None:
+            deadlines.append(self.template_at)
         if self.due is not None:
             deadlines.append(self.due + TEMPLATE_PATIENCE)
         if self.worker is not None and self.worker.code is not None:
@@ -2764,6 +2769,9 @@ class Supervisor:
                 self.end_crash_wait()
                 self.restarts += 1
                 self.due = now
+        if self.template_at is not None and (now >= self.template_at or self.due is not None):
+            self.template_at = None
+            self.preload()
         if self.due is not None and self.worker is None:
             self.start_worker(now)
         return None
@@ -2820,7 +2828,10 @@ class Supervisor:
             worker.stop_status = int(fields[1])
         elif fields[0] == "modules" and worker is self.worker:
             self.modules = fields[1:]
-            self.preload()
+            if self.template is not None:
+                self.preload()
+            elif self.template_at is None:
+                self.template_at = time.monotonic() + TEMPLATE_DELAY
 
     def preload(self):
         """Have the template import the last worker's library modules, starting one if need be."""
