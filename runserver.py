@@ -3029,6 +3029,7 @@ class Template:
         self.received, self.fds = b"", []   # what came and is not used yet
         self.files = {}                     # file of each module -> stat_key() when imported
         self.attempted = set()              # names it tried to import
+        self.failed = set()                 # names whose import failed
         self.thread_origins = {}            # thread -> the module whose import started it
         self.workers = set()                # pids of its workers not yet reaped
         self.refused = False                # it said "off": it only reaps now
@@ -3067,10 +3068,11 @@ class Template:
             os._exit(0)
 
     def preload(self, names):
-        """Import `names` in order, skipping those that fail, then say "ready";
-        say "off" instead if this process may no longer fork: a module started
-        a thread, or went on without a project module it tried to import (any
-        such import fails here: a template never holds project code)."""
+        """Import `names` in order, skipping those that fail and their
+        submodules, then say "ready"; say "off" instead
+        if this process may no longer fork: a module started a thread, or went
+        on without a project module it tried to import (any such import fails
+        here: a template never holds project code)."""
         if self.refused:
             return
         since_ns = time.time_ns() - MTIME_SLACK_NS
@@ -3079,16 +3081,21 @@ class Template:
         sys.meta_path.insert(0, blocker)
         try:
             for name in names:
-                if name in sys.modules or name in self.attempted:
+                parts = name.split(".")
+                if name in sys.modules or name in self.attempted or any(
+                        ".".join(parts[:end]) in self.failed for end in range(1, len(parts))):
                     continue
                 self.attempted.add(name)
                 blocked, threads = len(blocker.blocked), threading.active_count()
+                before = set(sys.modules)
                 try:
                     importlib.import_module(name)
                     failed_on_block = 0
                 except BaseException as exc:        # SystemExit too: skip it
                     failed_on_block = int(any(isinstance(cause, ProjectImportBlocked)
                                               for cause in exception_chain(exc)))
+                    self.failed.add(name)
+                    forget_orphans(set(sys.modules) - before)
                 if len(blocker.blocked) - blocked > failed_on_block:
                     return self.refuse(
                         "importing %s imports %s, a module of this project, and goes on "
@@ -3174,6 +3181,16 @@ class ProjectImportBlocker:
             self.blocked.append(name)
             raise ProjectImportBlocked("%s is the project's: not preloaded" % name, name=name)
         return spec
+
+
+def forget_orphans(names):
+    """Take out of sys.modules those of `names` whose package is not there any
+    more (a failed import took it out): importing the package again would make
+    a new one, to which they would not be bound."""
+    for name in names:
+        parts = name.split(".")
+        if any(".".join(parts[:end]) not in sys.modules for end in range(1, len(parts))):
+            del sys.modules[name]
 
 
 def exception_chain(exc):

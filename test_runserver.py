@@ -3443,6 +3443,28 @@ class WarmReloadTests(CLITestCase):
         self.assertEqual(parent, template)
         self.assertEqual(self.importers("newlib"), [worker, template])
 
+    def test_a_library_that_fails_in_the_template_is_left_to_the_worker(self):
+        # As a Django library that reads the settings on import: the template
+        # has none, and what its failed import left must not reach a worker.
+        package = os.path.join(self.site, "configured")
+        os.makedirs(os.path.join(package, "mid"))
+        with open(os.path.join(package, "__init__.py"), "w"):
+            pass
+        with open(os.path.join(package, "mid", "__init__.py"), "w") as file:
+            file.write("import os\nfrom . import leaf\n"
+                       "if os.environ.get('APP_CONFIGURED') != '1':\n"
+                       "    raise RuntimeError('not configured')\n")
+        self.library(os.path.join("configured", "mid", "leaf"), "VALUE = 'leaf-1'\n")
+        source = self.WARM_APP.replace("import os, %s\n", (
+            "import os\nos.environ['APP_CONFIGURED'] = '1'\nimport %s as library\n"))
+        self.write("app.py", source % ("configured.mid.leaf", "v1", "library.VALUE"))
+        process, port = self.start_warm()
+        self.serving(port, "v1 leaf-1")
+        self.write("app.py", source % ("configured.mid.leaf", "v2", "library.VALUE"))
+        _, _, template = self.serving(port, "v2 leaf-1")
+        self.assertNotEqual(template, process.process.pid)
+        self.assertNotIn("Traceback", process.output())
+
     def test_a_library_that_starts_a_thread_turns_warm_reloads_off(self):
         self.library("lib", "import threading\n"
                             "threading.Thread(target=threading.Event().wait, name='lib-thread',\n"
