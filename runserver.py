@@ -137,7 +137,7 @@ SLOW_POLL_EVERY = 8             # site-packages and new-file globs: every Nth po
 HOT_FILES = 8                   # the files modified last, likely the next ones saved,
 HOT_POLL_INTERVAL = 0.05        # ... are also polled this often between two polls
 POLL_CPU_BUDGET = 0.01          # share of a core polling every file may take (big projects)
-TEMPLATE_PATIENCE = 10.0        # the longest a reload waits for the template's imports (--no-warm)
+TEMPLATE_PATIENCE = 10.0        # a reload waits this long at most for the template's imports
 TEMPLATE_DELAY = 1.0            # the first template starts this long after the first worker
                                 # (or at the first reload): not during the first requests
 EXIT_GRACE = 0.5                # a worker's last messages may come this long after its exit
