@@ -82,10 +82,11 @@ def log(message):
 class App:
     """A generated app: where it lives, how each server serves it, what a save edits."""
 
-    def __init__(self, name, title, directory, module, write):
+    def __init__(self, name, title, directory, module, write, imports):
         self.name, self.title, self.directory = name, title, directory
         self.module = module            # the file the saves replace
         self.write = write              # write(version): that file's text for a version
+        self.imports = imports          # the module that makes the app, imported to warm up
         self.servers = {}               # server name -> (argv maker, description)
 
 
@@ -96,7 +97,8 @@ def make_heavy_app(root, ctx):
 
     def write(version):
         write_atomically(module, HEAVY_APP.format(version=version, padding="#" * (version % 50)))
-    app = App("flask", "Flask app importing pandas and SQLAlchemy", directory, module, write)
+    app = App("flask", "Flask app importing pandas and SQLAlchemy", directory, module, write,
+              "heavyapp")
     app.servers = {
         "runserver": (lambda port: runserver_argv(ctx, "heavyapp:app", port),
                       "runserver.py heavyapp:app"),
@@ -132,7 +134,8 @@ def make_django_app(root, ctx):
     write(0)
     subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=directory, check=True,
                    env=ctx.env())
-    app = App("django", "Django project with the contrib apps", directory, module, write)
+    app = App("django", "Django project with the contrib apps", directory, module, write,
+              "mysite.wsgi")
     app.servers = {
         "runserver": (lambda port: runserver_argv(ctx, "mysite.wsgi", port),
                       "runserver.py mysite.wsgi"),
@@ -153,13 +156,23 @@ def make_hello_app(root, ctx):
     def write(version):
         write_atomically(module, apps.reload_module_source(version))
     spec = apps.RELOAD_MODULE + ":app"
-    app = App("hello", "hello world (bench/run.py's reload app)", directory, module, write)
+    app = App("hello", "hello world (bench/run.py's reload app)", directory, module, write,
+              apps.RELOAD_MODULE)
     app.servers = {
         "runserver": (lambda port: runserver_argv(ctx, spec, port), "runserver.py " + spec),
         "runserver --no-warm": (lambda port: runserver_argv(ctx, spec, port, "--no-warm"),
                                 "runserver.py %s --no-warm" % spec),
     }
     return app
+
+
+def warm_up(ctx, app):
+    """Import the app once, as its first server would: its bytecode is then
+    cached and its files are in the page cache for every server alike."""
+    environ = ctx.env([app.directory])
+    environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([ctx.python, "-c", "import " + app.imports], cwd=app.directory, env=environ,
+                   check=True)
 
 
 def runserver_argv(ctx, spec, port, *options):
@@ -351,6 +364,8 @@ def main(argv=None):
         makers = {"flask": make_heavy_app, "django": make_django_app, "hello": make_hello_app}
         for name in args.apps.split(","):
             app = makers[name.strip()](workdir, ctx)
+            app.write(0)
+            warm_up(ctx, app)
             entry = {"name": app.name, "title": app.title, "servers": {},
                      "descriptions": {s: d for s, (_, d) in app.servers.items()}}
             for server in app.servers:
