@@ -11,10 +11,16 @@ into your project if you like; it imports nothing outside the standard library.
 Map of the file, in reading order:
 
     constants and limits          Limits
-    HTTP grammar and parsing      BadRequest, parse_request_head(), parse_chunk_header()
+    HTTP grammar and parsing      BadRequest, parse_request_head(), parse_chunk_header(),
+                                    parse_forwarded() (RFC 7239)
     request body readers          ContentLengthInput, read_chunked_body()
-    WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler)
-    file serving                  FileWrapper, StaticFiles
+    WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler);
+                                    behind a proxy: ProxyTrust, forwarded_environ()
+    error reports                 build_report(): a traceback as plain data (Report,
+                                    ExceptionInfo, Frame), and as Python's text
+    pages                         fill() and the page templates; render_error() makes
+                                    a 500 the error page (--debug), text or a note
+    file serving                  FileWrapper, StaticFiles, RootPath (an app under a path)
     server classes                Poller (epoll or a selector: the event loop's wait)
                                   WSGIServer(socketserver.TCPServer): an event loop
                                     +-- UnixWSGIServer
@@ -27,8 +33,17 @@ Map of the file, in reading order:
                                   run_supervisor() -> Supervisor, Worker, TemplateProcess
                                   run_template() -> Template, ProjectImportBlocker
                                   fork_first_worker(), fork_from_template(), spawn_worker()
-    app loading                   load_app(), demo_app
-    CLI                           add_arguments(), handle(), run(), inner_run(), main()
+    app loading                   load_app(), demo_app, error_app() (while an app cannot run)
+    frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS;
+                                    serve_django_static_files(); template_directories()
+                                    (Flask's and Django's, for the reloader);
+                                    django_checks() (system checks, migrations)
+    settings                      resolve_settings() -> Settings: each option from the
+                                    command line, its RUNSERVER_* variable, a .env file
+                                    or its default, and where it came from
+    CLI                           add_arguments(), handle(), check(), run(),
+                                    inner_run(), main(); make_ssl_context() and
+                                    --cert adhoc's certificate
 
 Process model with the reloader on (the default):
 
@@ -60,6 +75,10 @@ saves the imports of every library.  Where there can be no template (--no-warm,
 no fork without exec, runserver.run() from your own program, a debugger) or
 it may not fork (a file it imported changed, a library it imported started a
 thread), a worker is started afresh (spawn_worker(), worker_command()).
+The supervisor reads the .env files to resolve the options but keeps their
+variables out of its own environment, and so does the template: each worker
+loads them afresh before it imports the app, so an edited .env file reloads
+with its new values.
 
 Connections that arrive while a worker restarts wait in the listen backlog of
 the socket the supervisor holds, so a reload never refuses a connection.  With
@@ -67,13 +86,14 @@ the socket the supervisor holds, so a reload never refuses a connection.  With
 """
 
 # Modules needed only on rare paths (ssl, mimetypes, html, email.utils, shlex,
-# termios, site, sysconfig, ast, tempfile, http, subprocess, urllib.parse) are
-# imported where they are used: a reload may start a new process, so start-up
-# time counts.
+# termios, site, sysconfig, ast, tempfile, http, subprocess, urllib.parse,
+# reprlib, ipaddress, hashlib, shutil) are imported where they are used: a
+# reload may start a new process, so start-up time counts.
 import argparse
 import collections
 import errno
 import fnmatch
+import functools
 import glob
 import importlib
 import importlib.util
@@ -98,7 +118,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppSpecError", "BadRequest", "FileWrapper", "Limits", "LoopThreadingMixIn",
-    "StaticFiles",
+    "RootPath", "StaticFiles",
     "UsageError", "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
     "is_reloader_worker", "load_app", "main", "make_server", "make_ssl_context", "run",
     "__version__",
@@ -112,10 +132,47 @@ logger = logging.getLogger("runserver")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HOST_IPV6 = "::1"
 DEFAULT_PORT = 8000
+NEXT_FREE_PORTS = 10            # no ADDRPORT and DEFAULT_PORT taken: try the next 10 (to 8010)
+NETWORK_ADDRESSES_SHOWN = 4     # bound to every interface: the banner's "on your network" lines
+# A UDP connect() to these sends nothing, but picks the interface that routes
+# there (documentation addresses, RFC 5737 and RFC 3849: no host has them).
+ROUTE_PROBE_ADDRESSES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}
+ENV_FILES = (".env", ".flaskenv")   # read from the working directory; the first wins
 LISTEN_BACKLOG = 1024           # connections that wait while a worker restarts
 FIRST_REQUEST_GRACE = 0.2       # a connection this new is not idle: its request is on the way
 ACCEPT_RETRY_DELAY = 0.05       # out of file descriptors: the wait before accepting again
 SERVER_SOFTWARE = "runserver.py/%s Python/%s" % (__version__, sys.version.split()[0])
+# --forwarded-allow-ips: the proxies whose forwarding headers --proxy-headers
+# believes by default: this machine's, over loopback or a unix socket.
+DEFAULT_FORWARDED_ALLOW_IPS = ("127.0.0.0/8", "::1", "unix")
+FORWARDED_ORIGINAL = "runserver.original."   # + REMOTE_ADDR...: the connection's own values
+
+# --cert adhoc: a self-signed certificate made by the openssl command, kept in
+# the user's cache directory and made anew when it has under a month left.
+ADHOC_CERT_DAYS = 365           # within the 825 days macOS accepts for a trusted certificate
+ADHOC_RENEW_DAYS = 30
+ADHOC_CERT_FILE = "localhost.pem"   # key and certificate, in CACHE_DIRECTORY_NAME
+CACHE_DIRECTORY_NAME = "runserver.py"
+OPENSSL_TIMEOUT = 60            # seconds openssl may take to make a key
+# openssl req's configuration: no system openssl.cnf needed (Windows has none).
+ADHOC_OPENSSL_CONFIG = """\
+[req]
+distinguished_name = subject
+x509_extensions = extensions
+prompt = no
+
+[subject]
+CN = localhost
+O = runserver.py development certificate
+
+[extensions]
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
 
 USAGE_EXIT_CODE = 2             # the user's mistake: bad option, unknown module...
 
@@ -141,6 +198,40 @@ TEMPLATE_PATIENCE = 10.0        # a reload waits this long at most for the templ
 TEMPLATE_DELAY = 1.0            # the first template starts this long after the first worker
                                 # (or at the first reload): not during the first requests
 EXIT_GRACE = 0.5                # a worker's last messages may come this long after its exit
+# Names never watched when the reloader walks a directory or expands a glob
+# (--reload-include, new .py files), nor walked into; --reload-exclude adds to them.
+RELOAD_IGNORE = (
+    ".*",                       # hidden: .git .hg .svn .venv .tox .nox .mypy_cache
+                                # .pytest_cache .ruff_cache, vim's .x.swp, Emacs's .#x
+    "*~", "#*#", "*.swp", "*.swx", "*.swo", "4913",     # editors' backups, swap, probe files
+    "__pycache__", "*.py[cod]", "CVS", "_darcs", "node_modules",
+    "*.log", "*.sqlite", "*.sqlite3", "*.db", "*-journal", "*-wal", "*-shm",
+                                # what the app writes: logs, SQLite databases and journals
+)
+VIRTUALENV_MARKER = "pyvenv.cfg"    # a directory holding it is a virtualenv: not walked
+
+
+# The error page (--debug): how much of a traceback it shows, and its largest size.
+CONTEXT_LINES = 5               # source lines either side of a frame's line
+MAX_FRAMES = 100                # frames of one exception, after folding a recursion
+MAX_CHAIN = 30                  # chained exceptions ("During handling of the above...")
+GROUP_WIDTH = 15                # members of an exception group, and nested groups,
+GROUP_DEPTH = 10                # ... as Python's own traceback shows them
+MAX_LOCALS = 200                # local variables of one frame
+VALUE_LIMIT = 2000              # characters of one variable's text
+NESTED_VALUE_LIMIT = 200        # ... and of one item inside it
+LINE_LIMIT = 300                # characters of one source line
+MESSAGE_LIMIT = 20000           # characters of an exception's message
+PAGE_LIMIT = 1 << 20            # bytes of an error page, whatever the traceback
+# The request values the page masks: those whose names match (a pattern, not
+# compiled at import: re caches it when a page first needs it).
+SECRET_NAMES = "(?i)API|TOKEN|KEY|SECRET|PASS|SIGNATURE|AUTH|SESSION|COOKIE"
+MIN_SECRET_LENGTH = 6           # shorter masked values are not masked elsewhere too
+# A query parameter named like SECRET_NAMES, in a URL or a query string: its
+# value is masked wherever it appears, however short.
+SECRET_PARAMETER = (r"((?:^|[?&;'\"\s])[^=&#;'\"\s]*(?:%s)[^=&#;'\"\s]*=)[^&#;'\"\s]*"
+                    % SECRET_NAMES[4:])
+MASK = "********"
 
 
 class Limits:
@@ -193,11 +284,34 @@ STR_TOKEN = re.compile(TOKEN.decode())
 STR_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 STATUS = re.compile(r"([2-9][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*")
 
+# RFC 7239: the Forwarded header (section 4) and the node of its for= (section 6),
+# the form X-Forwarded-For's entries take too (there an IPv6 address may also go
+# bare, and nginx writes "unix:" for a unix-socket peer).  Only --proxy-headers
+# needs them: compiled when first used (re caches them), not at every worker's
+# start.  Whitespace after a comma is matched only before an element, so that
+# no input matches two ways (which would backtrack exponentially).
+FORWARDED_VALUE = r"(?:%s|%s)" % (TOKEN.decode(), QUOTED_STRING.decode())
+FORWARDED_PAIR = r"%s=%s" % (TOKEN.decode(), FORWARDED_VALUE)
+FORWARDED_ELEMENT = r"(?:%s)?(?:;(?:%s)?)*" % (FORWARDED_PAIR, FORWARDED_PAIR)
+FORWARDED_NONEMPTY_ELEMENT = r"(?:%s(?:;(?:%s)?)*|(?:;(?:%s)?)+)" % ((FORWARDED_PAIR,) * 3)
+FORWARDED = r"%s(?:[ \t]*,(?:[ \t]*%s)?)*" % (FORWARDED_ELEMENT, FORWARDED_NONEMPTY_ELEMENT)
+FORWARDED_PARTS = r"(%s)=(%s)|," % (TOKEN.decode(), FORWARDED_VALUE)   # a pair, or a comma
+OBFUSCATED_ID = r"_[A-Za-z0-9._-]+"
+NODE = (r"(?:([0-9]{1,3}(?:\.[0-9]{1,3}){3})|\[([0-9A-Fa-f:.]+)\]|((?i:unknown))|(%s))"
+        r"(?::([0-9]{1,5}|%s))?" % (OBFUSCATED_ID, OBFUSCATED_ID))
+BARE_IPV6 = r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*"
+UNIX_NODE = r"unix:[^\x00-\x20,]*"
+LIST_SEPARATOR = r"[ \t]*,[ \t]*"
+SCHEME_PORTS = {"http": "80", "https": "443"}
+PROXY_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+
 # A timed-out socket operation: Python's timeout, or the kernel's SO_RCVTIMEO
 # and SO_SNDTIMEO on a blocking socket (which raise EAGAIN).
 TIMEOUT_ERRORS = (socket.timeout, BlockingIOError)
 TLS_TO_HTTP = ("TLS handshake received: this server speaks HTTP, not HTTPS "
                "(use http:// or start it with --cert/--key)")
+TLS_HANDSHAKE = b"\x16"         # the first byte a TLS client sends (its ClientHello's record)
+HTTP_TO_TLS = "plain HTTP sent to an HTTPS port: use %s"
 
 HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -451,6 +565,94 @@ def parse_chunk_header(line):
     return int(match.group(1), 16)
 
 
+def parse_forwarded(value):
+    """The elements of a Forwarded header (RFC 7239), leftmost first, each a
+    dict of its parameters: names in lower case, values unquoted."""
+    if re.fullmatch(FORWARDED, value) is None:
+        hint = ' (an IPv6 address goes quoted, in brackets: for="[2001:db8::1]")' \
+            if re.search(r"(?i)for=[0-9a-f]*:", value) else ""
+        raise BadRequest(400, 'malformed Forwarded header "%s"%s'
+                         % (escape_control(value[:100]), hint))
+    elements = [{}]
+    for match in re.finditer(FORWARDED_PARTS, value):
+        name, text = match.groups()
+        if name is None:
+            elements.append({})
+            continue
+        name = name.lower()
+        if name in elements[-1]:
+            raise BadRequest(400, "%s= twice in one element of a Forwarded header" % name)
+        if text[:1] == '"':
+            text = re.sub(r"\\(.)", lambda escape: escape.group(1), text[1:-1], flags=re.S)
+        elements[-1][name] = text
+    return [element for element in elements if element]
+
+
+def parse_node(text, header):
+    """A client or proxy named in a forwarding header (RFC 7239's node) as
+    REMOTE_ADDR and REMOTE_PORT would hold it: (address, port or None).  The
+    address may be "unknown" or an identifier like _proxy1 that hides one."""
+    match = re.fullmatch(NODE, text)
+    ipv4 = ipv6 = port = None
+    if match is not None:
+        ipv4, ipv6, unknown, hidden, port = match.groups()
+        address = ipv4 or ipv6 or unknown or hidden
+        if port is not None and port.isdigit() and int(port) > 65535:
+            address = None
+    elif header == "X-Forwarded-For" and re.fullmatch(UNIX_NODE, text):
+        return text, None
+    elif header == "X-Forwarded-For" and re.fullmatch(BARE_IPV6, text):
+        address = ipv6 = text
+    else:
+        address = None
+    if ipv4 or ipv6:
+        import ipaddress
+        try:
+            if ipaddress.ip_address(address).version != (4 if ipv4 else 6):
+                address = None
+        except ValueError:
+            address = None
+    if address is None:
+        raise BadRequest(400, '%s: "%s" is not an IP address (nor "unknown" or an identifier '
+                              'like _proxy1), with a port if any'
+                         % (header, escape_control(text[:100])))
+    return address, port
+
+
+def forwarded_scheme(value, header):
+    """wsgi.url_scheme for a forwarded protocol: http or https (ws and wss are those)."""
+    scheme = PROXY_SCHEMES.get(value.lower())
+    if scheme is None:
+        raise BadRequest(400, '%s: "%s" is not http or https'
+                         % (header, escape_control(value[:100])))
+    return scheme
+
+
+def forwarded_host(value, header):
+    """A forwarded Host value, checked as a Host header is."""
+    if value[:1] in ("", ":") or HOST.fullmatch(value.encode("latin-1")) is None:
+        raise BadRequest(400, '%s: "%s" is not a host name or address, with a port if any'
+                         % (header, escape_control(value[:100])))
+    return value
+
+
+def forwarded_port(value, header):
+    """A forwarded port number, as SERVER_PORT holds it."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) <= 65535):
+        raise BadRequest(400, '%s: "%s" is not a port number'
+                         % (header, escape_control(value[:100])))
+    return value
+
+
+def split_host(host):
+    """A Host value as (name, port); the port is "" if none is given."""
+    if host.startswith("["):
+        end = host.find("]") + 1
+        return host[:end], host[end + 1:]
+    name, _, port = host.partition(":")
+    return name, port
+
+
 def escape_control(text):
     """Make control characters visible, for log lines built from client bytes."""
     if CONTROL_CHARS.search(text) is None:
@@ -649,6 +851,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             self.remote = "unix"
             self.base_environ["REMOTE_ADDR"] = "127.0.0.1"
             self.base_environ["REMOTE_PORT"] = "0"
+        # --proxy-headers: whether this peer is a proxy whose forwarding headers count
+        self.proxied = server.proxy_trust is not None and server.proxy_trust.trusts(
+            self.client_address[0] if isinstance(self.client_address, tuple) else "unix:")
         server.track_connection(self, True)
 
     def finish(self):
@@ -747,8 +952,20 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         return False
 
     def start_tls(self):
-        """TLS handshake in this connection's thread; False if it failed."""
+        """TLS handshake in this connection's thread; False if it failed.  A
+        plain HTTP request instead is answered 400, with the https:// URL to use."""
         self.set_timeout(self.limits.header_timeout)
+        try:                    # the first byte tells, left in the socket for what follows
+            first = self.connection.recv(1, socket.MSG_PEEK)
+        except TIMEOUT_ERRORS:
+            self.log_idle_timeout(True)
+            return False
+        except OSError:
+            return False
+        if first != TLS_HANDSHAKE:
+            if first:                           # else closed, or shut by a stop
+                self.refuse_plain_http()
+            return False
         try:
             # Handshake once self.connection is the TLS socket, so that
             # close_idle_and_wait() can interrupt a client that sends nothing.
@@ -761,6 +978,25 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                                escape_control(str(exc)))
             return False
         return True
+
+    def refuse_plain_http(self):
+        """A plain HTTP request on the TLS port: read its head, then refuse it
+        with the https:// URL it should have used (nginx answers it so too)."""
+        head = self.read_head(True)
+        if head is None:
+            return
+        self.request_line = head.partition(b"\r\n")[0]
+        try:
+            request = parse_request_head(head, self.limits)
+        except BadRequest:
+            request = None
+        if request is not None and request.host and self.server.host_allowed(request.host):
+            url = "https://%s%s" % (request.host.decode("latin-1"),
+                                    request.target.decode("latin-1")
+                                    if request.target[:1] == b"/" else "/")
+        else:
+            url = "https://%s/" % server_authority(self.server)
+        raise BadRequest(400, HTTP_TO_TLS % url)
 
     # -- reading ----------------------------------------------------------
 
@@ -901,13 +1137,20 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.request_line = head if end < 0 else head[:end]
         request = parse_request_head(head, self.limits)
         server = self.server
-        if request.host is not None and not server.host_allowed(request.host):
-            raise BadRequest(400, "Host %r is not allowed; start the server with "
+        host = request.host
+        if self.proxied:
+            forwarded = forwarded_environ(request.environ, self.base_environ, server.proxy_trust)
+            if "HTTP_HOST" in forwarded:
+                host = forwarded["HTTP_HOST"].encode("latin-1")
+        if host is not None and not server.host_allowed(host):
+            raise BadRequest(400, "Host %r%s is not allowed; start the server with "
                                   "--allowed-hosts %s to allow it"
-                             % (request.host.decode("latin-1"),
-                                request.host.decode("latin-1").rpartition(":")[0]
-                                or request.host.decode("latin-1")))
+                             % (host.decode("latin-1"),
+                                " (forwarded by the proxy)" if host is not request.host else "",
+                                split_host(host.decode("latin-1"))[0]))
         environ = self.get_environ(request)
+        if self.proxied:
+            environ.update(forwarded)
         self.method = request.method
         self.http_version = request.version
         self.keep_alive = request.keep_alive and server.multithread and not server.stopping
@@ -1144,18 +1387,29 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         return True
 
     def handle_app_error(self, environ):
-        """The app raised: answer 500 if nothing went out yet, else cut the response."""
-        text = traceback.format_exc()
-        logger.error("Error in the app while serving %s\n%s",
-                     escape_control(self.request_line.decode("latin-1")), text.rstrip())
+        """The app raised: log its traceback, answer the error page (--debug) or a
+        short note if nothing went out yet, else cut the response short."""
+        exc = sys.exc_info()[1]
+        server = self.server
+        if isinstance(exc, AppNotRunning):
+            report = exc.report             # the log had it once, when the app failed
+        else:
+            report = build_report(exc, environ=environ,
+                                  variables=server.debug and not self.headers_sent)
+            logger.error("Error in the app while serving %s\n%s",
+                         escape_control(self.request_line.decode("latin-1")),
+                         report.text.rstrip())
         if self.headers_sent:
             self.log_request(self.status_code, note="response cut short by an app error",
                              level=logging.ERROR)
             return False
-        content_type, body = render_error(environ, text if self.server.debug else None)
+        note = NOT_RUNNING_NOTE if isinstance(exc, AppNotRunning) else APP_ERROR_NOTE
+        content_type, body = render_error(environ, report if server.debug else None, note,
+                                          server.editor)
         self.status, self.status_code = "500 Internal Server Error", 500
         try:
             self.connection.sendall(self.error_head(500, content_type, len(body)) + body)
+            self.bytes_sent = len(body)
         except OSError:
             pass
         self.log_request(500)
@@ -1236,19 +1490,1208 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         logger.log(level, message, extra={"status": status or 0})
 
 
-def render_error(environ, text):
-    """The body of a 500 page: the traceback (HTML or plain text), or a short note."""
-    if text is None:
-        text = "500 Internal Server Error\n\nThe application raised an exception; " \
-               "the server's log has the traceback.\n"
+# -- behind a proxy: --proxy-headers ------------------------------------------------
+# From a peer of --forwarded-allow-ips, the forwarding headers replace the
+# environ's view of the connection with the client's.  Each header is a list
+# with one entry per proxy, the nearest last: read from the right, entries
+# are skipped while they name trusted proxies; the first that does not is the
+# client, the values beside it are the ones its first proxy saw.
+
+class ProxyTrust:
+    """--forwarded-allow-ips: the proxies whose forwarding headers count, as
+    addresses, networks ("10.0.0.0/8"), "unix" for unix-socket peers, or "*"."""
+
+    def __init__(self, entries):
+        import ipaddress
+        self.everyone = "*" in entries
+        self.unix = "unix" in entries
+        self.networks = []
+        for entry in entries:
+            if entry not in ("*", "unix"):
+                try:
+                    self.networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+                except ValueError:
+                    raise ValueError('"%s" is not an IP address, a network like 10.0.0.0/8, '
+                                     '"unix" or "*"' % entry) from None
+        self.known = {}                 # address -> trusted, for the addresses seen
+        self.read = {}                  # forwarding headers seen -> proxy_values()
+
+    def trusts(self, address):
+        """Whether a peer or a forwarded node (an address, "unix:" for a
+        unix-socket peer, or an identifier like "unknown") is a trusted proxy."""
+        if self.everyone:
+            return True
+        trusted = self.known.get(address)
+        if trusted is None:
+            trusted = self.check(address)
+            if len(self.known) < FIELD_NAMES_CACHED:
+                self.known[address] = trusted
+        return trusted
+
+    def check(self, address):
+        import ipaddress
+        if address.startswith("unix:"):
+            return self.unix
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:              # "unknown", _hidden: a proxy that says not who
+            return False
+        if ip.version == 6 and ip.ipv4_mapped:          # ::ffff:127.0.0.1 on a dual stack
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
+
+
+def find_client(hops, node_of, trust):
+    """(index, node) of the client among a forwarding header's `hops`
+    (leftmost first): from the right, the first whose node is not a trusted
+    proxy's, or the leftmost.  node_of(hop) is (address or None, port)."""
+    for index in range(len(hops) - 1, -1, -1):
+        node = node_of(hops[index])
+        if index == 0 or node[0] is None or not trust.trusts(node[0]):
+            return index, node
+
+
+def forwarded_values(value, trust):
+    """What a Forwarded header says of the client: "for" (address, port),
+    "proto" and "host", from the element its first trusted proxy wrote."""
+    elements = parse_forwarded(value)
+    if not elements:
+        return {}
+    index, node = find_client(elements, element_node, trust)
+    values = {"for": node} if node[0] is not None else {}
+    if "proto" in elements[index]:
+        values["proto"] = forwarded_scheme(elements[index]["proto"], "Forwarded")
+    if "host" in elements[index]:
+        values["host"] = forwarded_host(elements[index]["host"], "Forwarded")
+    return values
+
+
+def element_node(element):
+    """The node of a Forwarded element's for=; (None, None) if it has none."""
+    return parse_node(element["for"], "Forwarded") if "for" in element else (None, None)
+
+
+X_FORWARDED = (("proto", "HTTP_X_FORWARDED_PROTO", "X-Forwarded-Proto", forwarded_scheme),
+               ("host", "HTTP_X_FORWARDED_HOST", "X-Forwarded-Host", forwarded_host),
+               ("port", "HTTP_X_FORWARDED_PORT", "X-Forwarded-Port", forwarded_port))
+
+
+def x_forwarded_values(headers, trust):
+    """What the X-Forwarded-* headers say of the client: "for" from
+    X-Forwarded-For; "proto", "host" and "port" from the entry of the same
+    hop in theirs, or their first when they have fewer (set, not appended)."""
+    values = {}
+    hops = 1
+    entries = list_entries(headers.get("HTTP_X_FORWARDED_FOR"))
+    if entries:
+        index, values["for"] = find_client(
+            entries, lambda entry: parse_node(entry, "X-Forwarded-For"), trust)
+        hops = len(entries) - index
+    for name, key, header, check in X_FORWARDED:
+        entries = list_entries(headers.get(key))
+        if entries:
+            values[name] = check(entries[max(len(entries) - hops, 0)], header)
+    return values
+
+
+def list_entries(value):
+    """The non-empty entries of a comma-separated header value (None: none)."""
+    if not value:
+        return []
+    return [entry for entry in re.split(LIST_SEPARATOR, value) if entry]
+
+
+FORWARDING_KEYS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
+                   "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT")
+
+
+def proxy_values(headers, trust):
+    """What a trusted peer's forwarding headers say of the client: read_proxy_values(),
+    once for each set of them (a proxy sends the same ones for a client's requests)."""
+    key = tuple(headers.get(name) for name in FORWARDING_KEYS)
+    values = trust.read.get(key)
+    if values is None:
+        values = read_proxy_values(headers, trust)
+        if len(trust.read) < FIELD_NAMES_CACHED:
+            trust.read[key] = values
+    return values
+
+
+def read_proxy_values(headers, trust):
+    """What a trusted peer's forwarding headers say of the client.  Where
+    Forwarded and X-Forwarded-* both say something, they must agree: else
+    the proxy set one and passed the other on from the client (a 400)."""
+    values = forwarded_values(headers["HTTP_FORWARDED"], trust) \
+        if "HTTP_FORWARDED" in headers else {}
+    for name, value in x_forwarded_values(headers, trust).items():
+        known = compared(name, values.setdefault(name, value))
+        if known != compared(name, value):
+            raise BadRequest(400, 'Forwarded and X-Forwarded-%s disagree: "%s" and "%s"' % (
+                name.title(), escape_control(known), escape_control(compared(name, value))))
+    return values
+
+
+def compared(name, value):
+    """A forwarded value as Forwarded's and X-Forwarded-*'s are compared: an
+    address without its port, in lower case."""
+    return (value[0] if name == "for" else value).lower()
+
+
+def forwarded_environ(headers, connection, trust):
+    """The environ values a trusted peer's forwarding headers set: REMOTE_ADDR
+    and REMOTE_PORT, wsgi.url_scheme, HTTP_HOST, SERVER_NAME and SERVER_PORT,
+    each with the connection's own under FORWARDED_ORIGINAL + its name.
+    `headers` are the request's HTTP_* values, `connection` the handler's."""
+    values = proxy_values(headers, trust)
+    environ = {}
+    if "for" in values:
+        environ["REMOTE_ADDR"], client_port = values["for"]
+        environ["REMOTE_PORT"] = client_port or "0"
+    if "proto" in values:
+        environ["wsgi.url_scheme"] = values["proto"]
+    if "proto" in values or "host" in values or "port" in values:
+        scheme = values.get("proto", connection["wsgi.url_scheme"])
+        host = values.get("host", headers.get("HTTP_HOST"))
+        if not host:                    # HTTP/1.0 without Host: the server's address
+            host = connection["SERVER_NAME"]
+            host = "[%s]" % host if ":" in host else host
+        name, port = split_host(host)
+        port = values.get("port") or port or SCHEME_PORTS[scheme]
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
+        if "host" in values or "port" in values:
+            environ["HTTP_HOST"] = name if port == SCHEME_PORTS[scheme] else "%s:%s" % (name, port)
+    for key in list(environ):
+        original = (headers if key == "HTTP_HOST" else connection).get(key)
+        if original is not None:
+            environ[FORWARDED_ORIGINAL + key] = original
+    return environ
+
+
+# ---- Error reports -----------------------------------------------------------
+# A traceback as plain data, built once (frames, source lines, local variables
+# as text, chained exceptions, groups, notes), then rendered as text for the log
+# and for curl, or as the error page.
+
+class Record:
+    """Plain data: its fields, in __slots__ order, are given positionally.  (A
+    namedtuple costs a worker some 70 us to define at every start.)"""
+
+    __slots__ = ()
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+
+
+class Frame(Record):
+    """One frame.  lines: (number, text, current, (start, end) of the failing
+    expression or None); variables: (name, text, whether repr() raised);
+    repeat: how many times in a row it called itself."""
+
+    __slots__ = ("filename", "lineno", "function", "module", "library", "lines", "variables",
+                 "repeat")
+
+
+class ExceptionInfo(Record):
+    """One exception.  frames: None if never raised; omitted: (index, count) of
+    frames left out; syntax: a SyntaxError's place, as a Frame; group: a group's
+    (member chains, how many more); link: 'cause' or 'context' to the next
+    exception; folded: identical ones before it; earlier: older ones left out."""
+
+    __slots__ = ("name", "message", "notes", "frames", "omitted", "syntax", "group", "link",
+                 "folded", "earlier")
+
+
+class Report(Record):
+    """What went wrong: a title (or None), the chain of exceptions, root cause
+    first, its plain text as the log got it, and when it was made."""
+
+    __slots__ = ("title", "chain", "text", "created")
+
+
+CHAIN_LINKS = {
+    "cause": "The above exception was the direct cause of the following exception:",
+    "context": "During handling of the above exception, another exception occurred:",
+}
+
+
+def build_report(exc, title=None, environ=None, variables=True):
+    """The Report of `exc` (None: a title alone).  Local variables only with
+    `variables`; the request's secrets found in them are masked."""
+    secrets = request_secrets(environ) if environ and variables else ()
+    chain = exception_chain(exc, variables, secrets, 0) if exc is not None else []
+    text = "\n".join(chain_lines(chain)) + "\n" if chain else (title or "") + "\n"
+    return Report(title, chain, text, time.time())
+
+
+def exception_chain(exc, variables, secrets, depth):
+    """The exceptions that led to `exc`, root cause first, as Python's traceback
+    chains them; consecutive ones that repeat the same failure are folded."""
+    links, seen, how = [], set(), None
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        links.append((exc, visible_frames(exc.__traceback__), how))
+        if exc.__cause__ is not None:
+            exc, how = exc.__cause__, "cause"
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            exc, how = exc.__context__, "context"
+        else:
+            exc = None
+    links.reverse()
+    folded = []                 # [exc, frames, how, count of the identical ones before]
+    for exc, frames, how in links:
+        if folded and same_failure(folded[-1][:2], (exc, frames)):
+            folded[-1][2:] = [how, folded[-1][3] + 1]
+        else:
+            folded.append([exc, frames, how, 0])
+    earlier = max(len(folded) - MAX_CHAIN, 0)
+    return [exception_info(exc, frames, how, count, earlier if index == 0 else 0,
+                           variables, secrets, depth)
+            for index, (exc, frames, how, count) in enumerate(folded[earlier:])]
+
+
+def same_failure(first, second):
+    """Whether two (exception, frames) are the same failure again: one type, one
+    message, raised from the same lines of the same functions, or at least of
+    the user's own (a framework that retries an import while handling its
+    failure goes through other frames of its own each time)."""
+    if type(first[0]) is not type(second[0]) or safe_str(first[0]) != safe_str(second[0]):
+        return False
+    keys = [[frame_key(frame, lineno) for frame, lineno, lasti in frames or ()]
+            for exc, frames in (first, second)]
+    if keys[0] == keys[1]:
+        return True
+    users = [[key for key in frame_keys if not is_library_file(key[0])] for frame_keys in keys]
+    return bool(users[0]) and users[0] == users[1]
+
+
+def frame_key(frame, lineno):
+    """What tells one line of a function from another; a module imported again
+    has new code objects."""
+    code = frame.f_code
+    return code.co_filename, code.co_firstlineno, code.co_name, lineno
+
+
+def visible_frames(tb):
+    """(frame, line number, last instruction) of a traceback's frames, without
+    runserver.py's own, the import system's, and those with a true
+    `__traceback_hide__` among their local variables; None without a traceback
+    (an exception group's member that was never raised)."""
+    if tb is None:
+        return None
+    frames = []
+    while tb is not None:
+        frame = tb.tb_frame
+        if not is_internal_file(frame.f_code.co_filename):
+            try:
+                hidden = frame.f_locals.get("__traceback_hide__")
+            except Exception:           # a class body's namespace of the app's own making
+                hidden = False
+            if not hidden:
+                frames.append((frame, tb.tb_lineno or 0, tb.tb_lasti))
+        tb = tb.tb_next
+    return frames
+
+
+def is_internal_file(filename):
+    """runserver.py itself, or the import system's bootstrap (which Python's own
+    tracebacks leave out too)."""
+    if filename == __file__ or filename.startswith("<") and "importlib._bootstrap" in filename:
+        return True             # PyPy names it "<builtin>/frozen importlib._bootstrap..."
+    return os.path.dirname(filename) == os.path.dirname(importlib.__file__) \
+        and os.path.basename(filename) in ("__init__.py", "_bootstrap.py",
+                                           "_bootstrap_external.py")
+
+
+def exception_info(exc, frames, how, folded, earlier, variables, secrets, depth):
+    """The ExceptionInfo of one exception of a chain."""
+    runs, omitted = fold_recursion(frames or [])
+    repr_value = value_repr() if variables else None
+    return ExceptionInfo(
+        exception_name(exc), exception_message(exc), exception_notes(exc),
+        None if frames is None else [frame_info(frame, lineno, lasti, repeat, repr_value, secrets)
+                                     for frame, lineno, lasti, repeat in runs],
+        omitted, syntax_error_frame(exc), group_members(exc, variables, secrets, depth),
+        how, folded, earlier)
+
+
+def fold_recursion(frames):
+    """Frames as [frame, line number, last instruction, repeat]: a line that
+    calls itself again and again is one, with the innermost frame (whose
+    variables are shown).  Past MAX_FRAMES, the outermost few and the
+    innermost many are kept: returns them and (index, count) of the others."""
+    runs = []
+    for frame, lineno, lasti in frames:
+        if runs and frame_key(*runs[-1][:2]) == frame_key(frame, lineno):
+            runs[-1][0] = frame
+            runs[-1][3] += 1
+        else:
+            runs.append([frame, lineno, lasti, 1])
+    if len(runs) <= MAX_FRAMES:
+        return runs, None
+    head = MAX_FRAMES // 5
+    omitted = (head, len(runs) - MAX_FRAMES)
+    return runs[:head] + runs[head + omitted[1]:], omitted
+
+
+def group_members(exc, variables, secrets, depth):
+    """An exception group's (member chains, how many more were left out), as
+    deep and as wide as Python's traceback shows them; None for others."""
+    import builtins
+    members = getattr(exc, "exceptions", None)
+    if not isinstance(exc, getattr(builtins, "BaseExceptionGroup", ())) \
+            or not isinstance(members, tuple):
+        return None
+    if depth >= GROUP_DEPTH:
+        return [], len(members)
+    return ([exception_chain(member, variables, secrets, depth + 1)
+             for member in members[:GROUP_WIDTH]], max(len(members) - GROUP_WIDTH, 0))
+
+
+def exception_notes(exc):
+    """The notes added to the exception (add_note(), 3.11+), as text."""
+    try:
+        notes = exc.__notes__
+    except Exception:           # none, or a property of the app's own that raised
+        return []
+    if not isinstance(notes, (list, tuple)):
+        return []
+    return [clip(note if isinstance(note, str) else safe_str(note), MESSAGE_LIMIT)
+            for note in notes]
+
+
+def exception_name(exc):
+    """The exception's type as Python's traceback names it: module.QualName,
+    without the module for built-in types and __main__'s."""
+    cls = type(exc)
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", cls.__name__)
+    return name if module in ("builtins", "__main__", None) else "%s.%s" % (module, name)
+
+
+def exception_message(exc):
+    """str() of the exception (a SyntaxError's message alone), bounded; never raises."""
+    if isinstance(exc, SyntaxError) and isinstance(exc.msg, str):
+        return clip(exc.msg, MESSAGE_LIMIT)
+    return clip(safe_str(exc), MESSAGE_LIMIT)
+
+
+def safe_str(value):
+    try:
+        return str(value)
+    except Exception:
+        return "<str() of a %s raised an exception>" % type(value).__name__
+
+
+def clip(text, limit):
+    """`text` cut at `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return "%s... (%d characters in all)" % (text[:limit], len(text))
+
+
+def frame_info(frame, lineno, lasti, repeat, repr_value, secrets):
+    """The Frame of one frame object; local variables if repr_value is given."""
+    import linecache
+    code = frame.f_code
+    filename = code.co_filename
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename, frame.f_globals)
+    span = expression_span(code, lasti, lineno, lines)
+    module = frame.f_globals.get("__name__")
+    name = getattr(code, "co_qualname", code.co_name)     # Class.method, on 3.11+
+    if not name.endswith(code.co_name):     # a template engine named the code, not the class
+        name = code.co_name
+    return Frame(filename, lineno, name,
+                 module if isinstance(module, str) else "", is_library_file(filename),
+                 source_lines(lines, lineno, span),
+                 local_variables(frame, repr_value, secrets) if repr_value else [], repeat)
+
+
+def expression_span(code, lasti, lineno, lines):
+    """(first line, last line, start, end) of the failing expression, columns in
+    characters, where the interpreter records positions (3.11+); else None."""
+    if not hasattr(code, "co_positions") or lasti < 0:
+        return None
+    position = next(itertools.islice(code.co_positions(), lasti // 2, None), None)
+    if position is None or None in position or position[0] != lineno \
+            or position[1] - position[0] > CONTEXT_LINES * 2:
+        return None
+    first, last, start, end = position
+    if not 0 < first <= last <= len(lines):
+        return None
+    # The interpreter counts columns in UTF-8 bytes.
+    start = len(lines[first - 1].encode("utf-8")[:start].decode("utf-8", "replace"))
+    end = len(lines[last - 1].encode("utf-8")[:end].decode("utf-8", "replace"))
+    line = lines[first - 1].rstrip()
+    indent = len(line) - len(line.lstrip())
+    if start < indent:          # not this file's code: a template's, compiled by its engine
+        return None
+    if first == last and start == indent and end >= len(line):
+        return None             # the whole line: nothing to point at
+    return first, last, start, end
+
+
+def source_lines(lines, lineno, span):
+    """The frame's line and CONTEXT_LINES either side, as (number, text, current,
+    (start, end) of the expression on that line or None)."""
+    if not 0 < lineno <= len(lines):
+        return []
+    first, last = (span[0], span[1]) if span else (lineno, lineno)
+    result = []
+    for number in range(max(lineno - CONTEXT_LINES, 1),
+                        min(last + CONTEXT_LINES, len(lines)) + 1):
+        text = lines[number - 1].rstrip("\r\n")
+        current = first <= number <= last
+        mark = None
+        if span and current:
+            start = span[2] if number == first else len(text) - len(text.lstrip())
+            mark = (min(start, LINE_LIMIT), min(span[3] if number == last else len(text),
+                                                LINE_LIMIT))
+        result.append((number, clip(text, LINE_LIMIT), current, mark))
+    return result
+
+
+def syntax_error_frame(exc):
+    """Where a SyntaxError is, as a Frame without a function; None for others."""
+    if not isinstance(exc, SyntaxError) or not isinstance(exc.lineno, int) or exc.lineno < 1:
+        return None
+    import linecache
+    filename = exc.filename if isinstance(exc.filename, str) else "<unknown>"
+    lines, lineno = linecache.getlines(filename), exc.lineno
+    in_file = lineno <= len(lines)      # else source compiled from a string
+    line = lines[lineno - 1] if in_file else exc.text if isinstance(exc.text, str) else ""
+    line = line.rstrip("\r\n")
+    last = getattr(exc, "end_lineno", None)
+    if not (in_file and isinstance(last, int) and lineno <= last <= len(lines)
+            and last - lineno <= CONTEXT_LINES * 2):
+        last = lineno
+    offset, end = exc.offset, getattr(exc, "end_offset", None)
+    start = offset - 1 if isinstance(offset, int) and 0 < offset <= len(line) + 1 \
+        else len(line) - len(line.lstrip())
+    end = end - 1 if isinstance(end, int) and end > 0 and (end - 1 > start or last > lineno) \
+        else start + 1
+    if in_file:
+        source = source_lines(lines, lineno, (lineno, last, start, end))
     else:
-        text = "500 Internal Server Error\n\n" + text
-    if "text/html" in environ.get("HTTP_ACCEPT", ""):
-        import html
-        page = ("<!doctype html><meta charset=utf-8><title>500 Internal Server Error</title>"
-                "<pre style='white-space:pre-wrap'>%s</pre>" % html.escape(text))
-        return "text/html; charset=utf-8", page.encode("utf-8", "replace")
-    return "text/plain; charset=utf-8", text.encode("utf-8", "replace")
+        source = [(lineno, clip(line, LINE_LIMIT), True, (min(start, LINE_LIMIT),
+                                                            min(end, LINE_LIMIT)))]
+    return Frame(filename, lineno, "", "", False, source, [], 1)
+
+
+def local_variables(frame, repr_value, secrets):
+    """The frame's local variables as (name, text, whether repr() raised), sorted,
+    at most MAX_LOCALS, dunder names left out."""
+    try:
+        items = list(frame.f_locals.items())
+    except Exception:           # a class body's namespace of the app's own making
+        return []
+    names = sorted(((name, value) for name, value in items if isinstance(name, str)
+                    and not (name.startswith("__") and name.endswith("__"))),
+                   key=lambda item: item[0])
+    result = []
+    for name, value in names[:MAX_LOCALS]:
+        text, failed = describe_value(repr_value, value)
+        result.append((name, mask_secrets(text, secrets), failed))
+    if len(names) > MAX_LOCALS:
+        result.append(("...", "%d more variables not shown" % (len(names) - MAX_LOCALS), True))
+    return result
+
+
+def describe_value(repr_value, value):
+    """(bounded repr() of value, whether repr() raised); never raises."""
+    try:
+        return repr_value(value), False
+    except Exception as exc:
+        return "repr() raised %s" % exception_header(exc), True
+
+
+def exception_header(exc):
+    """'Type: message', as the last line of a traceback."""
+    name, message = exception_name(exc), exception_message(exc)
+    return "%s: %s" % (name, message) if message else name
+
+
+def value_repr():
+    """A repr() bounded in depth, width and length (reprlib's), which shows a
+    repr() that raises inside a container as such; a top-level one raises."""
+    import reprlib
+    import builtins
+    shower = reprlib.Repr()
+    shower.maxlevel, shower.maxlong = 3, 100
+    shower.maxdict = shower.maxlist = shower.maxtuple = shower.maxset = 20
+    shower.maxfrozenset = shower.maxdeque = shower.maxarray = 20
+
+    def bounded(value, level):
+        limit = VALUE_LIMIT if level == shower.maxlevel else NESTED_VALUE_LIMIT
+        if isinstance(value, (str, bytes, bytearray)):
+            value = value[:limit + 1]
+        try:
+            return clip(builtins.repr(value), limit)
+        except Exception as exc:
+            if level == shower.maxlevel:
+                raise
+            return "<repr() raised %s>" % exception_header(exc)
+    shower.repr_instance = shower.repr_str = shower.repr_bytes = bounded
+    return lambda value: clip(shower.repr(value), VALUE_LIMIT)
+
+
+@functools.lru_cache(maxsize=None)
+def library_directories():
+    """The directories of the standard library and of installed packages."""
+    import site
+    import sysconfig
+    paths = [sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib",
+                                                       "platlib")]
+    try:
+        paths += site.getsitepackages() + [site.getusersitepackages()]
+    except AttributeError:      # an old virtualenv's site module
+        pass
+    return tuple({os.path.join(os.path.realpath(path), "") for path in paths if path})
+
+
+def is_library_file(filename):
+    """Whether the file is the standard library's or an installed package's."""
+    if filename.startswith("<"):            # frozen modules, generated code
+        return True
+    path = os.path.realpath(filename)
+    parts = path.split(os.sep)
+    return "site-packages" in parts or "dist-packages" in parts \
+        or path.startswith(library_directories())
+
+
+def request_rows(environ):
+    """The request as (title, [(name, value)]) tables: headers, query parameters,
+    cookies and the WSGI environ (values as text)."""
+    import urllib.parse
+    items = list(environ.items())   # a framework's request object adds keys when shown
+    headers = [(key[5:].replace("_", "-").title(), value) for key, value in items
+               if isinstance(key, str) and key.startswith("HTTP_") and isinstance(value, str)]
+    headers += [(key.replace("_", "-").title(), environ[key])
+                for key in ("CONTENT_TYPE", "CONTENT_LENGTH")
+                if isinstance(environ.get(key), str) and environ[key]]
+    query = urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True,
+                                   errors="replace")
+    cookies = [tuple(part.strip().partition("=")[::2])
+               for part in environ.get("HTTP_COOKIE", "").split(";") if part.strip()]
+    repr_value = value_repr()
+    variables = [(key, value if isinstance(value, str)
+                  else describe_value(repr_value, value)[0])
+                 for key, value in items if isinstance(key, str)]
+    return [("Headers", headers), ("Query parameters", query), ("Cookies", cookies),
+            ("WSGI environ", variables)]
+
+
+def request_tables(environ):
+    """request_rows(), sorted, with the values of names like SECRET_NAMES masked,
+    and wherever else they appear (QUERY_STRING, say)."""
+    secrets = request_secrets(environ)
+    return [(title, [(name, MASK if re.search(SECRET_NAMES, name)
+                      else mask_secrets(clip(value, VALUE_LIMIT), secrets))
+                     for name, value in sorted(rows)])
+            for title, rows in request_rows(environ)]
+
+
+def request_secrets(environ):
+    """The values request_tables() masks (and the query's raw forms of them) that
+    are long enough to be masked wherever else they appear: in local variables
+    and in the URL."""
+    rows = [row for title, table in request_rows(environ) for row in table]
+    rows += [part.partition("=")[::2] for part in environ.get("QUERY_STRING", "").split("&")]
+    return sorted({value for name, value in rows
+                   if re.search(SECRET_NAMES, name) and len(value) >= MIN_SECRET_LENGTH},
+                  key=len, reverse=True)
+
+
+def mask_secrets(text, secrets):
+    """`text` with every one of request_secrets() in it masked, and the values
+    of query parameters named like secrets."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    if "=" in text:
+        text = re.sub(SECRET_PARAMETER, r"\1" + MASK, text, flags=re.IGNORECASE)
+    return text
+
+
+# -- the report as text: Python's traceback format --------------------------------
+
+def chain_lines(chain):
+    """A chain of exceptions as the lines Python's traceback prints for it."""
+    lines = []
+    for info in chain:
+        if info.earlier:
+            lines += ["[%d earlier chained exceptions not shown]" % info.earlier, ""]
+        lines += group_lines(info) if info.group else exception_lines(info, "Traceback")
+        if info.folded:
+            lines += ["", "[The same exception, from the same lines, was raised %d more "
+                          "time%s, each while handling the one before: folded into the one "
+                          "above.]" % (info.folded, "s" if info.folded > 1 else "")]
+        if info.link:
+            lines += ["", CHAIN_LINKS[info.link], ""]
+    return lines
+
+
+def exception_lines(info, heading):
+    """One exception: its frames, a SyntaxError's place, its header and notes."""
+    lines = ["%s (most recent call last):" % heading] if info.frames else []
+    for index, frame in enumerate(info.frames or ()):
+        if info.omitted and index == info.omitted[0]:
+            lines.append("  [... %d frames not shown ...]" % info.omitted[1])
+        lines.append('  File "%s", line %d, in %s' % (frame.filename, frame.lineno,
+                                                      frame.function))
+        lines += code_lines(frame)
+        if frame.repeat > 1:
+            lines.append("  [Previous line repeated %d more times]" % (frame.repeat - 1))
+    if info.syntax:
+        lines.append('  File "%s", line %d' % (info.syntax.filename, info.syntax.lineno))
+        lines += code_lines(info.syntax)
+    lines.append("%s: %s" % (info.name, info.message) if info.message else info.name)
+    return lines + info.notes
+
+
+def code_lines(frame):
+    """A frame's current line(s), dedented, with carets under the expression
+    when it is on one line."""
+    current = [(text, mark) for number, text, is_current, mark in frame.lines if is_current]
+    if not current:
+        return []
+    indent = min(len(text) - len(text.lstrip()) for text, mark in current if text.strip()) \
+        if any(text.strip() for text, mark in current) else 0
+    lines = ["    " + text[indent:].rstrip() for text, mark in current]
+    if len(current) == 1 and current[0][1]:
+        start, end = current[0][1]
+        lines.append("    " + " " * (start - indent) + "^" * max(end - start, 1))
+    return lines
+
+
+def group_lines(info):
+    """An exception group, its members boxed below it as Python prints them."""
+    own = exception_lines(info, "Exception Group Traceback")
+    lines = ["  + " + own[0]] + ["  | " + line for line in own[1:]]
+    members, left_out = info.group
+    for number, member in enumerate(members, 1):
+        lines.append(("  +-+" if number == 1 else "    +") + "-" * 16 + " %d " % number
+                     + "-" * 16)
+        lines += ["    | " + line if line else "    |" for line in chain_lines(member)]
+    if left_out:
+        lines.append(("  +-+" if not members else "    +") + "-" * 16 + " ... " + "-" * 16)
+        lines.append("    | and %d more exceptions" % left_out)
+    lines.append("    +" + "-" * 36)
+    return lines
+
+
+# ---- Pages -------------------------------------------------------------------
+# HTML, CSS and JS are data: templates whose $fields fill() replaces, escaping
+# every value that is not itself a filled template (Html).
+
+class Html(str):
+    """A filled template: fill() inserts it as it is, never escaped twice."""
+
+
+def fill(template, **values):
+    """`template` with its $fields replaced by `values`, each escaped with
+    html.escape() unless it is Html."""
+    import html
+    import string
+    return Html(string.Template(template).substitute({
+        name: value if isinstance(value, Html) else html.escape(str(value))
+        for name, value in values.items()}))
+
+
+def join(fragments):
+    """Filled templates one after the other."""
+    return Html("".join(fragments))
+
+
+ERROR_PAGE_CSS = """
+:root{--bg:#fff;--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--panel:#f6f8fa;--code:#0b0f14;
+--accent:#b42318;--head:#fef3f2;--current:#fff8c5;--mark:#ffcecb;--library:#f6f8fa;
+  --link:#0969da}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#8d96a0;
+  --line:#30363d;
+--panel:#161b22;--code:#e6edf3;--accent:#ff7b72;--head:#2a1215;--current:#3b3413;--mark:#6e1f1f;
+--library:#11161d;--link:#58a6ff}}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);
+  font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+code,pre,textarea,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,
+  "Liberation Mono",monospace}
+a{color:var(--link)}
+.wrap{max-width:78rem;margin:0 auto;padding:0 1.25rem}
+header{background:var(--head);border-bottom:1px solid var(--line);padding:1.25rem 0 1rem}
+.status{margin:0;color:var(--muted);font-size:.85rem}
+.title{margin:.35rem 0;font-size:1rem}
+h1{margin:.2rem 0;font-size:1.55rem;line-height:1.25;color:var(--accent);overflow-wrap:anywhere}
+.message{margin:.3rem 0 .6rem;font-size:1.05rem;white-space:pre-wrap;overflow-wrap:anywhere;
+  max-height:16em;overflow:auto}
+.note{margin:.2rem 0;padding:.2rem .6rem;border-left:3px solid var(--line);white-space:pre-wrap;
+  overflow-wrap:anywhere}
+.where{margin:.5rem 0;font-size:1rem}
+.facts{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:.75rem 0 0;
+  font-size:.85rem}
+.facts dt{color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}
+nav{position:sticky;top:0;z-index:1;background:var(--bg);border-bottom:1px solid var(--line)}
+nav .wrap{display:flex;flex-wrap:wrap;gap:.25rem 1.25rem;align-items:center;padding-top:.45rem;
+  padding-bottom:.45rem}
+nav a{text-decoration:none}
+button{font:inherit;font-size:.85rem;padding:.15rem .7rem;border:1px solid var(--line);
+  border-radius:6px;background:var(--panel);color:var(--fg);cursor:pointer}
+nav button{margin-left:auto}
+section{padding:.5rem 0 1rem}
+h2{font-size:1.2rem;margin:1rem 0 .5rem}h2 small{color:var(--muted);font-weight:normal;
+  font-size:.8rem}
+h3{font-size:1rem;margin:1rem 0 .4rem}
+.exception>h3{font-size:1.05rem;overflow-wrap:anywhere}
+.type{color:var(--accent)}
+.chain{margin:1.25rem 0;padding:.4rem .8rem;border-left:3px solid var(--accent);
+  color:var(--muted);font-style:italic}
+.folded,.omitted,.empty{color:var(--muted);font-size:.9rem;margin:.4rem 0}
+details{margin:.35rem 0}
+summary{cursor:pointer;list-style:none}
+summary::-webkit-details-marker{display:none}
+summary::before{content:"\\25B8";display:inline-block;width:1.1em;color:var(--muted)}
+details[open]>summary::before{content:"\\25BE"}
+.frame{border:1px solid var(--line);border-radius:6px;background:var(--bg);overflow:hidden}
+.frame>summary{padding:.35rem .7rem}
+.frame.focus{border-color:var(--accent);border-left-width:4px}
+.frame .place{overflow-wrap:anywhere}
+.frame .function{font-weight:600}
+.frame .dir{color:var(--muted)}
+.repeat{margin-left:.5rem;padding:0 .4rem;border-radius:9px;background:var(--mark);
+  font-size:.8rem}
+.badge{margin-left:.5rem;padding:0 .4rem;border-radius:9px;background:var(--accent);
+  color:var(--bg);font-size:.75rem}
+.frame>summary code{display:block;margin:.1rem 0 0 1.1em;white-space:pre;overflow:hidden;
+  text-overflow:ellipsis;color:var(--code);font-size:.85rem}
+.frame[open]>summary code{display:none}
+pre.source{margin:0;padding:.35rem 0;overflow-x:auto;background:var(--panel);
+  border-top:1px solid var(--line);font-size:13px;line-height:1.5;tab-size:4}
+pre.source span{display:block;padding-right:1rem;min-width:max-content}
+pre.source .current{background:var(--current)}
+pre.source i{display:inline-block;width:4.2em;padding-right:1em;text-align:right;
+  color:var(--muted);font-style:normal;user-select:none}
+mark{background:var(--mark);color:inherit;border-bottom:2px solid var(--accent)}
+.library{border:1px dashed var(--line);border-radius:6px;padding:0 .5rem;
+  background:var(--library)}
+.library>summary{padding:.3rem .2rem;color:var(--muted);font-size:.9rem}
+.library .frame{margin-left:.4rem}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;vertical-align:top;padding:.2rem .7rem;border-top:1px solid var(--line)}
+th{width:14rem;font-weight:600;overflow-wrap:anywhere}
+td{white-space:pre-wrap;overflow-wrap:anywhere}
+.variables{border-top:1px solid var(--line)}
+.variables table,.kv{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.failed{color:var(--accent);font-style:italic}
+.masked{color:var(--muted)}
+.group{margin:.5rem 0 .5rem .4rem;padding-left:.8rem;border-left:2px solid var(--line)}
+.member>h4{margin:.8rem 0 .2rem;font-size:.9rem;color:var(--muted)}
+textarea{width:100%;min-height:18rem;padding:.6rem;border:1px solid var(--line);
+  border-radius:6px;background:var(--panel);color:var(--fg);font-size:13px;white-space:pre;
+  overflow-wrap:normal}
+@media (max-width:40rem){
+body{font-size:14px}.wrap{padding:0 .75rem}h1{font-size:1.3rem}
+th,td{display:block;width:auto;border:0;padding:.05rem .5rem}tr{display:block;
+  border-top:1px solid var(--line);padding:.2rem 0}
+pre.source{font-size:12px}pre.source i{width:3em;padding-right:.6em}
+}
+"""
+
+ERROR_PAGE_JS = """
+var expand = document.getElementById("expand"), copy = document.getElementById("copy");
+expand.hidden = false;
+if (copy) copy.hidden = false;
+expand.onclick = function () {
+  var open = expand.textContent == "Expand all";
+  document.querySelectorAll("details").forEach(function (d) { d.open = open; });
+  expand.textContent = open ? "Collapse all" : "Expand all";
+};
+if (copy) copy.onclick = function () {
+  var text = document.getElementById("plain");
+  text.select();
+  var done = navigator.clipboard ? navigator.clipboard.writeText(text.value)
+                                 : Promise.resolve(document.execCommand("copy"));
+  done.then(function () { copy.textContent = "Copied"; });
+};
+"""
+
+ERROR_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>$title</title>
+<style>$css</style>
+</head>
+<body>
+<header><div class="wrap">
+<p class="status">500 Internal Server Error &middot; $server</p>
+$summary
+<dl class="facts">$facts</dl>
+</div></header>
+<nav><div class="wrap">$links
+<button id="expand" type="button" hidden>Expand all</button></div></nav>
+<main class="wrap">
+$traceback
+$request
+<section id="python"><h2>Python</h2><table class="kv">$python</table>
+<details><summary>sys.path</summary><table class="kv">$path</table></details></section>
+$text</main>
+<script>$js</script>
+</body>
+</html>
+"""
+
+SUMMARY_HTML = """$title<h1>$name</h1>
+<p class="message mono">$message</p>$notes
+<p class="where">$where</p>$chained"""
+NAME_PART_HTML = """$part<wbr>"""        # a long dotted name may break after a part
+TITLE_HTML = """<p class="title">$title</p>"""
+NOTE_HTML = """<p class="note mono">$note</p>"""
+WHERE_HTML = """<a href="#$anchor">$place</a> in <code>$function</code>"""
+SYNTAX_WHERE_HTML = """<a href="#$anchor">$place</a>: <code>$line</code>"""
+CHAINED_HTML = """<p class="where">$how <a href="#$anchor">$header</a></p>"""
+FACT_HTML = """<dt>$name</dt><dd>$value</dd>"""
+NAV_LINK_HTML = """<a href="#$anchor">$name</a>"""
+ROW_HTML = """<tr><th>$name</th><td>$value</td></tr>"""
+MASKED_ROW_HTML = """<tr><th>$name</th><td class="masked">$value</td></tr>"""
+FAILED_ROW_HTML = """<tr><th>$name</th><td class="failed">$value</td></tr>"""
+
+TEXT_HTML = """<section id="text"><h2>Copy-paste text <small>as the log has it</small></h2>
+<textarea id="plain" readonly rows="18" spellcheck="false">$text</textarea>
+<p><button id="copy" type="button" hidden>Copy</button></p></section>
+"""
+TRACEBACK_HTML = """<section id="traceback"><h2>Traceback <small>most recent call last; \
+click a frame for its source and local variables</small></h2>
+$exceptions</section>"""
+EXCEPTION_HTML = """<div class="exception" id="$anchor">
+<h3><span class="type">$name</span>$colon<span class="mono">$message</span></h3>$notes$folded
+$frames$syntax$group</div>"""
+FOLDED_HTML = """<p class="folded">The same exception, from the same lines, was raised \
+$count more $times, each while handling the one before: folded into this one.</p>"""
+EARLIER_HTML = """<p class="folded">$count earlier chained exceptions are not shown.</p>"""
+CHAIN_LINK_HTML = """<p class="chain">$text</p>"""
+FRAME_HTML = """<details class="frame $kind" id="$anchor"$open>
+<summary><span class="place">$place</span>$function$repeat$badge\
+<code>$line</code></summary>
+<pre class="source">$source</pre>$variables</details>
+"""
+FUNCTION_HTML = """ in <span class="function mono">$function</span>"""
+PLACE_HTML = """<span class="dir">$directory</span>$name:$lineno"""
+EDITOR_PLACE_HTML = """<a href="$href" title="Open in your editor">$place</a>"""
+REPEAT_HTML = """<span class="repeat" title="the same line, again and again">\
+&times; $count</span>"""
+BADGE_HTML = """<span class="badge">$text</span>"""
+SOURCE_LINE_HTML = """<span class="$kind"><i>$number</i>$code</span>"""
+MARKED_HTML = """$before<mark>$marked</mark>$after"""
+NO_SOURCE_HTML = """<span><i></i>(source not available)</span>"""
+VARIABLES_HTML = """<div class="variables"><table>$rows</table></div>"""
+LIBRARY_HTML = """<details class="library"><summary>$count library $frames \
+<span class="mono">$modules</span></summary>
+$body</details>
+"""
+OMITTED_HTML = """<p class="omitted">&hellip; $count frames not shown &hellip;</p>"""
+GROUP_HTML = """<div class="group">$members$left_out</div>"""
+MEMBER_HTML = """<div class="member"><h4>$number</h4>$chain</div>"""
+LEFT_OUT_HTML = """<p class="omitted">and $count more exceptions</p>"""
+NO_FRAMES_HTML = """<p class="empty">No frames of yours: it was raised in runserver.py \
+or by the interpreter.</p>"""
+
+REQUEST_HTML = """<section id="request"><h2>Request</h2>
+<p><code>$request_line</code> from $client</p>
+<p class="empty">$body</p>
+$tables
+<details><summary>$environ_title ($environ_count)</summary>
+<table class="kv">$environ</table></details>
+<p class="empty">Values of names containing API, TOKEN, KEY, SECRET, PASS, SIGNATURE, AUTH, \
+SESSION or COOKIE are masked, here and wherever they appear in local variables.</p></section>"""
+TABLE_HTML = """<h3>$title</h3><table class="kv">$rows</table>"""
+EMPTY_TABLE_HTML = """<h3>$title</h3><p class="empty">none</p>"""
+
+PLAIN_PAGE = """<!doctype html>
+<html lang="en"><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title>
+<pre style="white-space:pre-wrap;overflow-wrap:anywhere">$text</pre></html>
+"""
+
+APP_ERROR_NOTE = "The application raised an exception; the server's log has the traceback."
+NOT_RUNNING_NOTE = "The application is not running; the server's log says why."
+
+
+def render_error(environ, report, note=APP_ERROR_NOTE, editor=None):
+    """A 500 response's (content type, body): the report (None: only `note`),
+    as the error page for a browser, as text for other clients."""
+    if report is None:
+        text = "500 Internal Server Error\n\n%s\n" % note
+    else:
+        text = "500 Internal Server Error\n\n%s%s" % (
+            report.title + "\n\n" if report.title and report.chain else "",
+            clip(report.text, PAGE_LIMIT // 4))
+    if "text/html" not in environ.get("HTTP_ACCEPT", ""):
+        return "text/plain; charset=utf-8", text.encode("utf-8", "replace")
+    if report is None:
+        page = fill(PLAIN_PAGE, title="500 Internal Server Error", text=text)
+    else:
+        page = error_page(report, environ, editor)
+    return "text/html; charset=utf-8", page.encode("utf-8", "replace")
+
+
+def error_page(report, environ, editor):
+    """The error page, at most PAGE_LIMIT bytes: a huge traceback loses the source
+    and variables of its collapsed frames, then everything but its text."""
+    for detail in ("all", "focus"):
+        page = error_page_html(report, environ, editor, detail)
+        if len(page.encode("utf-8", "replace")) <= PAGE_LIMIT:
+            return page
+    return fill(PLAIN_PAGE, title=page_title(report), text=clip(report.text, PAGE_LIMIT // 8))
+
+
+def page_title(report):
+    """The page's <title>: the exception, else the report's title."""
+    if not report.chain:
+        return report.title
+    final = report.chain[-1]
+    return "%s: %s" % (final.name, final.message[:80]) if final.message else final.name
+
+
+def error_page_html(report, environ, editor, detail):
+    """The whole error page; `detail` is "all" or "focus" (only the frames
+    shown open keep their source and variables)."""
+    chain = report.chain
+    sections = [name for name, shown in (("traceback", chain), ("request", environ),
+                                          ("python", True), ("text", chain)) if shown]
+    facts = []
+    if environ:
+        facts.append(("Request", "%s %s" % (environ.get("REQUEST_METHOD", ""),
+                                            request_url(environ))))
+    facts += [("Python", "%s %s" % (sys.implementation.name, sys.version.split()[0])),
+              ("Executable", sys.executable),
+              ("Time", time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(report.created)))]
+    return fill(
+        ERROR_PAGE, title=page_title(report), css=Html(ERROR_PAGE_CSS), js=Html(ERROR_PAGE_JS),
+        server=SERVER_SOFTWARE, summary=summary_html(report, environ),
+        facts=join(fill(FACT_HTML, name=name, value=value) for name, value in facts),
+        links=join(fill(NAV_LINK_HTML, anchor=name, name=name.title()) for name in sections),
+        traceback=fill(TRACEBACK_HTML, exceptions=chain_html(chain, "e", editor, detail))
+        if chain else Html(""),
+        request=request_html(environ) if environ else Html(""),
+        python=rows_html([("Version", sys.version), ("Executable", sys.executable),
+                          ("Process", os.getpid()), ("Working directory", os.getcwd())]),
+        path=rows_html(enumerate(sys.path)),
+        text=fill(TEXT_HTML, text=clip(report.text, PAGE_LIMIT // 8)) if chain else Html(""))
+
+
+def summary_html(report, environ):
+    """The page's top: what was raised, where, and what led to it."""
+    title = fill(TITLE_HTML, title=report.title) if report.title else Html("")
+    chain = report.chain
+    if not chain:
+        return fill(SUMMARY_HTML, title=Html(""), name=report.title, message="",
+                    notes=Html(""), where="", chained=Html(""))
+    final, anchor = chain[-1], "e%d" % len(chain)
+    index = focus_index(final)
+    if final.syntax:
+        where = fill(SYNTAX_WHERE_HTML, anchor=anchor + "s",
+                     place=place_html(final.syntax, None),
+                     line=" ".join(text.strip() for number, text, current, mark
+                                   in final.syntax.lines if current))
+    elif index is not None:
+        frame = final.frames[index]
+        where = fill(WHERE_HTML, anchor="%sf%d" % (anchor, index), function=frame.function,
+                     place=place_html(frame, None))
+    else:
+        where = Html("")
+    chained = []
+    if len(chain) > 1:      # the exception it came from, and the first of all
+        chained.append(fill(CHAINED_HTML, anchor="e%d" % (len(chain) - 1),
+                            how="Caused by" if chain[-2].link == "cause" else "While handling",
+                            header=header_text(chain[-2])))
+    if len(chain) > 2:
+        chained.append(fill(CHAINED_HTML, anchor="e1", how="First of %d:" % len(chain),
+                            header=header_text(chain[0])))
+    return fill(SUMMARY_HTML, title=title, message=final.message,
+                name=join(fill(NAME_PART_HTML, part=part)
+                          for part in re.findall(r"[^.]+\.?|\.", final.name)),
+                notes=join(fill(NOTE_HTML, note=note) for note in final.notes),
+                where=where, chained=join(chained))
+
+
+def header_text(info):
+    """'Type: message' of one exception, for a line of the summary."""
+    return "%s: %s" % (info.name, info.message[:200]) if info.message else info.name
+
+
+def focus_index(info):
+    """The frame to open: the innermost of the user's code, else the innermost;
+    none when the exception is a SyntaxError, whose place is what to open."""
+    if info.syntax or not info.frames:
+        return None
+    for index in range(len(info.frames) - 1, -1, -1):
+        if not info.frames[index].library:
+            return index
+    return len(info.frames) - 1
+
+
+def chain_html(chain, prefix, editor, detail):
+    """A chain of exceptions, root cause first, with what links them."""
+    parts = []
+    for number, info in enumerate(chain, 1):
+        if info.earlier:
+            parts.append(fill(EARLIER_HTML, count=info.earlier))
+        parts.append(exception_html(info, "%s%d" % (prefix, number), editor, detail))
+        if info.link:
+            parts.append(fill(CHAIN_LINK_HTML, text=CHAIN_LINKS[info.link]))
+    return join(parts)
+
+
+def exception_html(info, anchor, editor, detail):
+    """One exception: its header and notes, its frames (library frames grouped,
+    the innermost of the user's open), a SyntaxError's place, a group's members."""
+    focus = focus_index(info)
+    parts, library = [], []
+    for index, frame in enumerate(info.frames or ()):
+        if info.omitted and index == info.omitted[0]:
+            parts.append(library_html(library))
+            library = []
+            parts.append(fill(OMITTED_HTML, count=info.omitted[1]))
+        html = frame_html(frame, "%sf%d" % (anchor, index), editor, index == focus,
+                          detail == "all" or index == focus)
+        if frame.library and index != focus:
+            library.append((frame, html))
+        else:
+            parts += [library_html(library), html]
+            library = []
+    parts.append(library_html(library))
+    if info.frames == [] and not info.syntax:
+        parts.append(Html(NO_FRAMES_HTML))
+    syntax = frame_html(info.syntax, anchor + "s", editor, True, True) if info.syntax \
+        else Html("")
+    group = Html("")
+    if info.group:
+        members, left_out = info.group
+        group = fill(GROUP_HTML, members=join(
+            fill(MEMBER_HTML, number="%d of %d" % (number, len(members) + left_out),
+                 chain=chain_html(member, "%sm%d" % (anchor, number), editor, detail))
+            for number, member in enumerate(members, 1)),
+            left_out=fill(LEFT_OUT_HTML, count=left_out) if left_out else Html(""))
+    return fill(EXCEPTION_HTML, anchor=anchor, name=info.name,
+                colon=": " if info.message else "", message=info.message,
+                notes=join(fill(NOTE_HTML, note=note) for note in info.notes),
+                folded=fill(FOLDED_HTML, count=info.folded,
+                            times="times" if info.folded > 1 else "time")
+                if info.folded else Html(""),
+                frames=join(parts), syntax=syntax, group=group)
+
+
+def library_html(frames):
+    """Consecutive frames of libraries, collapsed into one line."""
+    if not frames:
+        return Html("")
+    modules = []
+    for frame, html in frames:
+        module = frame.module.partition(".")[0] or os.path.basename(frame.filename)
+        if module not in modules:
+            modules.append(module)
+    return fill(LIBRARY_HTML, count=len(frames),
+                frames="frame" if len(frames) == 1 else "frames",
+                modules=", ".join(modules), body=join(html for frame, html in frames))
+
+
+def frame_html(frame, anchor, editor, focus, full):
+    """One frame, open if it is the focus; without `full`, only its current line."""
+    current = [text.strip() for number, text, is_current, mark in frame.lines if is_current]
+    lines = []
+    for number, text, is_current, mark in frame.lines:
+        if not (full or is_current):
+            continue
+        code = fill(MARKED_HTML, before=text[:mark[0]], marked=text[mark[0]:mark[1]],
+                    after=text[mark[1]:]) if mark else text
+        lines.append(fill(SOURCE_LINE_HTML, kind="current" if is_current else "",
+                          number=number, code=code))
+    rows = [fill(FAILED_ROW_HTML if failed else ROW_HTML, name=name, value=value)
+            for name, value, failed in frame.variables] if full else []
+    return fill(FRAME_HTML, kind=("library" if frame.library else "user")
+                + (" focus" if focus else ""), anchor=anchor,
+                open=Html(" open") if focus else Html(""),
+                place=place_html(frame, editor),
+                function=fill(FUNCTION_HTML, function=frame.function) if frame.function
+                else Html(""),
+                repeat=fill(REPEAT_HTML, count=frame.repeat) if frame.repeat > 1 else Html(""),
+                badge=fill(BADGE_HTML, text="syntax error" if not frame.function
+                           else "raised here") if focus else Html(""),
+                line=current[0] if current else "", source=join(lines) or Html(NO_SOURCE_HTML),
+                variables=fill(VARIABLES_HTML, rows=join(rows)) if rows else Html(""))
+
+
+def place_html(frame, editor):
+    """file:line, the file relative to the working directory or site-packages;
+    a link when an --editor URL template is set."""
+    filename = frame.filename
+    shown = filename
+    cwd = os.path.join(os.getcwd(), "")
+    if filename.startswith(cwd):
+        shown = filename[len(cwd):]
+    else:
+        for marker in ("site-packages", "dist-packages"):
+            if os.sep + marker + os.sep in filename:
+                shown = filename.rpartition(os.sep + marker + os.sep)[2]
+    directory, name = os.path.split(shown)
+    place = fill(PLACE_HTML, directory=os.path.join(directory, "") if directory else "",
+                 name=name, lineno=frame.lineno)
+    if editor and not filename.startswith("<"):
+        return fill(EDITOR_PLACE_HTML, href=editor_url(editor, filename, frame.lineno),
+                    place=place)
+    return place
+
+
+def editor_url(template, path, line):
+    """The --editor URL template filled for one file and line."""
+    import urllib.parse
+    return template.format(path=urllib.parse.quote(path, safe="/:\\"), line=line)
+
+
+def rows_html(rows):
+    """Table rows of (name, value) pairs."""
+    return join(fill(ROW_HTML, name=name, value=value) for name, value in rows)
+
+
+def request_html(environ):
+    """The request: its line, headers, query parameters, cookies and environ,
+    secrets masked; the body is never read for the page."""
+    tables = request_tables(environ)
+    html_tables = []
+    for title, rows in tables[:-1]:
+        html_tables.append(fill(TABLE_HTML, title=title, rows=join(
+            fill(MASKED_ROW_HTML if value == MASK else ROW_HTML, name=name, value=value)
+            for name, value in rows)) if rows else fill(EMPTY_TABLE_HTML, title=title))
+    title, environ_rows = tables[-1]
+    length = environ.get("CONTENT_LENGTH") or "0"
+    body = "No body." if length == "0" else \
+        "The body (%s bytes%s) was not read for this page." % (
+            length, ", " + environ["CONTENT_TYPE"] if environ.get("CONTENT_TYPE") else "")
+    secrets = request_secrets(environ)
+    return fill(REQUEST_HTML, request_line=mask_secrets("%s %s %s" % (
+                    environ.get("REQUEST_METHOD", ""), environ.get("REQUEST_URI", ""),
+                    environ.get("SERVER_PROTOCOL", "")), secrets),
+                client="%s:%s" % (environ.get("REMOTE_ADDR", "?"),
+                                  environ.get("REMOTE_PORT", "?")),
+                body=body, tables=join(html_tables), environ_title=title,
+                environ_count=len(environ_rows),
+                environ=join(fill(MASKED_ROW_HTML if value == MASK else ROW_HTML,
+                                  name=name, value=value) for name, value in environ_rows))
+
+
+def request_url(environ):
+    """The URL the client asked for, secrets in its query masked."""
+    target = environ.get("REQUEST_URI") or (environ.get("SCRIPT_NAME", "")
+                                            + environ.get("PATH_INFO", ""))
+    if not target.startswith("/"):
+        return mask_secrets(target, request_secrets(environ))       # absolute form
+    host = environ.get("HTTP_HOST") or "%s:%s" % (environ.get("SERVER_NAME", ""),
+                                                  environ.get("SERVER_PORT", ""))
+    return mask_secrets("%s://%s%s" % (environ.get("wsgi.url_scheme", "http"), host, target),
+                        request_secrets(environ))
 
 
 # ---- File serving -----------------------------------------------------------
@@ -1406,6 +2849,29 @@ class StaticFiles:
         body = text.encode("utf-8", "surrogateescape")
         start_response(status, headers + [("Content-Type", content_type),
                                           ("Content-Length", str(len(body)))])
+        return [body]
+
+
+class RootPath:
+    """WSGI middleware: the app mounted under a URL path, as behind a proxy
+    that forwards /app/... to it (--root-path).  A request below the path gets
+    it as SCRIPT_NAME and the rest as PATH_INFO; any other, a 404 that says
+    where the app is."""
+
+    def __init__(self, app, root_path):
+        self.app = app
+        self.root_path = root_path.encode("utf-8").decode("latin-1")     # as PATH_INFO has it
+
+    def __call__(self, environ, start_response):
+        path, root = environ.get("PATH_INFO", ""), self.root_path
+        if path == root or path.startswith(root + "/"):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + root
+            environ["PATH_INFO"] = path[len(root):]
+            return self.app(environ, start_response)
+        body = ("404 Not Found: this server serves its app under %s/ (--root-path)\n"
+                % root).encode("latin-1")
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("Content-Length", str(len(body)))])
         return [body]
 
 
@@ -1690,7 +3156,8 @@ class WSGIServer(socketserver.TCPServer):
 
     def __init__(self, server_address, app, *, handler_class=WSGIRequestHandler,
                  ipv6=False, listen_socket=None, ssl_context=None, limits=None,
-                 quiet=False, debug=False, allowed_hosts=None):
+                 quiet=False, debug=False, allowed_hosts=None, editor=None,
+                 proxy_headers=False, forwarded_allow_ips=None):
         if ipv6:
             self.address_family = socket.AF_INET6
         self.app = app
@@ -1698,6 +3165,9 @@ class WSGIServer(socketserver.TCPServer):
         self.limits = limits or DEFAULT_LIMITS
         self.quiet = quiet
         self.debug = debug
+        self.editor = editor                        # --editor: a URL template for file:line
+        self.proxy_trust = ProxyTrust(DEFAULT_FORWARDED_ALLOW_IPS if forwarded_allow_ips is None
+                                      else forwarded_allow_ips) if proxy_headers else None
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
         self.spare_threads = 0                      # for LoopThreadingMixIn
@@ -2163,19 +3633,41 @@ def host_matches(host, allowed):
     return False
 
 
+def server_authority(server):
+    """host:port for a URL of the server: localhost when it is bound to every
+    interface or to a unix socket."""
+    address = server.server_address
+    if not isinstance(address, tuple):
+        return "localhost"
+    name = "localhost" if address[0] in ("0.0.0.0", "::") else address[0]
+    return ("[%s]:%d" if ":" in name else "%s:%d") % (name, address[1])
+
+
+def serving_app(app, static=(), root_path=""):
+    """The app as the server calls it: mounted under root_path, behind the
+    static files, whose URL prefixes stay absolute."""
+    if root_path:
+        app = RootPath(app, root_path)
+    return StaticFiles(app, static) if static else app
+
+
 def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threading=True,
                 unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
                 debug=None, allowed_hosts=None, listen_socket=None,
-                handler_class=WSGIRequestHandler):
+                handler_class=WSGIRequestHandler, editor=None, root_path="",
+                proxy_headers=False, forwarded_allow_ips=None):
     """Bind a server for the WSGI `app` and return it, ready for serve_forever().
 
     port 0 picks a free port (server.server_port tells which).  unix_socket is
     a path to listen on instead of host and port.  static is a list of
     (url_prefix, directory) pairs served before the app.  debug (default: on
-    for loopback addresses) puts tracebacks in 500 pages.  allowed_hosts
+    for loopback addresses) makes a 500 the error page; editor is a URL
+    template for its file:line links, like 'vscode://file/{path}:{line}'.  allowed_hosts
     (default: local names on loopback, any elsewhere) guards against DNS
-    rebinding.  limits is a Limits().  Stop it with shutdown() from another
-    thread, then server_close().
+    rebinding.  limits is a Limits().  root_path mounts the app under a URL
+    path (see RootPath).  proxy_headers trusts the forwarding headers of the
+    proxies in forwarded_allow_ips (default DEFAULT_FORWARDED_ALLOW_IPS).
+    Stop it with shutdown() from another thread, then server_close().
     """
     base = UnixWSGIServer if unix_socket else WSGIServer
     if threading:
@@ -2184,8 +3676,7 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
                             {"daemon_threads": True})
     else:
         server_class = base
-    if static:
-        app = StaticFiles(app, static)
+    app = serving_app(app, static, root_path)
     if ipv6 is None:
         ipv6 = ":" in host
     if debug is None:
@@ -2193,7 +3684,8 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     address = unix_socket if unix_socket else (host, port)
     return server_class(address, app, handler_class=handler_class, ipv6=ipv6,
                         listen_socket=listen_socket, ssl_context=ssl_context, limits=limits,
-                        quiet=quiet, debug=debug, allowed_hosts=allowed_hosts)
+                        quiet=quiet, debug=debug, allowed_hosts=allowed_hosts, editor=editor,
+                        proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips)
 
 
 # ---- Reloader -----------------------------------------------------------------
@@ -2203,13 +3695,15 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
 # and polls its files.  What one tells another goes as a message
 # (encode_message()) on a pipe or a unix socket; no exit status means anything.
 
-ENV_LISTEN_FD = "RUNSERVER_LISTEN_FD"           # the inherited listening socket
-ENV_SUPERVISOR_FD = "RUNSERVER_SUPERVISOR_FD"   # reaches EOF when the supervisor dies
-ENV_REPORT_FD = "RUNSERVER_REPORT_FD"           # the pipe of the worker's messages
-ENV_RESTARTS = "RUNSERVER_RESTARTS"             # how many workers came before
-ENV_WATCHLIST = "RUNSERVER_WATCHLIST"           # the file a worker lists its watched files in
-ENV_WARM = "RUNSERVER_WARM"                     # "1": a template preloads the worker's libraries
-ENV_TEMPLATE_FD = "RUNSERVER_TEMPLATE_FD"       # in a template: its socket to the supervisor
+# The supervisor talks to its workers in _RUNSERVER_* variables; RUNSERVER_*
+# (no underscore first) are the options' (see resolve_settings()), never these.
+ENV_LISTEN_FD = "_RUNSERVER_LISTEN_FD"          # the inherited listening socket
+ENV_SUPERVISOR_FD = "_RUNSERVER_SUPERVISOR_FD"  # reaches EOF when the supervisor dies
+ENV_REPORT_FD = "_RUNSERVER_REPORT_FD"          # the pipe of the worker's messages
+ENV_RESTARTS = "_RUNSERVER_RESTARTS"            # how many workers came before
+ENV_WATCHLIST = "_RUNSERVER_WATCHLIST"          # the file a worker lists its watched files in
+ENV_WARM = "_RUNSERVER_WARM"                    # "1": a template preloads the worker's libraries
+ENV_TEMPLATE_FD = "_RUNSERVER_TEMPLATE_FD"      # in a template: its socket to the supervisor
 WORKER_ENVIRONMENT = (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_REPORT_FD, ENV_RESTARTS,
                       ENV_WATCHLIST, ENV_WARM)
 
@@ -2327,22 +3821,32 @@ class FileWatcher:
 
     Watched: the source of every imported module outside the standard library
     (site-packages every SLOW_POLL_EVERY polls), `extra_files`, the `include`
-    paths and globs, minus the `exclude` globs; and new .py files in the
-    directories of the project's modules.  A file seen for the first time
-    counts as changed if it was modified after `since_ns` (default: now) or
+    paths and globs, the `templates` directories beside the project's modules
+    and the `template_dirs` (its framework's), minus the `exclude` globs; and
+    new .py files in the directories of the project's modules.  Directory
+    walks and globs leave out RELOAD_IGNORE's names, virtualenvs and the
+    files this process's stdout and stderr write to (a log there would reload
+    at every line), but a file `include` names is always watched.  A file seen
+    for the first time counts as changed if it was modified after `since_ns` (default: now) or
     after the previous poll began (its module may have been imported before),
     give or take MTIME_SLACK_NS,
     but not if its time is in the future (clock skew: that would never settle).
     """
 
     def __init__(self, include=(), exclude=(), extra_files=(), watch_modules=True,
-                 since_ns=None):
+                 since_ns=None, template_dirs=()):
         import site
         import sysconfig
         self.include = list(include)
         self.exclude = list(exclude)
+        self.ignore_pattern = None     # RELOAD_IGNORE's, compiled in the watcher's thread
+        self.output_files = output_files()
+        self.output_inodes = {inode for _, inode in self.output_files}
         self.extra_files = {os.path.abspath(path) for path in extra_files}
         self.watch_modules = watch_modules
+        self.template_dirs = {os.path.abspath(path) for path in template_dirs}
+        self.templates = set()         # the template directories of the last walk
+        self.looked_ns = 0             # ... of the include paths, and when it began
         paths = sysconfig.get_paths()
         site_dirs = {paths["purelib"], paths["platlib"]}
         site_dirs.update(getattr(site, "getsitepackages", lambda: [])())
@@ -2386,29 +3890,109 @@ class FileWatcher:
         elif not self.watch_modules and not self.fast:
             self.fast = set(self.extra_files)
             changed = True
-        if self.include and slow_turn:
-            included = set()
-            for entry in self.include:
-                for path in (glob.glob(entry, recursive=True) if glob.has_magic(entry) else [entry]):
-                    if os.path.isdir(path):
-                        for top, _, names in os.walk(path):
-                            included.update(os.path.abspath(os.path.join(top, name))
-                                            for name in names)
-                    else:
-                        included.add(os.path.abspath(path))
-            appeared = included - self.included
-            changed = changed or bool(appeared)
-            if self.polls > 1:
-                for path in appeared:
-                    self.snapshot[path] = None          # new since the last look: a change
-            self.included = included
         if changed:
             for path in self.fast:
                 if path.endswith(".py"):
                     self.directories.setdefault(os.path.dirname(path), None)
-            if self.on_files_changed is not None:
-                self.on_files_changed(self.watched())
+        if slow_turn:
+            looked_ns, templates = time.time_ns() - MTIME_SLACK_NS, self.template_directories()
+            found = tuple(os.path.join(path, "") for path in templates - self.templates)
+            included = set()
+            for entry in self.include + [glob.escape(path) for path in sorted(templates)]:
+                if glob.has_magic(entry):
+                    included.update(self.glob_files(entry))
+                elif os.path.isdir(entry):
+                    included.update(self.walk_files(entry))
+                else:
+                    included.add(os.path.abspath(entry))
+            appeared = included - self.included
+            changed = changed or bool(appeared)
+            if self.polls > 1:
+                # Files new since the last look are changes; in a template
+                # directory found only now, those modified since.
+                for path in appeared:
+                    if not path.startswith(found) or (stat_key(path) or (0,))[0] > self.looked_ns:
+                        self.snapshot[path] = None
+            self.included, self.templates, self.looked_ns = included, templates, looked_ns
+        if changed and self.on_files_changed is not None:
+            self.on_files_changed(self.watched())
         return changed
+
+    def template_directories(self):
+        """The existing `templates` directories beside the project's modules, and
+        `template_dirs`, outside site-packages and the standard library."""
+        candidates = {os.path.join(path, "templates") for path in self.directories}
+        return {path for path in candidates | self.template_dirs
+                if not path.startswith(self.site_dirs + self.stdlib_dirs) and os.path.isdir(path)}
+
+    def ignored_name(self, name):
+        """Whether RELOAD_IGNORE leaves out this name."""
+        if self.ignore_pattern is None:
+            self.ignore_pattern = re.compile("|".join(map(fnmatch.translate, RELOAD_IGNORE)))
+        return self.ignore_pattern.match(name) is not None
+
+    def ignored(self, name, path):
+        """Whether a directory walk leaves out this file or directory."""
+        return self.ignored_name(name) or self.excluded(path)
+
+    def walk_files(self, top):
+        """The files below the directory `top`, as os.walk() finds them, less the
+        ignored ones; ignored directories and virtualenvs are not entered."""
+        directories = [top]
+        while directories:
+            try:
+                with os.scandir(directories.pop()) as scan:
+                    entries = list(scan)
+            except OSError:
+                continue
+            for entry in entries:
+                if self.ignored(entry.name, entry.path):
+                    continue
+                try:
+                    if not entry.is_dir():      # (inode() is a system call on Windows)
+                        if not (self.output_inodes and entry.inode() in self.output_inodes
+                                and self.is_output(entry.path)):
+                            yield os.path.abspath(entry.path)
+                    elif not entry.is_symlink() and not os.path.exists(
+                            os.path.join(entry.path, VIRTUALENV_MARKER)):
+                        directories.append(entry.path)
+                except OSError:
+                    continue
+
+    def glob_files(self, pattern):
+        """The files a glob matches (the directories it matches, walked), less
+        those under an ignored name or a virtualenv below its fixed part."""
+        separators = "[%s]" % re.escape(os.sep + (os.altsep or ""))
+        parts = re.split(separators, pattern)
+        fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts[:-1]))
+        root = os.sep.join(fixed) or (os.sep if fixed else os.curdir)
+        virtualenvs = {}
+        for path in glob.glob(pattern, recursive=True):
+            names = re.split(separators, os.path.relpath(path, root))
+            below = [os.path.join(root, *names[:depth]) for depth in range(1, len(names) + 1)]
+            if any(self.ignored(name, where) for name, where in zip(names, below)):
+                continue
+            is_directory = os.path.isdir(path)
+            for where in below if is_directory else below[:-1]:
+                if where not in virtualenvs:
+                    virtualenvs[where] = os.path.exists(os.path.join(where, VIRTUALENV_MARKER))
+                if virtualenvs[where]:
+                    break
+            else:
+                if is_directory:
+                    yield from self.walk_files(path)
+                elif not self.is_output(path):
+                    yield os.path.abspath(path)
+
+    def is_output(self, path):
+        """Whether `path` is a file this process's stdout or stderr writes to."""
+        if not self.output_files:
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self.output_files
 
     def watched(self):
         return {path for path in self.fast | self.slow | self.included if not self.excluded(path)}
@@ -2428,7 +4012,8 @@ class FileWatcher:
             if seen is not None and seen[0] == key:
                 continue
             try:
-                names = {name for name in os.listdir(directory) if name.endswith(".py")}
+                names = {name for name in os.listdir(directory)
+                         if name.endswith(".py") and not self.ignored_name(name)}
             except OSError:
                 names = set()
             if seen is None:            # a first look: files made since `since_ns` are new
@@ -2567,6 +4152,17 @@ def library_modules():
         except Exception:           # no spec, an alias (os.path), a module made at run time
             pass
     return names
+def output_files():
+    """(st_dev, st_ino) of the regular files this process's stdout and stderr write to."""
+    found = set()
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_mode & 0o170000 == 0o100000:
+            found.add((st.st_dev, st.st_ino))
+    return found
 
 
 # sys.path[0] as Python set it for `python runserver.py` (run() later puts the
@@ -2920,7 +4516,7 @@ class Supervisor:
         with an error page, and wait for one of its files to change."""
         message = "The server process %s; save a file to restart it." % describe_exit(worker.code)
         print(message, file=sys.stderr, flush=True)
-        self.server.app = error_app(message + "\n")    # answer meanwhile, rather than hang
+        self.server.app = error_app(build_report(None, message))    # answer meanwhile, not hang
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.crash_watcher = crash_watcher(self.watchlist, worker.exited_ns)
 
@@ -3013,7 +4609,7 @@ def run_template():
     # stays to report how its worker exits, and goes when the supervisor says.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    set_up_sys_path()
+    put_working_directory_first()          # as run() does, after main()'s forget_own_directory()
     Template(channel).serve()
 
 
@@ -3093,7 +4689,7 @@ class Template:
                     failed_on_block = 0
                 except BaseException as exc:        # SystemExit too: skip it
                     failed_on_block = int(any(isinstance(cause, ProjectImportBlocked)
-                                              for cause in exception_chain(exc)))
+                                              for cause in exception_and_causes(exc)))
                     self.failed.add(name)
                     forget_orphans(set(sys.modules) - before)
                 if len(blocker.blocked) - blocked > failed_on_block:
@@ -3193,7 +4789,7 @@ def forget_orphans(names):
             del sys.modules[name]
 
 
-def exception_chain(exc):
+def exception_and_causes(exc):
     """An exception and those it was raised from or while handling."""
     chain = []
     while exc is not None and exc not in chain:
@@ -3427,12 +5023,14 @@ def watch_supervisor(fd):
     threading.Thread(target=wait, name="runserver-supervisor-watch", daemon=True).start()
 
 
-def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns):
+def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns,
+                       template_dirs=()):
     """In a worker: poll files in a thread and stop the server for a reload;
     files modified after `since_ns` (when the app began to load) count as
     changed, and so do a forked worker's libraries modified since the template
     imported them.  With a template, report the library modules to preload."""
-    watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns)
+    watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns,
+                          template_dirs=template_dirs)
     watcher.snapshot.update(_preloaded)
     if watchlist:
         def save(files):
@@ -3474,7 +5072,8 @@ MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 def load_app(spec):
     """Import the WSGI app named by `spec`: 'module', 'module:attr',
-    'path/to/file.py:attr' or 'module:factory(literal, args)'."""
+    'path/to/file.py:attr' or 'module:factory(literal, args)'.  'module' is
+    its `application` or `app`, or what its create_app() or make_app() returns."""
     module_name, _, expression = spec.partition(":")
     if module_name.endswith(".py") or "/" in module_name:
         module = import_file(module_name)
@@ -3487,8 +5086,11 @@ def load_app(spec):
         for name in ("application", "app"):
             if callable(getattr(module, name, None)):
                 return getattr(module, name)
-        raise AppSpecError('module "%s" has no callable "application" or "app"; name it '
-                           'as %s:NAME' % (module_name, module_name))
+        for name in ("create_app", "make_app"):     # Flask's factories, as FLASK_APP finds them
+            if callable(getattr(module, name, None)):
+                return evaluate_app_expression(module, module_name, name + "()")
+        raise AppSpecError('module "%s" has no callable "application" or "app", nor a '
+                           'create_app() factory; name it as %s:NAME' % (module_name, module_name))
     app = evaluate_app_expression(module, module_name, expression)
     if not callable(app):
         raise AppSpecError('"%s" is a %s, not a WSGI application (a callable)'
@@ -3618,14 +5220,490 @@ def demo_app(environ, start_response):
     return [data]
 
 
-def error_app(text):
-    """The app a worker serves while the real one fails to import: a 500 with `text`."""
-    def import_failed(environ, start_response):
-        content_type, body = render_error(environ, text)
-        start_response("500 Internal Server Error",
-                       [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-        return [body]
-    return import_failed
+class AppNotRunning(Exception):
+    """Raised by error_app()'s app: the real app is not running; `report` says why."""
+
+    def __init__(self, report):
+        super().__init__(report.title)
+        self.report = report
+
+
+def error_app(report):
+    """The app served while the real one is not running (it failed to import, or
+    its worker crashed): every request gets a 500 page with `report`."""
+    def not_running(environ, start_response):
+        raise AppNotRunning(report)
+    return not_running
+
+
+# ---- Frameworks --------------------------------------------------------------
+# What runserver.py knows of frameworks.  An app is recognised by its class's
+# name and module, never by importing a framework it has not imported itself.
+
+def is_instance_of(app, package, class_name):
+    """Whether `app` is an instance of `package`'s class `class_name`, or of a subclass."""
+    return any(cls.__name__ == class_name and cls.__module__.partition(".")[0] == package
+               for cls in type(app).__mro__)
+
+
+def is_flask_app(app):
+    return is_instance_of(app, "flask", "Flask")
+
+
+def let_exceptions_through(app):
+    """With --debug: have a framework that answers a view's exception with its own
+    500 page let it reach the error page instead, unless the app says otherwise.
+    For Flask that is PROPAGATE_EXCEPTIONS, as `flask run --debug` does for its
+    debugger."""
+    if is_flask_app(app):
+        config = getattr(app, "config", None)
+        if isinstance(config, dict) and config.get("PROPAGATE_EXCEPTIONS") is None:
+            config["PROPAGATE_EXCEPTIONS"] = True
+
+
+def is_django_app(app):
+    """Whether `app` is Django's WSGI handler (get_wsgi_application()'s)."""
+    return is_instance_of(app, "django", "WSGIHandler")
+
+
+def django_project():
+    """(settings, app registry) of the Django project that the app's import set
+    up, or None if it set none up."""
+    apps = getattr(sys.modules.get("django.apps"), "apps", None)
+    return (sys.modules["django.conf"].settings, apps) if getattr(apps, "ready", False) else None
+
+
+def serve_django_static_files(app):
+    """Wrap a Django app in Django's own static files handler, as `manage.py
+    runserver` does when DEBUG is on and django.contrib.staticfiles is installed;
+    return any other app as it is."""
+    if not is_django_app(app) or getattr(app, "handles_files", False):     # wrapped already
+        return app
+    project = django_project()
+    if not (project and project[0].DEBUG
+            and project[1].is_installed("django.contrib.staticfiles")):
+        return app
+    handlers = importlib.import_module("django.contrib.staticfiles.handlers")
+    try:
+        return handlers.StaticFilesHandler(app)
+    except sys.modules["django.core.exceptions"].ImproperlyConfigured as exc:
+        logger.warning("Not serving static files: %s", exc)
+        return app
+
+
+def template_directories(app):
+    """The template directories the app's framework knows of: Flask's template
+    folders (the app's and its blueprints'), Django's TEMPLATES DIRS and its
+    installed apps' template directories."""
+    if is_flask_app(app):
+        return flask_template_folders(app)
+    if is_django_app(app) and django_project():
+        return django_template_directories(*django_project())
+    return []
+
+
+def flask_template_folders(app):
+    folders = []
+    blueprints = getattr(app, "blueprints", None)
+    for owner in [app] + list(blueprints.values() if isinstance(blueprints, dict) else []):
+        folder, root = getattr(owner, "template_folder", None), getattr(owner, "root_path", None)
+        if isinstance(folder, (str, os.PathLike)) and isinstance(root, str):
+            folders.append(os.path.join(root, folder))
+    return folders
+
+
+def django_template_directories(settings, apps):
+    directories = []
+    for engine in getattr(settings, "TEMPLATES", None) or []:
+        if not isinstance(engine, dict):
+            continue
+        directories += [os.fspath(path) for path in engine.get("DIRS") or []
+                        if isinstance(path, (str, os.PathLike))]
+        if engine.get("APP_DIRS"):          # Django's own backends' names for them
+            name = "jinja2" if str(engine.get("BACKEND", "")).endswith("Jinja2") else "templates"
+            directories += [os.path.join(config.path, name) for config in apps.get_app_configs()]
+    return directories
+
+
+def django_checks():
+    """Django's system checks, as `manage.py check` runs them, then a look for
+    unapplied migrations; return (whether no check failed, their report)."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+    output = io.StringIO()
+    try:
+        call_command("check", stdout=output, stderr=output, no_color=True)
+        passed = True
+    except SystemCheckError as exc:
+        output.write(str(exc))
+        passed = False
+    except Exception as exc:       # the project's own code, imported by a check
+        output.write("Django's system checks failed:\n"
+                     + build_report(exc, variables=False).text)
+        passed = False
+    report = [output.getvalue().strip()]
+    try:
+        apps = django_unapplied_migrations()
+    except Exception as exc:
+        report.append("Warning: cannot look for unapplied migrations: %s"
+                      % escape_control(str(exc)))
+    else:
+        if apps:
+            count = sum(apps.values())
+            report.append("Warning: %d migration%s not applied yet (%s): the project may fail "
+                          "until you run python manage.py migrate." % (
+                              count, " is" if count == 1 else "s are", ", ".join(sorted(apps))))
+    return passed, "\n".join(line for line in report if line)
+
+
+def django_unapplied_migrations():
+    """{app label: how many of its migrations the default database lacks}, empty
+    when the project has no database."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+    connection = connections[DEFAULT_DB_ALIAS]
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except ImproperlyConfigured:       # no DATABASES
+        return {}
+    finally:
+        connection.close()
+    return collections.Counter(migration.app_label for migration, _ in plan)
+
+
+def start_framework_checks():
+    """In a worker whose app set up a Django project: print Django's system
+    checks and unapplied migrations, as manage.py runserver does at each
+    start, from a thread, so that serving does not wait for them."""
+    if django_project():
+        threading.Thread(target=lambda: print(django_checks()[1], file=sys.stderr, flush=True),
+                         name="runserver-django-checks", daemon=True).start()
+
+
+# ---- Settings -------------------------------------------------------------------
+# Each option comes from the first of: the command line, its RUNSERVER_* variable
+# in the environment, that variable in a .env file, the default.  One function,
+# resolve_settings(), decides, and remembers where each value came from.
+
+OPTION_VARIABLE_PREFIX = "RUNSERVER_"     # RUNSERVER_RELOAD_INTERVAL sets --reload-interval
+ENV_FILE_OPTIONS = ("env_file", "no_env_file")  # these only from the command line and environment
+# The .env syntax, compiled when a .env file is first read (re caches them),
+# not at every worker's start.
+DOTENV_ASSIGNMENT = r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*="
+DOTENV_DOUBLE_QUOTED = r'(?s)((?:[^"\\]|\\.)*)"'
+DOTENV_SINGLE_QUOTED = r"([^']*)'"
+DOTENV_AFTER_VALUE = r"[ \t]*(?:#.*)?"
+DOTENV_SUBSTITUTION = r"(?s)\\(.)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"  # \x, ${X:-y}
+DOTENV_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "'": "'", "\\": "\\", "$": "$"}
+BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+                 "0": False, "false": False, "no": False, "off": False, "": False}
+
+
+def parse_dotenv(text, lookup):
+    """Read the text of a .env file: yield (line number, name, value) for each
+    variable, (line number, None, what is wrong) for each line it cannot read.
+    lookup(name) is ${name}'s value, or None if it has none."""
+    text = text.replace("\r\n", "\n")
+    position, number = 0, 1
+    while position < len(text):
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end
+        line = text[position:end]
+        assignment = re.match(DOTENV_ASSIGNMENT, line)
+        value = line[assignment.end():] if assignment else ""
+        value_end, problem = end, None
+        if not line.strip() or line.lstrip().startswith("#"):
+            pass
+        elif assignment is None:
+            problem = 'expected NAME=value, not "%s"' % escape_control(line[:60])
+        elif value.lstrip(" \t")[:1] in ("'", '"'):     # quoted: may span lines
+            quote_at = end - len(value.lstrip(" \t"))
+            value, closing_end, problem = dotenv_quoted(text, quote_at, number)
+            if problem is None:
+                value_end = closing_end
+                if text[quote_at] == '"':
+                    value = dotenv_substitute(value, lookup, escapes=True)
+                yield number, assignment.group(1), value
+        else:                                           # unquoted: up to a " #" comment
+            value = re.split(r"[ \t]#", value, maxsplit=1)[0].strip()
+            yield number, assignment.group(1), dotenv_substitute(value, lookup, escapes=False)
+        if problem:                                     # and go on with the next line
+            yield number, None, problem
+        number += text.count("\n", position, value_end) + 1
+        position = value_end + 1
+
+
+def dotenv_quoted(text, start, number):
+    """The value quoted from text[start] on (line `number`), where the line of its
+    closing quote ends, and what is wrong (None if nothing)."""
+    quote = text[start]
+    closed = re.compile(DOTENV_DOUBLE_QUOTED if quote == '"' else DOTENV_SINGLE_QUOTED).match(
+        text, start + 1)
+    if closed is None:
+        return None, None, "the %s quote is never closed" % quote
+    line_end = text.find("\n", closed.end())
+    line_end = len(text) if line_end < 0 else line_end
+    rest = text[closed.end():line_end]
+    if not re.fullmatch(DOTENV_AFTER_VALUE, rest):
+        closing = number + text.count("\n", start, closed.end())
+        return None, None, 'unexpected "%s" after the closing quote%s' % (
+            escape_control(rest.strip()[:60]),
+            " (on line %d)" % closing if closing != number else "")
+    return closed.group(1), line_end, None
+
+
+def dotenv_substitute(value, lookup, escapes):
+    """${NAME} and ${NAME:-default} replaced, and with `escapes` \\n, \\" and the like."""
+    def replace(match):
+        escape, name, default = match.groups()
+        if escape is not None:
+            return DOTENV_ESCAPES.get(escape, match.group(0)) if escapes else match.group(0)
+        found = lookup(name) or ""
+        return default if default is not None and not found else found
+    return re.sub(DOTENV_SUBSTITUTION, replace, value)
+
+
+def read_env_files(paths, environ):
+    """Read the .env files that exist among `paths`, each winning over those
+    after it and the environment over all.  Return (variables, counts,
+    warnings): {name: (value, "file:line")} for the variables the environment
+    does not set, and [(path, how many variables it sets)]."""
+    variables, counts, warnings = {}, [], []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8-sig", errors="replace") as file:
+                text = file.read()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            warnings.append("cannot read %s: %s" % (path, exc.strerror or exc))
+            continue
+        own = {}
+
+        def lookup(name):
+            for values in (environ, variables, own):
+                if name in values:
+                    return values[name] if values is environ else values[name][0]
+            return None
+        for number, name, value in parse_dotenv(text, lookup):
+            if name is None:
+                warnings.append("%s:%d: %s; the line is ignored" % (path, number, value))
+            elif "\0" in value:
+                warnings.append("%s:%d: %s has a NUL character; the line is ignored"
+                                % (path, number, name))
+            else:
+                own[name] = (value, "%s:%d" % (path, number))
+        used = [name for name in own if name not in environ and name not in variables]
+        variables.update((name, own[name]) for name in used)
+        counts.append((path, len(used)))
+    return variables, counts, warnings
+
+
+def load_env_files(paths):
+    """Set the variables of the .env files among `paths` in os.environ, where
+    the environment does not set them; warn of the lines that cannot be read.
+    Return [(path, how many variables it set)], for the banner."""
+    variables, counts, warnings = read_env_files(paths, os.environ)
+    for warning in warnings:
+        print_warning(warning)
+    for name, (value, _) in variables.items():
+        os.environ[name] = value
+    return counts
+
+
+class Settings:
+    """The options, as attributes named after their argparse dests, and in
+    `sources` where each value came from: "default", "command line", or
+    the variable that set it ("RUNSERVER_DEBUG in .env:3")."""
+
+    def __init__(self):
+        self.sources = {}
+        self.labels = {}            # dest -> how --check names it: --reload-interval, APP
+        self.env_files = []         # the .env files to read, the first winning
+        self.warnings = []
+
+    def set(self, dest, value, source):
+        setattr(self, dest, value)
+        self.sources[dest] = source
+
+    def given(self, dest):
+        """Whether the option `dest` was set, rather than left to its default."""
+        return self.sources[dest] != "default"
+
+    def blame(self, dest, message):
+        """`message`, about option `dest`, naming the variable that set it if one did."""
+        if self.sources[dest] in ("default", "command line"):
+            return message
+        return "%s: %s" % (self.sources[dest], message)
+
+    def validated(self, dest, parse, *args):
+        """parse(*args), with the variable that set `dest` named in its UsageError."""
+        try:
+            return parse(*args)
+        except UsageError as exc:
+            raise UsageError(self.blame(dest, str(exc))) from None
+
+
+def option_variable(action):
+    """The variable of an argparse option: RUNSERVER_RELOAD_INTERVAL for
+    --reload-interval, RUNSERVER_APP for APP."""
+    long_name = next((name[2:] for name in action.option_strings if name.startswith("--")),
+                     action.dest)
+    return OPTION_VARIABLE_PREFIX + long_name.upper().replace("-", "_")
+
+
+def option_actions(parser):
+    """The parser's options and positionals, without --help and --version.
+    (argparse keeps them in a private list, which Django's call_command reads too.)"""
+    return [action for action in parser._actions if action.default != argparse.SUPPRESS]
+
+
+def parse_variable(action, text):
+    """The value of an option set by a variable, as its flag would give it;
+    ValueError says what is wrong, in argparse's words."""
+    def convert(item):
+        if action.type is None:
+            return item
+        try:
+            return action.type(item)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(str(exc)) from None
+        except (TypeError, ValueError):
+            raise ValueError("invalid %s value: %r"
+                             % (getattr(action.type, "__name__", "its"), item)) from None
+    word = BOOLEAN_WORDS.get(text.strip().lower())
+    if action.nargs == 0:           # a switch: --noreload, --debug/--no-debug
+        if word is None:
+            raise ValueError('"%s" is not one of 1, true, yes, on, 0, false, no, off' % text)
+        return word if action.const is None else action.const if word else action.default
+    if action.nargs == "?" and action.option_strings and word is not None:
+        return action.const if word else None       # --open [PATH]: RUNSERVER_OPEN=1 or =/admin/
+    if isinstance(action.default, list):            # repeatable: values apart by spaces
+        return [convert(item) for item in text.split()]
+    return convert(text)
+
+
+def order_positionals(app, addrport):
+    """APP and ADDRPORT as given: a lone one that looks like ADDRPORT is
+    ADDRPORT; the two the wrong way round are a UsageError saying the right way."""
+    if app is not None and looks_like_addrport(app):
+        if addrport is None:
+            return None, app
+        if not looks_like_addrport(addrport):
+            raise UsageError("APP comes before ADDRPORT; did you mean: %s %s" % (addrport, app))
+    return app, addrport
+
+
+def resolve_settings(parser, argv=None, environ=None):
+    """Every option of `parser`, each from the first of: the command line
+    `argv`, its RUNSERVER_* variable in `environ` (default os.environ), in a
+    .env file, its default; FLASK_APP names the app if nothing else does.
+    Return a Settings; a bad value is a UsageError that names its variable."""
+    environ = os.environ if environ is None else environ
+    actions = option_actions(parser)
+    given = parser.parse_intermixed_args(      # None: not given (no option gives None)
+        argv, argparse.Namespace(**dict.fromkeys(action.dest for action in actions)))
+    given.app, given.addrport = order_positionals(given.app, given.addrport)
+    settings = Settings()
+    for action in actions:
+        settings.labels[action.dest] = next(
+            (name for name in action.option_strings if name.startswith("--")), action.metavar)
+    env_file_options = [action for action in actions if action.dest in ENV_FILE_OPTIONS]
+    for action in env_file_options:            # a .env file cannot name .env files
+        resolve_option(settings, action, given, environ, {})
+    settings.env_files = env_file_paths(settings)
+    dotenv = read_env_files(settings.env_files, environ)[0]     # load_env_files() warns
+    for action in actions:
+        if action not in env_file_options:
+            resolve_option(settings, action, given, environ, dotenv)
+    if settings.app is None and environ.get("FLASK_APP"):
+        settings.set("app", environ["FLASK_APP"], "FLASK_APP in the environment")
+    elif settings.app is None and dotenv.get("FLASK_APP", ("",))[0]:
+        settings.set("app", dotenv["FLASK_APP"][0], "FLASK_APP in %s" % dotenv["FLASK_APP"][1])
+    settings.warnings += unknown_variable_warnings(actions, environ, dotenv)
+    return settings
+
+
+def resolve_option(settings, action, given, environ, dotenv):
+    """Set one option in `settings` from the command line, the environment,
+    the .env files' `dotenv` variables or its default, the first that has it."""
+    variable = option_variable(action)
+    if getattr(given, action.dest) is not None:
+        settings.set(action.dest, getattr(given, action.dest), "command line")
+    elif variable in environ or variable in dotenv:
+        text, where = (environ[variable], "the environment") if variable in environ \
+            else dotenv[variable]
+        source = "%s in %s" % (variable, where)
+        try:
+            settings.set(action.dest, parse_variable(action, text), source)
+        except ValueError as exc:
+            raise UsageError("%s: %s" % (source, exc)) from None
+    else:
+        default = action.default
+        settings.set(action.dest, list(default) if isinstance(default, list) else default,
+                     "default")
+
+
+def env_file_paths(settings):
+    """The .env files to read, the first winning: --env-file's, the last given
+    first, then ENV_FILES; none with --no-env-file.  A missing --env-file is
+    a UsageError."""
+    if settings.no_env_file:
+        return []
+    for path in settings.env_file:
+        if not os.path.isfile(path):
+            raise UsageError(settings.blame("env_file", '--env-file "%s": %s' % (
+                path, "not a file" if os.path.exists(path) else "no such file")))
+    paths = []
+    for path in list(reversed(settings.env_file)) + list(ENV_FILES):
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
+def unknown_variable_warnings(actions, environ, dotenv):
+    """A warning for each RUNSERVER_* variable that no option reads, and for
+    the .env files' settings of --env-file and --no-env-file."""
+    known = {option_variable(action): action for action in actions}
+    warnings = []
+    for name in sorted(set(environ) | set(dotenv)):
+        if not name.startswith(OPTION_VARIABLE_PREFIX):
+            continue
+        where = "the environment" if name in environ else dotenv[name][1]
+        if name not in known:
+            import difflib
+            suffixes = [known_name[len(OPTION_VARIABLE_PREFIX):] for known_name in known]
+            hint = "ADDRPORT" if name in ("RUNSERVER_PORT", "RUNSERVER_HOST") else (
+                difflib.get_close_matches(name[len(OPTION_VARIABLE_PREFIX):], suffixes, 1)
+                or [None])[0]
+            warnings.append("%s in %s is not an option's variable; %s" % (
+                name, where, "did you mean %s%s?" % (OPTION_VARIABLE_PREFIX, hint) if hint
+                else "see --help"))
+        elif known[name].dest in ENV_FILE_OPTIONS and name not in environ:
+            warnings.append("%s in %s has no effect: only the command line and the "
+                            "environment choose the .env files" % (name, where))
+    return warnings
+
+
+def print_settings(settings):
+    """--check's table: each option, its value and where it came from."""
+    def shown(value):
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, list):
+            return " ".join(map(str, value)) or "-"
+        if isinstance(value, float):
+            return "%g" % value
+        return "-" if value is None or value == "" else str(value)
+    rows = [(label, shown(getattr(settings, dest)), settings.sources[dest])
+            for dest, label in settings.labels.items()]
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    print("Settings, and where each comes from:")
+    for label, value, source in rows:
+        print("  %-*s  %-*s  %s" % (widths[0], label, widths[1], value, source))
+    sys.stdout.flush()
 
 
 # ---- Command line -----------------------------------------------------------------
@@ -3651,11 +5729,21 @@ class UsageError(Exception):
     """A mistake on the command line: one line for the user, exit status 2."""
 
 
+def print_error(message):
+    """The one way a mistake is told: `Error: message`, on stderr."""
+    print("Error: %s" % message, file=sys.stderr, flush=True)
+
+
+def print_warning(message):
+    print("Warning: %s" % message, file=sys.stderr, flush=True)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, not the whole usage text."""
 
     def error(self, message):
-        self.exit(USAGE_EXIT_CODE, "%s: error: %s (see --help)\n" % (self.prog, message))
+        print_error("%s (see --help)" % message)
+        self.exit(USAGE_EXIT_CODE)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -3699,14 +5787,37 @@ def add_arguments(parser):
                         help="one request at a time, without keep-alive")
     server.add_argument("--static", action="append", default=[], metavar="URL_PREFIX=DIRECTORY",
                         help="serve DIRECTORY's files under URL_PREFIX (repeatable)")
-    server.add_argument("--cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    server.add_argument("--nostatic", action="store_true",
+                        help="do not serve a Django app's static files (served when DEBUG "
+                             "is on and django.contrib.staticfiles is installed)")
+    server.add_argument("--cert", metavar="FILE",
+                        help="serve HTTPS with this certificate (PEM), or with 'adhoc' a "
+                             "self-signed one for localhost that openssl makes, kept in your "
+                             "cache directory")
     server.add_argument("--key", metavar="FILE", help="the private key for --cert (PEM)")
     server.add_argument("--allowed-hosts", metavar="HOST[,HOST...]",
                         help="Host header values to answer ('*' any, '.example.test' a domain "
                              "and its subdomains); default: local names when bound to loopback")
+    server.add_argument("--proxy-headers", action="store_true",
+                        help="behind a proxy or a tunnel: take the client's address, scheme "
+                             "and host from X-Forwarded-For, -Proto, -Host, -Port and "
+                             "Forwarded, when a proxy of --forwarded-allow-ips sends them")
+    server.add_argument("--forwarded-allow-ips", metavar="ADDRESS[,ADDRESS...]",
+                        help="the proxies --proxy-headers trusts: addresses, networks like "
+                             "10.0.0.0/8, 'unix' for unix-socket peers, or '*' for any "
+                             "(default: %s)" % ",".join(DEFAULT_FORWARDED_ALLOW_IPS))
     server.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
-                        help="tracebacks in 500 pages (default: on for loopback addresses "
-                             "and unix sockets)")
+                        help="an error page with the traceback, source, local variables and "
+                             "request for a 500 (default: on for loopback addresses and "
+                             "unix sockets)")
+    server.add_argument("--editor", metavar="URL_TEMPLATE",
+                        help="make the error page's file:line links that open your editor, "
+                             "like 'vscode://file/{path}:{line}'")
+    server.add_argument("--root-path", metavar="PREFIX", default="",
+                        help="serve the app under this URL path, as if mounted there "
+                             "(SCRIPT_NAME); other paths get a 404 that says where it is")
+    server.add_argument("--open", nargs="?", const="/", metavar="PATH",
+                        help="open the web browser at PATH (default /) once the server is up")
     reloader = parser.add_argument_group("reloader")
     reloader.add_argument("--noreload", action="store_true", help="do not use the autoreloader")
     reloader.add_argument("--no-warm", action="store_true",
@@ -3718,9 +5829,21 @@ def add_arguments(parser):
                                % DEFAULT_RELOAD_INTERVAL)
     reloader.add_argument("--reload-include", action="append", default=[], metavar="PATH_OR_GLOB",
                           help="also watch these files, directories or globs like "
-                               "'templates/**/*.html' (repeatable)")
+                               "'assets/**/*.scss' (repeatable; templates directories "
+                               "are watched already)")
     reloader.add_argument("--reload-exclude", action="append", default=[], metavar="GLOB",
                           help="do not watch files matching GLOB (repeatable)")
+    settings = parser.add_argument_group("settings and checks")
+    settings.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                          help="also read variables from FILE, before %s (repeatable; the "
+                               "last given wins)" % " and ".join(ENV_FILES))
+    settings.add_argument("--no-env-file", action="store_true",
+                          help="read no .env file, not even %s" % " or ".join(ENV_FILES))
+    settings.add_argument("--check", action="store_true",
+                          help="check the settings and import the app, then exit without "
+                               "serving: 0 if all is well, 1 if the app fails, 2 for a bad option")
+    settings.add_argument("--skip-checks", action="store_true",
+                          help="skip Django's system checks and its unapplied-migrations warning")
     output = parser.add_argument_group("output")
     output.add_argument("--quiet", "-q", action="store_true", help="no access log")
     output.add_argument("--no-color", action="store_true",
@@ -3742,7 +5865,7 @@ def add_arguments(parser):
                          in ((30, "G"), (20, "M"), (10, "K"), (0, ""))
                          if not default % (1 << shift))
         limits.add_argument("--" + name.replace("_", "-"), type=kind, metavar=unit,
-                            help="%s (default %s)" % (what, shown))
+                            default=default, help="%s (default %s)" % (what, shown))
 
 
 def positive_float(text):
@@ -3807,17 +5930,72 @@ def parse_addrport(addrport, use_ipv6):
     return host, port, None, use_ipv6
 
 
-def handle(options):
-    """Check the parsed command line and run the server; return the exit status."""
-    app, addrport = options.app, options.addrport
-    if addrport is None and app is not None and looks_like_addrport(app):
-        app, addrport = None, app
-    host, port, unix_socket, ipv6 = parse_addrport(addrport, options.ipv6)
+def handle(settings):
+    """Run the server with the resolved settings; return the exit status."""
+    run(**run_arguments(settings))
+    return 0
+
+
+def run_arguments(settings):
+    """run()'s keyword arguments from resolved Settings; a bad value is a
+    UsageError that names the variable it came from."""
+    host, port, unix_socket, ipv6 = settings.validated(
+        "addrport", parse_addrport, settings.addrport, settings.ipv6)
+    app = settings.app
     if app is not None and not (":" in app or MODULE_NAME.fullmatch(app) or app.endswith(".py")):
-        raise UsageError('"%s" is not a valid APP: expected module:attr, module or '
-                         'path/to/file.py:attr' % app)
+        raise UsageError(settings.blame("app", '"%s" is not a valid APP: expected module:attr, '
+                                               'module or path/to/file.py:attr' % app))
+    static = settings.validated("static", parse_static, settings.static)
+    if settings.cert == "adhoc" and settings.key:
+        raise UsageError(settings.blame("key", "--cert adhoc makes its own key: leave out --key"))
+    if settings.cert != "adhoc" and bool(settings.cert) != bool(settings.key):
+        raise UsageError(settings.blame("cert" if settings.cert else "key",
+                                        "--cert and --key go together: give both for HTTPS"))
+    ssl_context = settings.validated("cert", make_ssl_context, settings.cert, settings.key) \
+        if settings.cert else None
+    if settings.editor is not None:
+        settings.validated("editor", check_editor_template, settings.editor)
+    root_path = settings.validated("root_path", parse_root_path, settings.root_path)
+    if settings.open is not None and not settings.open.startswith("/"):
+        raise UsageError(settings.blame("open", '--open "%s": expected a path like / or /admin/ '
+                                                '(write --open=PATH, or --open after APP and '
+                                                'ADDRPORT)' % settings.open))
+    if settings.open is not None and unix_socket:
+        raise UsageError(settings.blame("open", "--open needs a TCP address: a browser cannot "
+                                                "open a unix socket"))
+    allowed_hosts = None
+    if settings.allowed_hosts is not None:
+        allowed_hosts = [name.strip() for name in settings.allowed_hosts.split(",")
+                         if name.strip()]
+    forwarded_allow_ips = None
+    if settings.forwarded_allow_ips is not None:
+        if not settings.proxy_headers:
+            raise UsageError(settings.blame("forwarded_allow_ips", "--forwarded-allow-ips "
+                                            "names the proxies --proxy-headers trusts: add "
+                                            "--proxy-headers"))
+        forwarded_allow_ips = settings.validated("forwarded_allow_ips", parse_forwarded_allow_ips,
+                                                 settings.forwarded_allow_ips)
+    limits = Limits(**{name: getattr(settings, name) for name in (
+        "max_request_line", "max_header_size", "max_headers", "max_body", "header_timeout",
+        "keepalive_timeout", "body_timeout", "shutdown_timeout")})
+    return dict(app=app, host=host, port=port, ipv6=ipv6, threading=not settings.nothreading,
+                reload=not settings.noreload, unix_socket=unix_socket, ssl_context=ssl_context,
+                static=static, limits=limits, quiet=settings.quiet, debug=settings.debug,
+                allowed_hosts=allowed_hosts, reload_interval=settings.reload_interval,
+                reload_include=settings.reload_include, reload_exclude=settings.reload_exclude,
+                warm=not settings.no_warm, color=False if settings.no_color else None,
+                root_path=root_path,
+                editor=settings.editor, django_static=not settings.nostatic,
+                env_files=settings.env_files, open_browser=settings.open,
+                skip_checks=settings.skip_checks,
+                next_free_port=not settings.given("addrport") and not unix_socket,
+                proxy_headers=settings.proxy_headers, forwarded_allow_ips=forwarded_allow_ips)
+
+
+def parse_static(items):
+    """--static's URL_PREFIX=DIRECTORY items as (prefix, directory) pairs."""
     static = []
-    for item in options.static:
+    for item in items:
         prefix, equals, directory = item.partition("=")
         if not equals or not prefix.startswith("/"):
             raise UsageError('--static "%s": expected URL_PREFIX=DIRECTORY, like /static=./public'
@@ -3825,33 +6003,89 @@ def handle(options):
         if not os.path.isdir(directory):
             raise UsageError('--static "%s": "%s" is not a directory' % (item, directory))
         static.append((prefix, directory))
-    if bool(options.cert) != bool(options.key):
-        raise UsageError("--cert and --key go together: give both for HTTPS")
-    ssl_context = make_ssl_context(options.cert, options.key) if options.cert else None
-    allowed_hosts = None
-    if options.allowed_hosts is not None:
-        allowed_hosts = [host.strip() for host in options.allowed_hosts.split(",") if host.strip()]
-    limits = Limits(**{name: getattr(options, name) for name in (
-        "max_request_line", "max_header_size", "max_headers", "max_body", "header_timeout",
-        "keepalive_timeout", "body_timeout", "shutdown_timeout")})
-    run(app, host, port, ipv6=ipv6, threading=not options.nothreading,
-        reload=not options.noreload, unix_socket=unix_socket, ssl_context=ssl_context,
-        static=static, limits=limits, quiet=options.quiet, debug=options.debug,
-        allowed_hosts=allowed_hosts, reload_interval=options.reload_interval,
-        reload_include=options.reload_include, reload_exclude=options.reload_exclude,
-        color=False if options.no_color else None, warm=not options.no_warm)
+    return static
+
+
+def parse_forwarded_allow_ips(text):
+    """--forwarded-allow-ips' list, each entry checked as ProxyTrust takes it."""
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    try:
+        ProxyTrust(entries or [""])
+    except ValueError as exc:
+        raise UsageError("--forwarded-allow-ips: %s" % exc) from None
+    return entries
+
+
+def parse_root_path(text):
+    """--root-path's PREFIX, as SCRIPT_NAME: '/app' (no slash at the end), '' for none."""
+    if text and not text.startswith("/"):
+        raise UsageError('--root-path "%s": expected a URL path like /app' % text)
+    return text.rstrip("/")
+
+
+def check(settings):
+    """--check: validate the settings and print them, load the .env files and
+    import the app as a worker does (Django's checks too), and serve nothing.
+    Return 0, or 1 if the app fails; a bad option is a UsageError (2)."""
+    arguments = run_arguments(settings)
+    print_settings(settings)
+    counts = load_env_files(arguments["env_files"])
+    if counts:
+        print(describe_env_files(counts), flush=True)
+    put_working_directory_first()
+    spec = arguments["app"]
+    try:
+        app = demo_app if spec is None else load_app(spec)
+    except AppSpecError as exc:
+        raise UsageError(str(exc).rstrip(".") + ".") from None
+    except (Exception, SystemExit) as exc:
+        print(build_report(exc, variables=False).text, file=sys.stderr, end="", flush=True)
+        print("Check failed: %s cannot be imported." % spec, flush=True)
+        return 1
+    if arguments["unix_socket"]:
+        where = "unix:" + arguments["unix_socket"]
+    else:
+        host = arguments["host"]
+        where = "%s://%s:%d%s/" % ("https" if arguments["ssl_context"] else "http",
+                                   "[%s]" % host if ":" in host else host, arguments["port"],
+                                   arguments["root_path"])
+    print("Would serve %s at %s" % (spec or describe_app(app) or "the demo app", where))
+    if not arguments["skip_checks"] and django_project():
+        passed, report = django_checks()
+        print(report, flush=True)
+        if not passed:
+            print("Check failed: Django's system checks found errors.")
+            return 1
+    print("Check passed.")
     return 0
 
 
-def make_ssl_context(cert, key):
-    """A TLS 1.2+ server context; an unreadable or mismatched pair is a UsageError."""
+def check_editor_template(template):
+    """--editor: a URL template with {path} and, if it likes, {line}, nothing else."""
+    try:
+        editor_url(template, "/", 1)
+    except (KeyError, IndexError, ValueError):
+        raise UsageError("--editor %s: expected a URL template with {path} and {line}, like "
+                         "'vscode://file/{path}:{line}'" % template) from None
+    if "{path}" not in template:
+        raise UsageError("--editor %s: the template needs {path}, like "
+                         "'vscode://file/{path}:{line}'" % template)
+
+
+def make_ssl_context(cert, key=None):
+    """A TLS 1.2+ server context for a PEM certificate and its key (in `cert`
+    too if key is None), or with cert="adhoc" a self-signed one for localhost
+    (adhoc_certificate()).  Its certificate_file and certificate_fingerprint
+    are the banner's.  An unreadable or mismatched pair is a UsageError."""
     import ssl
+    if cert == "adhoc":
+        cert = adhoc_certificate()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # A peer gone without close_notify, or one close_idle_and_wait() shuts out,
     # is an ordinary end of the connection: no decode_error alert sent to it.
     context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    for path in (cert, key):
+    for path in (cert, key) if key is not None else (cert,):
         if not os.path.isfile(path):
             raise UsageError('cannot read "%s": %s' % (
                 path, "not a file" if os.path.exists(path) else "no such file"))
@@ -3860,9 +6094,130 @@ def make_ssl_context(cert, key):
     try:
         context.load_cert_chain(cert, key)
     except ssl.SSLError as exc:
-        raise UsageError('cannot use --cert "%s" with --key "%s": %s (the key must be the '
-                         "certificate's, both in PEM)" % (cert, key, exc.reason or exc)) from None
+        raise UsageError('cannot use --cert "%s"%s: %s (the key must be the certificate\'s, '
+                         "both in PEM)" % (cert, ' with --key "%s"' % key if key else "",
+                                           exc.reason or exc)) from None
+    context.certificate_file = cert
+    context.certificate_fingerprint = certificate_fingerprint(cert)
     return context
+
+
+def certificate_fingerprint(path):
+    """The SHA-256 fingerprint of the first certificate in a PEM file, as
+    browsers show it (AB:CD:...); None if it has none."""
+    import hashlib
+    import ssl
+    with open(path, encoding="ascii", errors="replace") as file:
+        pem = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",
+                        file.read(), re.S)
+    if pem is None:
+        return None
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.group())).hexdigest().upper()
+    return ":".join(digest[index:index + 2] for index in range(0, len(digest), 2))
+
+
+def adhoc_certificate():
+    """--cert adhoc: the PEM file of a self-signed certificate for localhost,
+    127.0.0.1 and ::1 and its key, in the user's cache directory, made by the
+    openssl command when it is missing or near its end.  (A reloader's worker
+    takes the one its supervisor checked: openssl takes some 30 ms to start.)"""
+    directory = user_cache_directory()
+    path = os.path.join(directory, ADHOC_CERT_FILE)
+    if is_reloader_worker() and os.path.isfile(path):
+        return path
+    import shutil
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise UsageError("--cert adhoc makes its certificate with the openssl command, which "
+                         "is not on PATH: install OpenSSL, or make a certificate with mkcert "
+                         "(mkcert localhost 127.0.0.1 ::1) and give it as "
+                         "--cert localhost+2.pem --key localhost+2-key.pem")
+    try:
+        found = stat_key(path)
+        if found is None or not certificate_lasts(openssl, path):
+            make_private_directory(directory)
+            make_adhoc_certificate(openssl, directory, path, found)
+    except (OSError, ValueError) as exc:
+        raise UsageError("--cert adhoc: cannot make a certificate in %s: %s"
+                         % (directory, getattr(exc, "strerror", None) or exc)) from None
+    return path
+
+
+def user_cache_directory():
+    """runserver.py's directory in the user's cache: under %LOCALAPPDATA% on
+    Windows, ~/Library/Caches on macOS, else $XDG_CACHE_HOME or ~/.cache."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser(r"~\AppData\Local")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Caches")
+    else:                   # the XDG spec: a relative $XDG_CACHE_HOME is to be ignored
+        base = os.environ.get("XDG_CACHE_HOME", "")
+        base = base if os.path.isabs(base) else os.path.expanduser("~/.cache")
+    return os.path.join(base, CACHE_DIRECTORY_NAME)
+
+
+def make_private_directory(path):
+    """Make `path` a directory only this user may enter (0700): another user
+    who could write in it could hand the server a key of their choosing."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if hasattr(os, "getuid"):
+        status = os.stat(path)
+        if status.st_uid != os.getuid():
+            raise ValueError("it belongs to another user; set XDG_CACHE_HOME to a "
+                             "directory of yours")
+        if status.st_mode & 0o077:
+            os.chmod(path, 0o700)
+
+
+def certificate_lasts(openssl, path):
+    """Whether the certificate in `path` is good for ADHOC_RENEW_DAYS more days."""
+    return run_openssl(openssl, "x509", "-checkend", str(ADHOC_RENEW_DAYS * 86400),
+                       "-noout", "-in", path).returncode == 0
+
+
+def run_openssl(openssl, *args):
+    """Run the openssl command; its stderr is kept, a hang is a ValueError."""
+    import subprocess
+    try:
+        return subprocess.run([openssl, *args], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=OPENSSL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ValueError("openssl took over %ds" % OPENSSL_TIMEOUT) from None
+
+
+def make_adhoc_certificate(openssl, directory, path, old):
+    """Make the key and self-signed certificate in a scratch directory, then
+    move the file (mode 0600) to `path` in one step, unless another server
+    did first: then both use that one.  `old` is stat_key() of the file to
+    renew, None if there was none."""
+    import shutil
+    import tempfile
+    scratch = tempfile.mkdtemp(prefix=".new-", dir=directory)
+    try:
+        config, key, cert, pem = (os.path.join(scratch, name) for name in (
+            "openssl.cnf", "key.pem", "cert.pem", ADHOC_CERT_FILE))
+        with open(config, "w") as file:
+            file.write(ADHOC_OPENSSL_CONFIG)
+        result = run_openssl(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+                             "-days", str(ADHOC_CERT_DAYS), "-config", config,
+                             "-keyout", key, "-out", cert)
+        if result.returncode:
+            raise ValueError("openssl failed: %s" % (
+                result.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1])
+        with open(key, "rb") as key_file, open(cert, "rb") as cert_file:
+            data = key_file.read() + cert_file.read()
+        with open(os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+            file.write(data)
+        if old is None:
+            try:
+                os.link(pem, path)      # fails if another server's is there now
+            except FileExistsError:
+                pass
+        elif stat_key(path) == old:     # else another server renewed it first
+            os.replace(pem, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class LogFormatter(logging.Formatter):
@@ -3899,7 +6254,9 @@ def configure_logging(color=None):
 def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading=True,
         reload=True, unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
-        reload_include=(), reload_exclude=(), color=None, warm=True):
+        reload_include=(), reload_exclude=(), color=None, editor=None, django_static=True,
+        root_path="", env_files=ENV_FILES, open_browser=None, skip_checks=False,
+        next_free_port=False, proxy_headers=False, forwarded_allow_ips=None, warm=True):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
@@ -3908,19 +6265,26 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
     `if __name__ == "__main__":`.  The other arguments are make_server()'s,
     plus reload_interval, reload_include, reload_exclude and warm (workers
     forked from a template, where runserver.py is the program) for the
-    reloader, and color for the log (None: on a terminal without NO_COLOR).
-    A bind error is one line on stderr and SystemExit(1).
+    reloader, color for the log (None: on a terminal without NO_COLOR) and
+    django_static (False is --nostatic).  env_files are read into os.environ
+    before the app is imported, in each worker (the environment wins; () for
+    none); open_browser is a path to open in the web browser once the first
+    worker serves; skip_checks leaves out Django's system checks; with
+    next_free_port a taken `port` gives way to the next free one of
+    NEXT_FREE_PORTS.  A bind error is one line on stderr and SystemExit(1).
     """
     configure_logging(color)
-    set_up_sys_path()
+    put_working_directory_first()
     limits = limits or Limits()
     settings = dict(host=host, port=port, ipv6=ipv6, threading=threading,
                     unix_socket=unix_socket, ssl_context=ssl_context, static=static,
-                    limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts)
+                    limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts,
+                    editor=editor, root_path=root_path, proxy_headers=proxy_headers,
+                    forwarded_allow_ips=forwarded_allow_ips)
     if reload and not is_reloader_worker():
         if hasattr(signal, "SIGCHLD"):      # ignored, it would leave no exit status to wait for
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        server = bind_or_exit(None, settings)
+        server = bind_or_exit(None, settings, next_free_port=next_free_port)
         watchlist, terminal = make_watchlist(), save_terminal()
         warm = warm and can_warm_reload()
         first_worker = fork_first_worker(server, watchlist, warm) if can_fork_worker() else None
@@ -3928,40 +6292,143 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
             sys.exit(run_supervisor(server, watchlist, terminal, first_worker,
                                     limits.shutdown_timeout, reload_interval, warm))
     inner_run(app, settings, reload=reload, reload_interval=reload_interval,
-              reload_include=reload_include, reload_exclude=reload_exclude)
+              reload_include=reload_include, reload_exclude=reload_exclude,
+              django_static=django_static, env_files=env_files, open_browser=open_browser,
+              skip_checks=skip_checks, next_free_port=next_free_port)
 
 
-def set_up_sys_path():
-    """Put the working directory first on sys.path for the app's imports (the
-    supervisor, each worker and the template alike)."""
+def put_working_directory_first():
+    """The working directory first on sys.path, as `python -m` would have it
+    (for the supervisor, each worker and the template alike)."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
 
 
-def bind_or_exit(app, settings, listen_socket=None):
-    """make_server(), with bind errors as one friendly line and SystemExit(1)."""
+def forget_own_directory():
+    """When this file is the program: take its directory off the front of
+    sys.path, where Python put it (a worker's start too), unless it is the
+    working directory; the app must not import this file's neighbours by chance."""
+    own = os.path.dirname(os.path.realpath(__file__))
+    if os.path.realpath(sys.argv[0]) == os.path.realpath(__file__) and sys.path \
+            and os.path.realpath(sys.path[0] or os.curdir) == own != os.path.realpath(os.getcwd()):
+        del sys.path[0]
+
+
+def bind_or_exit(app, settings, listen_socket=None, next_free_port=False):
+    """make_server(), with bind errors as one friendly line and SystemExit(1);
+    with next_free_port, a taken port gives way to the next free one of
+    NEXT_FREE_PORTS, and a line says so."""
     try:
         return make_server(app, listen_socket=listen_socket, **settings)
     except OSError as exc:
-        where = settings["unix_socket"] or "%s:%s" % (settings["host"], settings["port"])
-        if isinstance(exc, socket.gaierror):
-            message = 'Cannot resolve the host name "%s".' % settings["host"]
-        elif exc.errno == errno.ENOENT and settings["unix_socket"]:
-            message = "The directory of %s does not exist." % where
-        elif exc.errno in ERRNO_MESSAGES:
-            message = ERRNO_MESSAGES[exc.errno]
-        else:
-            message = exc.strerror or str(exc)
-        if exc.filename is None and isinstance(exc.args[-1], str) and where in exc.args[-1]:
-            message = exc.args[-1][0].upper() + exc.args[-1][1:] + "."
-        print("Error: %s (%s)" % (message, where), file=sys.stderr, flush=True)
+        if next_free_port and exc.errno == errno.EADDRINUSE and listen_socket is None:
+            for port in range(settings["port"] + 1, settings["port"] + NEXT_FREE_PORTS + 1):
+                try:
+                    server = make_server(app, **dict(settings, port=port))
+                except OSError as again:
+                    if again.errno == errno.EADDRINUSE:
+                        continue
+                    break
+                holder = port_holder(settings["port"])
+                print_warning("port %d is in use%s; serving on port %d instead." % (
+                    settings["port"], " by " + holder if holder else "", port))
+                return server
+        print_error(describe_bind_error(exc, settings))
         raise SystemExit(1) from None
 
 
-def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_exclude):
+def describe_bind_error(exc, settings):
+    """A bind error in words, with where; for a taken TCP port, what holds it
+    and which port after it is free."""
+    where = settings["unix_socket"] or "%s:%s" % (settings["host"], settings["port"])
+    if isinstance(exc, socket.gaierror):
+        message = 'Cannot resolve the host name "%s".' % settings["host"]
+    elif exc.errno == errno.ENOENT and settings["unix_socket"]:
+        message = "The directory of %s does not exist." % where
+    elif exc.errno in ERRNO_MESSAGES:
+        message = ERRNO_MESSAGES[exc.errno]
+    else:
+        message = exc.strerror or str(exc)
+    if exc.filename is None and isinstance(exc.args[-1], str) and where in exc.args[-1]:
+        message = exc.args[-1][0].upper() + exc.args[-1][1:] + "."
+    message = "%s (%s)" % (message, where)
+    if exc.errno == errno.EADDRINUSE and not settings["unix_socket"]:
+        holder = port_holder(settings["port"])
+        message += " It is held by %s" % holder if holder else \
+            " `lsof -i :%d` shows what holds it" % settings["port"]
+        free = free_port_after(settings["host"], settings["port"], settings["ipv6"])
+        message += "; port %d is free." % free if free is not None else "."
+    return message
+
+
+def free_port_after(host, port, ipv6):
+    """The first port after `port` that `host` can bind, among the next 100."""
+    family = socket.AF_INET6 if ipv6 or ":" in host else socket.AF_INET
+    for candidate in range(port + 1, min(port + 100, 65535) + 1):
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # as the server does
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    return None
+
+
+def port_holder(port):
+    """Which process listens on TCP `port`, in words, where the system tells
+    without privileges; else None."""
+    return port_holder_linux(port) if sys.platform.startswith("linux") else None
+
+
+def port_holder_linux(port):
+    """'pid 4242 (python3 runserver.py hello:app)': the listening sockets of
+    `port` from /proc/net/tcp and tcp6, their process from the descriptors in
+    /proc that this user may read."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as file:
+                rows = file.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()        # local address, state (0A: LISTEN), ..., inode
+            if len(fields) > 9 and fields[3] == "0A" \
+                    and int(fields[1].rpartition(":")[2], 16) == port:
+                sockets.add("socket:[%s]" % fields[9])
+    for pid in (name for name in os.listdir("/proc") if name.isdigit()) if sockets else ():
+        try:
+            descriptors = os.listdir("/proc/%s/fd" % pid)
+        except OSError:
+            continue
+        for fd in descriptors:
+            try:
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) not in sockets:
+                    continue
+                with open("/proc/%s/cmdline" % pid, "rb") as file:
+                    command = file.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            except OSError:
+                continue
+            if len(command) > 100:
+                command = command[:97] + "..."
+            return "pid %s (%s)" % (pid, escape_control(command) or "?")
+    return None
+
+
+def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_exclude,
+              django_static=True, env_files=(), open_browser=None, skip_checks=False,
+              next_free_port=False):
     """Load the app, serve it until stopped or a reload, as worker or alone."""
     worker = take_worker_environment()
     restarts = int(worker.get(ENV_RESTARTS) or 0)
+    listen_socket = None
+    if worker:
+        listen_socket = socket.socket(fileno=int(worker[ENV_LISTEN_FD]))
+        watch_supervisor(int(worker[ENV_SUPERVISOR_FD]))
+    # Bound before the app is imported: alone, a taken port fails before the app does anything.
+    server = bind_or_exit(None, settings, listen_socket, next_free_port)
+    env_counts = load_env_files(env_files)
     app_files = []
     spec = app if isinstance(app, str) else None
     if worker:          # Ctrl-C reaches the supervisor too, which stops us with SIGTERM
@@ -3971,16 +6438,17 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         app = demo_app if app is None else load_app(app) if spec else app
     except AppSpecError as exc:
         if not worker or restarts == 0:
-            print("Error: %s." % str(exc).rstrip("."), file=sys.stderr, flush=True)
+            print_error("%s." % str(exc).rstrip("."))
             report_to_supervisor("stop", str(USAGE_EXIT_CODE))
             raise SystemExit(USAGE_EXIT_CODE) from None
-        app = error_app("Cannot load %s: %s.\n" % (spec, exc))
+        app = error_app(build_report(None, "Cannot load %s: %s." % (spec, exc)))
     except Exception as exc:            # SystemExit ends a worker: the supervisor says so
         if not worker:
             raise
-        text = format_user_traceback(exc)
-        print(text, file=sys.stderr, end="", flush=True)
-        app = error_app(text)
+        report = build_report(exc, "%s failed to import. Fix it and save: the server "
+                                   "reloads by itself." % spec)
+        print(report.text, file=sys.stderr, end="", flush=True)
+        app = error_app(report)
         app_files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
         if isinstance(exc, SyntaxError) and exc.filename:
             app_files.append(exc.filename)
@@ -3989,12 +6457,11 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         if module_part.endswith(".py"):
             app_files.append(module_part)
 
-    listen_socket = None
-    if worker:
-        listen_socket = socket.socket(fileno=int(worker[ENV_LISTEN_FD]))
-        watch_supervisor(int(worker[ENV_SUPERVISOR_FD]))
-    server = bind_or_exit(app, settings, listen_socket)
+    served = serve_django_static_files(app) if django_static else app
+    server.app = serving_app(served, settings["static"], settings["root_path"])
     server.reload_requested = False
+    if server.debug:
+        let_exceptions_through(app)
     if threading.current_thread() is threading.main_thread():
         interrupts = []
 
@@ -4007,11 +6474,15 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
     if restarts == 0:
-        print_banner(server, spec or describe_app(app), reload, settings)
-    if reload:
+        print_banner(server, spec or describe_app(app), reload, settings, env_counts)
+        if open_browser is not None:
+            open_in_browser(server, settings, open_browser)
+    if not skip_checks:
+        start_framework_checks()
+    if reload:          # .env files too, even missing ones: an edit reloads with the new values
         start_file_watcher(server, reload_interval, reload_include, reload_exclude,
-                           [path for path in app_files if os.path.isfile(path)],
-                           worker.get(ENV_WATCHLIST), loading_ns)
+                           [path for path in app_files if os.path.isfile(path)] + list(env_files),
+                           worker.get(ENV_WATCHLIST), loading_ns, template_directories(app))
     try:
         server.serve_forever()
     finally:
@@ -4032,24 +6503,34 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         print_stopped()
 
 
+def open_in_browser(server, settings, path):
+    """--open: open the web browser at `path` under the server's URL, from a
+    thread (a console browser holds it until it quits); no browser, one warning.
+    Connections it makes before serve_forever() wait in the listen backlog."""
+    host, port = server.server_address[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = "%s://%s:%d%s%s" % ("https" if settings["ssl_context"] else "http",
+                              "[%s]" % host if ":" in host else host, port,
+                              settings["root_path"], path)
+    print("Opening %s in the web browser." % url, flush=True)
+
+    def open_url():
+        import webbrowser
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+        if not opened:
+            print_warning("no web browser to open %s with; open it yourself." % url)
+    threading.Thread(target=open_url, name="runserver-browser", daemon=True).start()
+
+
 def print_stopped():
     """The last line, even if stdout's reader is gone (`| tee` got the Ctrl-C too)."""
     try:
         print("Server stopped.", flush=True)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit
-
-
-def format_user_traceback(exc):
-    """A traceback of the app's import without the frames of the import machinery."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    kept = [frame for frame in frames if frame.filename != __file__
-            and not frame.filename.startswith("<frozen importlib")
-            and os.path.dirname(frame.filename) != os.path.dirname(importlib.__file__)]
-    lines = ["Traceback (most recent call last):\n"] if kept else []
-    lines += traceback.format_list(kept)
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
 
 
 def describe_app(app):
@@ -4060,7 +6541,7 @@ def describe_app(app):
     return "%s:%s" % (module, name) if name and module else "a %s object" % type(app).__name__
 
 
-def print_banner(server, spec, reload, settings):
+def print_banner(server, spec, reload, settings, env_counts=()):
     """Django's banner, printed once the socket listens, flushed for scripts."""
     scheme = "https" if settings["ssl_context"] else "http"
     lines = [time.strftime("%B %d, %Y - %X"),
@@ -4068,41 +6549,89 @@ def print_banner(server, spec, reload, settings):
                  __version__, sys.version.split()[0], spec or "the demo app",
                  "" if not reload else ", reloading on changes (warm)" if _worker.get(ENV_WARM)
                  else ", reloading on changes")]
+    if env_counts:
+        lines.append(describe_env_files(env_counts))
+    root_path = settings.get("root_path", "")
     if isinstance(server.server_address, tuple):
         host, port = server.server_address[:2]
         shown = "[%s]" % host if ":" in host else host
-        lines.append("Starting development server at %s://%s:%d/" % (scheme, shown, port))
+        lines.append("Starting development server at %s://%s:%d%s/"
+                     % (scheme, shown, port, root_path))
         if host in ("0.0.0.0", "::"):
-            for address in lan_addresses(server.address_family):
-                lines.append("  on your network: %s://%s:%d/" % (
-                    scheme, "[%s]" % address if ":" in address else address, port))
+            for address in network_addresses(server):
+                lines.append("  on your network: %s://%s:%d%s/" % (
+                    scheme, "[%s]" % address if ":" in address else address, port, root_path))
     else:
         lines.append("Starting development server at unix:%s" % server.server_address)
         import shlex
-        lines.append("  try: curl --unix-socket %s %s://localhost/"
-                     % (shlex.quote(server.server_address), scheme))
+        lines.append("  try: curl --unix-socket %s %s://localhost%s/"
+                     % (shlex.quote(server.server_address), scheme, root_path))
+    lines += security_lines(settings)
     lines.append("Quit the server with CONTROL-C.")
     print("\n".join(lines), flush=True)
 
 
+def security_lines(settings):
+    """The banner's lines on the certificate served and the proxies trusted."""
+    lines = []
+    context = settings["ssl_context"]
+    if getattr(context, "certificate_fingerprint", None):
+        adhoc = context.certificate_file == os.path.join(user_cache_directory(), ADHOC_CERT_FILE)
+        lines.append("  certificate: %s%s" % (context.certificate_file, ", self-signed for "
+                                              "localhost, 127.0.0.1 and ::1" if adhoc else ""))
+        lines.append("  SHA-256 fingerprint: %s" % context.certificate_fingerprint)
+    if settings.get("proxy_headers"):
+        allowed = settings.get("forwarded_allow_ips") or DEFAULT_FORWARDED_ALLOW_IPS
+        lines.append("  forwarding headers trusted from: %s" % ", ".join(allowed))
+    return lines
+
+
+def describe_env_files(counts):
+    """The banner's line on the .env files read: 'Loaded .env (3 variables), ...'."""
+    return "Loaded " + ", ".join("%s (%d variable%s)" % (path, count, "" if count == 1 else "s")
+                                 for path, count in counts) + "."
+
+
+def network_addresses(server):
+    """The addresses other machines may reach a server bound to every
+    interface at: IPv4 for 0.0.0.0, IPv6 and (dual stack) IPv4 for ::."""
+    families = [socket.AF_INET]
+    if server.address_family == socket.AF_INET6:
+        families = [socket.AF_INET6]
+        try:
+            if not server.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                families.append(socket.AF_INET)
+        except (OSError, AttributeError):
+            pass
+    return [address for family in families for address in lan_addresses(family)]
+
+
 def lan_addresses(family):
-    """This machine's non-loopback addresses, from its host name (no traffic)."""
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
-    except OSError:
-        return []
+    """This machine's non-loopback addresses, without sending a packet: the
+    one a UDP socket's connect() picks to reach a documentation address (the
+    default route's), then those of the host name."""
     found = []
-    for info in infos:
-        address = info[4][0]
-        if not is_loopback(address) and address not in found:
-            found.append(address)
-    return found[:2]
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((ROUTE_PROBE_ADDRESSES[family], 9))
+            found.append(probe.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        found += [info[4][0] for info in socket.getaddrinfo(
+            socket.gethostname(), None, family, socket.SOCK_STREAM)]
+    except OSError:
+        pass
+    addresses = []
+    for address in found:
+        if not (is_loopback(address) or address.lower().startswith("fe80:")
+                or address in ("0.0.0.0", "::") or address in addresses):
+            addresses.append(address)
+    return addresses[:NETWORK_ADDRESSES_SHOWN]
 
 
-def main(argv=None):
-    """The command line: python runserver.py [APP] [ADDRPORT] [options]."""
-    if ENV_TEMPLATE_FD in os.environ:      # a template: it returns in each worker it forks
-        run_template()
+def make_parser():
+    """The command line's parser: add_arguments() with the help's words."""
     parser = ArgumentParser(
         prog="runserver.py",
         description="A development server for any WSGI application, like Django's "
@@ -4112,14 +6641,37 @@ def main(argv=None):
                "  python runserver.py hello:app 8080      hello.py's app on port 8080\n"
                "  python runserver.py hello:app 0:8000    on every interface\n"
                "  python runserver.py 'factory:create_app(\"dev\")' --static /static=public\n"
-               "  python runserver.py hello:app unix:/tmp/hello.sock --noreload",
+               "  python runserver.py hello:app unix:/tmp/hello.sock --noreload\n"
+               "  python runserver.py hello:app --check   check, import, serve nothing\n"
+               "\n"
+               "environment:\n"
+               "  Each option can be set by a variable instead, in the environment or in a\n"
+               "  .env file: RUNSERVER_ and its long name in capitals, - as _, such as\n"
+               "  RUNSERVER_RELOAD_INTERVAL=1 or RUNSERVER_NORELOAD=1; RUNSERVER_APP and\n"
+               "  RUNSERVER_ADDRPORT for APP and ADDRPORT.  Switches take 1/0, true/false,\n"
+               "  yes/no or on/off, repeatable options their values apart by spaces.  The\n"
+               "  command line wins over the environment, which wins over .env files.\n"
+               "  .env and .flaskenv in the working directory are read if present (.env\n"
+               "  wins), before the app is imported; FLASK_APP names the app if nothing\n"
+               "  else does.",
         formatter_class=HelpFormatter)
     add_arguments(parser)
-    options = parser.parse_intermixed_args(argv)    # options may come between APP and ADDRPORT
+    return parser
+
+
+def main(argv=None):
+    """The command line: python runserver.py [APP] [ADDRPORT] [options]."""
+    forget_own_directory()
+    if ENV_TEMPLATE_FD in os.environ:      # a template: it returns in each worker it forks
+        run_template()
     try:
-        return handle(options)
+        settings = resolve_settings(make_parser(), argv)
+        if not is_reloader_worker():            # a worker's supervisor has told them
+            for warning in settings.warnings:
+                print_warning(warning)
+        return check(settings) if settings.check else handle(settings)
     except UsageError as exc:
-        print("%s: error: %s" % (parser.prog, exc), file=sys.stderr, flush=True)
+        print_error(exc)
         return USAGE_EXIT_CODE
 
 

@@ -12,9 +12,13 @@ import collections
 import contextlib
 import email.utils
 import errno
+import gc
 import hashlib
+import html.parser
 import importlib
+import importlib.util
 import io
+import json
 import logging
 import os
 import re
@@ -28,7 +32,9 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import unittest
+import unittest.mock
 import wsgiref.validate
 import zipfile
 
@@ -347,20 +353,20 @@ class CLITestCase(unittest.TestCase):
         self.addCleanup(process.kill)
         return process
 
-    def assertOneLineError(self, args, status, fragment):
+    def assertOneLineError(self, args, status, fragment, env=None):
         """The CLI with `args` exits with `status` after one line containing `fragment`."""
-        code, output = self.run_cli(*args)
+        code, output = self.run_cli(*args, env=env)
         self.assertEqual(code, status, output)
         self.assertEqual(len(output.strip().splitlines()), 1, output)
         self.assertIn(fragment, output)
         self.assertNotIn("Traceback", output)
 
-    def run_cli(self, *args, timeout=TIMEOUT):
+    def run_cli(self, *args, timeout=TIMEOUT, env=None):
         """Run the CLI to completion; return (exit status, combined output)."""
         result = subprocess.run([sys.executable, RUNSERVER] + list(args), cwd=self.directory,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, timeout=timeout,
-                                env=dict(os.environ, NO_COLOR="1"))
+                                env=dict(os.environ, NO_COLOR="1", **(env or {})))
         return result.returncode, result.stdout.decode("utf-8", "replace")
 
 
@@ -420,6 +426,89 @@ class ParseRequestHeadTests(unittest.TestCase):
     def test_escape_control(self):
         self.assertEqual(runserver.escape_control("a\x1b[31mb\r\n"), "a\\x1b[31mb\\x0d\\x0a")
 
+
+
+class ForwardedGrammarTests(unittest.TestCase):
+    """RFC 7239's Forwarded header and the nodes of X-Forwarded-For, without sockets."""
+
+    def test_forwarded_elements(self):
+        for value, elements in [
+                ("for=192.0.2.60;proto=http;by=203.0.113.43",
+                 [{"for": "192.0.2.60", "proto": "http", "by": "203.0.113.43"}]),
+                ('for=192.0.2.43, for="[2001:db8:cafe::17]"',
+                 [{"for": "192.0.2.43"}, {"for": "[2001:db8:cafe::17]"}]),
+                ('For="[2001:db8::1]:4711";PROTO=https', [{"for": "[2001:db8::1]:4711",
+                                                           "proto": "https"}]),
+                ('host="a, b;c=d";for=_hidden', [{"host": "a, b;c=d", "for": "_hidden"}]),
+                ('for="\\"q\\\\";by=x', [{"for": '"q\\', "by": "x"}]),
+                (",, for=unknown ,\t,", [{"for": "unknown"}]),
+                ("for=a;;by=b;", [{"for": "a", "by": "b"}]),
+                ("for=a ,for=b", [{"for": "a"}, {"for": "b"}]),
+                ("", [])]:
+            with self.subTest(value=value):
+                self.assertEqual(runserver.parse_forwarded(value), elements)
+
+    def test_malformed_forwarded_is_a_400(self):
+        for value in ["for=2001:db8::1", "for=a; by=b", "for = a", "for=a b", "for=",
+                      '"for"=a', 'for="unclosed', "for=a;for=b", "FOR=a;for=b", "=a",
+                      "for=a=b", "for=\xe9", "for=a,b", 'for="a"b=c', "for=a;,;=b"]:
+            with self.subTest(value=value):
+                with self.assertRaises(runserver.BadRequest) as caught:
+                    runserver.parse_forwarded(value)
+                self.assertEqual(caught.exception.status, 400)
+                self.assertIn("Forwarded", caught.exception.reason)
+        with self.assertRaises(runserver.BadRequest) as caught:
+            runserver.parse_forwarded("for=2001:db8::1")
+        self.assertIn('for="[2001:db8::1]"', caught.exception.reason)     # says how
+
+    def test_nodes(self):
+        for text, node in [("192.0.2.1", ("192.0.2.1", None)),
+                           ("192.0.2.1:8080", ("192.0.2.1", "8080")),
+                           ("[2001:db8::1]:4711", ("2001:db8::1", "4711")),
+                           ("[2001:db8::1]", ("2001:db8::1", None)),
+                           ("unknown", ("unknown", None)), ("UNKNOWN:_p1", ("UNKNOWN", "_p1")),
+                           ("_hidden", ("_hidden", None)), ("_a.b-c_d:_x", ("_a.b-c_d", "_x")),
+                           ("[::ffff:192.0.2.1]", ("::ffff:192.0.2.1", None))]:
+            for header in ("Forwarded", "X-Forwarded-For"):
+                with self.subTest(text=text, header=header):
+                    self.assertEqual(runserver.parse_node(text, header), node)
+        for text, node in [("2001:db8::1", ("2001:db8::1", None)), ("unix:", ("unix:", None))]:
+            with self.subTest(text=text):       # X-Forwarded-For's own forms
+                self.assertEqual(runserver.parse_node(text, "X-Forwarded-For"), node)
+                with self.assertRaises(runserver.BadRequest):
+                    runserver.parse_node(text, "Forwarded")
+
+    def test_bad_nodes_are_a_400(self):
+        for text in ["999.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4:99999", "1.2.3.4:", "[1.2.3.4]",
+                     "[2001:db8::g]", "[2001:db8::1", "_", "-x", "example.test", "1.2.3.4 ",
+                     "", "unknown:", "2001:db8::1:4711:x"]:
+            with self.subTest(text=text):
+                with self.assertRaises(runserver.BadRequest) as caught:
+                    runserver.parse_node(text, "X-Forwarded-For")
+                self.assertEqual(caught.exception.status, 400)
+
+    def test_proxy_trust(self):
+        default = runserver.ProxyTrust(runserver.DEFAULT_FORWARDED_ALLOW_IPS)
+        networks = runserver.ProxyTrust(["10.0.0.0/8", "2001:db8::/32", "[192.0.2.7]"])
+        anyone = runserver.ProxyTrust(["*"])
+        for address, trusted in [("127.0.0.1", (True, False, True)),
+                                 ("127.9.9.9", (True, False, True)),
+                                 ("::1", (True, False, True)),
+                                 ("::ffff:127.0.0.1", (True, False, True)),
+                                 ("unix:", (True, False, True)),
+                                 ("10.1.2.3", (False, True, True)),
+                                 ("::ffff:10.1.2.3", (False, True, True)),
+                                 ("2001:db8:5::1", (False, True, True)),
+                                 ("192.0.2.7", (False, True, True)),
+                                 ("192.0.2.8", (False, False, True)),
+                                 ("unknown", (False, False, True)),
+                                 ("_hidden", (False, False, True))]:
+            with self.subTest(address=address):
+                self.assertEqual((default.trusts(address), networks.trusts(address),
+                                  anyone.trusts(address)), trusted)
+        for entries in (["bogus"], ["10.0.0.0/33"], [""], ["localhost"]):
+            with self.subTest(entries=entries), self.assertRaises(ValueError):
+                runserver.ProxyTrust(entries)
 
 
 # ---- WSGI request handler: HTTP/1.1 semantics -------------------------------------
@@ -826,6 +915,486 @@ class AppErrorTests(ServerTestCase):
         sock.close()
         LOG.wait_for(r"client disconnected")
         self.assertFalse([m for m in LOG.messages() if "Traceback" in m])
+
+
+
+# ---- The error page (--debug) -------------------------------------------------------
+
+class Element:
+    """A parsed HTML element: its tag, attributes and children (elements and text)."""
+
+    def __init__(self, tag, attrs):
+        self.tag, self.attrs, self.children = tag, dict(attrs), []
+
+    def text(self):
+        return "".join(child if isinstance(child, str) else child.text()
+                       for child in self.children)
+
+    def iter(self):
+        yield self
+        for child in self.children:
+            if isinstance(child, Element):
+                yield from child.iter()
+
+    def find_all(self, tag=None, cls=None, **attrs):
+        return [element for element in self.iter()
+                if (tag is None or element.tag == tag)
+                and (cls is None or cls in element.attrs.get("class", "").split())
+                and all(element.attrs.get(name) == value for name, value in attrs.items())]
+
+    def find(self, tag=None, cls=None, **attrs):
+        found = self.find_all(tag, cls, **attrs)
+        if not found:
+            raise AssertionError("no <%s class=%r %r>" % (tag, cls, attrs))
+        return found[0]
+
+
+class PageParser(html.parser.HTMLParser):
+    """Parses a page into Elements; every tag must be closed where it should be."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+            "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", [])
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, attrs)
+        self.stack[-1].children.append(element)
+        if tag not in self.VOID:
+            self.stack.append(element)
+
+    def handle_endtag(self, tag):
+        if self.stack[-1].tag != tag:
+            raise AssertionError("</%s> closes <%s>" % (tag, self.stack[-1].tag))
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.stack[-1].children.append(data)
+
+
+def parse_page(body):
+    parser = PageParser()
+    parser.feed(body.decode("utf-8"))
+    parser.close()
+    if len(parser.stack) != 1:
+        raise AssertionError("unclosed <%s>" % parser.stack[-1].tag)
+    return parser.root
+
+
+HTML_ACCEPT = b"Accept: text/html,application/xhtml+xml\r\n"
+
+
+class Unrepresentable:
+    def __repr__(self):
+        raise ValueError("no repr <script>here</script>")
+
+
+def hidden_helper(callback):
+    __traceback_hide__ = True
+    return callback()
+
+
+def innermost_failure(cart):
+    total = sum(item["price"] * item["qty"] for item in cart)
+    return total
+
+
+def frames_app(environ, start_response):
+    """User code, a library (json) calling back into user code, a hidden frame."""
+    markup, broken, many = ["<script>alert('local')</script>", Unrepresentable(),
+                            list(range(100000))]
+    return json.loads('{"a": 1}', object_hook=lambda obj: hidden_helper(
+        lambda: innermost_failure([{"price": 3, "qty": 2}, {"price": 5}])))
+
+
+def chained_app(environ, start_response):
+    path = environ["PATH_INFO"]
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        if path == "/cause":
+            raise RuntimeError("explicit cause") from exc
+        if path == "/suppressed":
+            raise RuntimeError("context suppressed") from None
+        raise RuntimeError("implicit context")
+
+
+def repeat_failure():
+    raise LookupError("the same failure")
+
+
+def retry(depth):
+    """Fails, then fails again while handling it, at every level: like a
+    framework that retries an import while building its error response."""
+    try:
+        if depth:
+            retry(depth - 1)
+        else:
+            repeat_failure()
+    except LookupError:
+        repeat_failure()
+
+
+def repeating_chain_app(environ, start_response):
+    retry(9)
+
+
+def recursion_app(environ, start_response):
+    def down(depth):
+        return down(depth + 1)
+    return down(0)
+
+
+def heavy_recursion_app(environ, start_response):
+    """Mutual recursion (not folded), with big local variables in every frame."""
+    def ping(depth):
+        a, b, c, d, e, f, g, h, i, j, k, m = ["<&>" * 5000] * 12
+        return pong(depth + 1)
+
+    def pong(depth):
+        n, o, p, q, r, s, t, u, v, w, x, y = ["<&>" * 5000] * 12
+        return ping(depth + 1)
+    return ping(0)
+
+
+def group_app(environ, start_response):
+    first = ValueError("first <member>")
+    first.add_note("a note <b>about</b> it")
+    raise ExceptionGroup("two failures", [first, TypeError("second member")])
+
+
+class ErrorPageTests(ServerTestCase, CLITestCase):
+    """The error page: the traceback model rendered as HTML and as text."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def page(self, app, path="/", extra=b"", **options):
+        """GET `path` from a --debug server of `app` as a browser; the parsed page."""
+        options.setdefault("debug", True)
+        response = self.request(self.start_server(app, **options),
+                                get(path, extra=HTML_ACCEPT + extra))
+        self.assertEqual(response.status, 500)
+        self.assertTrue(response.header("content-type").startswith("text/html"))
+        self.assertLessEqual(len(response.body), runserver.PAGE_LIMIT)
+        return parse_page(response.body)
+
+    def frames(self, page):
+        """(file name, function, open, library) of the page's frames, outermost first."""
+        return [(frame.find(cls="place").text().rpartition(":")[0].rpartition("/")[2],
+                 frame.find(cls="function").text() if frame.find_all(cls="function") else "",
+                 "open" in frame.attrs, "library" in frame.attrs["class"].split())
+                for frame in page.find_all("details", cls="frame")]
+
+    def variables(self, frame):
+        return {row.find("th").text(): row.find("td") for row in frame.find_all("tr")}
+
+    def test_sections_summary_and_the_copy_paste_text(self):
+        page = self.page(frames_app)
+        self.assertEqual(page.find("h1").text(), "KeyError")
+        self.assertEqual(page.find("p", cls="message").text(), "'qty'")
+        where = page.find("p", cls="where").text()
+        self.assertRegex(where, r"^test_runserver\.py:\d+ in (innermost_failure\.<locals>\.)?"
+                                r"<genexpr>$")
+        facts = page.find("dl", cls="facts").text()
+        for fact in ("GET http://127.0.0.1/", sys.executable, sys.version.split()[0]):
+            self.assertIn(fact, facts)
+        self.assertIn(runserver.SERVER_SOFTWARE, page.find("p", cls="status").text())
+        for section in ("traceback", "request", "python", "text"):
+            page.find("section", id=section)
+        text = page.find("textarea").text()
+        self.assertTrue(text.startswith("Traceback (most recent call last):"), text)
+        self.assertIn("in innermost_failure", text)
+        self.assertTrue(text.rstrip().endswith("KeyError: 'qty'"), text)
+        self.assertNotIn("/runserver.py", page.find("section", id="traceback").text() + text)
+        LOG.wait_for(r"Error in the app")
+        self.assertIn(text.rstrip(), LOG.wait_for(r"Error in the app"))   # what the log got
+
+    def test_frames_shown_collapsed_and_hidden(self):
+        page = self.page(frames_app)
+        frames = self.frames(page)
+        names = [function for filename, function, opened, library in frames]
+        self.assertNotIn("hidden_helper", names)                 # __traceback_hide__
+        self.assertNotIn("run_app", names)                       # runserver.py's own
+        self.assertEqual(names[0], "frames_app")
+        library = [name for name, *rest in frames if rest[2]]      # json's (PyPy's has more)
+        self.assertGreaterEqual(len(library), 3)
+        self.assertLessEqual(set(library), {"__init__.py", "decoder.py", "scanner.py"})
+        self.assertEqual([function for filename, function, opened, library in frames
+                          if opened], ["innermost_failure.<locals>.<genexpr>"
+                                       if sys.version_info >= (3, 11) else "<genexpr>"])
+        group = page.find("details", cls="library")
+        self.assertNotIn("open", group.attrs)
+        self.assertRegex(group.find("summary").text(), r"^\d+ library frames? json")
+        focus = page.find("details", cls="focus")
+        current = focus.find("span", cls="current")
+        self.assertIn('item["price"] * item["qty"]', current.text())
+        numbers = [int(line.find("i").text()) for line in focus.find("pre").find_all("span")]
+        line = int(current.find("i").text())
+        self.assertEqual(numbers, list(range(line - 5, line + 6)))
+        if sys.version_info >= (3, 11):
+            self.assertEqual(current.find("mark").text(), 'item["qty"]')
+
+    def test_local_variables_sorted_bounded_and_a_raising_repr(self):
+        page = self.page(frames_app)
+        outer = page.find_all("details", cls="frame")[0]
+        variables = self.variables(outer)
+        names = list(variables)
+        self.assertEqual(names, sorted(names))
+        self.assertIn("environ", names)
+        self.assertLess(len(variables["many"].text()), runserver.VALUE_LIMIT + 100)
+        self.assertIn("failed", variables["broken"].attrs["class"])
+        self.assertEqual(variables["broken"].text(),
+                         "repr() raised ValueError: no repr <script>here</script>")
+        self.assertEqual(len(outer.find_all(cls="failed")), 1)
+
+    def test_everything_is_escaped(self):
+        def app(environ, start_response):
+            markup = "<script>alert('local')</script>"
+            raise ValueError(markup.replace("local", "message"))
+        response = self.request(self.start_server(app, debug=True),
+                                get("/<script>", extra=HTML_ACCEPT
+                                    + b"X-Note: <script>alert('header')</script>\r\n"))
+        page = parse_page(response.body)
+        self.assertEqual(len(page.find_all("script")), 1)        # the page's own
+        self.assertEqual(page.find("p", cls="message").text(),
+                         "<script>alert('message')</script>")
+        text = page.text()
+        for where in ("local", "header"):
+            self.assertIn("<script>alert('%s')</script>" % where, text)
+        self.assertNotIn(b"<script>alert", response.body)
+
+    def test_secrets_are_masked_in_the_request_and_in_variables(self):
+        secrets = ["Bearer abcdef123456", "s3ss10nvalue", "k3y-v4lu3-xyz", "t0k3n-in-query"]
+        page = self.page(frames_app, "/?token=t0k3n-in-query&q=visible",
+                         extra=b"Authorization: Bearer abcdef123456\r\n"
+                               b"Cookie: sessionid=s3ss10nvalue; theme=dark\r\n"
+                               b"X-Api-Key: k3y-v4lu3-xyz\r\n")
+        text = page.text()
+        self.assertEqual([secret for secret in secrets if secret in text], [])
+        request = page.find("section", id="request")
+        rows = {row.find("th").text(): row.find("td") for row in request.find_all("tr")}
+        for name in ("Authorization", "Cookie", "X-Api-Key", "token", "sessionid",
+                     "HTTP_AUTHORIZATION", "HTTP_COOKIE"):
+            self.assertEqual(rows[name].text(), "********", name)
+        self.assertEqual(rows["q"].text(), "visible")
+        self.assertEqual(rows["theme"].text(), "dark")
+        self.assertIn("HTTP_X_API_KEY': '********'", self.variables(
+            page.find_all("details", cls="frame")[0])["environ"].text())
+
+    def test_a_short_secret_in_the_query_is_masked_in_the_url_too(self):
+        page = self.page(frames_app, "/?page=2&token=abc&api_key=k1")
+        text = page.text()
+        self.assertNotIn("token=abc", text)
+        self.assertNotIn("api_key=k1", text)
+        self.assertIn("token=********", text)
+        self.assertIn("page=2", text)
+
+    def test_an_environ_value_whose_repr_changes_the_environ(self):
+        class LazyRequest:          # Bottle's request object caches what it parses there
+            def __init__(self, environ):
+                self.environ = environ
+
+            def __repr__(self):
+                self.environ.setdefault("lazy.parsed", "yes")
+                return "<LazyRequest>"
+
+        def app(environ, start_response):
+            environ["lazy.request"] = LazyRequest(environ)
+            raise RuntimeError("with a lazy request")
+        page = self.page(app)
+        self.assertIn("<LazyRequest>", page.find("section", id="request").text())
+
+    def test_the_request_body_is_not_read(self):
+        def app(environ, start_response):
+            raise RuntimeError("before reading the body")
+        server = self.start_server(app, debug=True)
+        body = b"field=" + b"BODY-MARKER".replace(b"-", b"")     # not in this source line
+        response = self.request(server, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + HTML_ACCEPT
+                                + b"Content-Type: application/x-www-form-urlencoded\r\n"
+                                + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertNotIn(b"BODYMARKER", response.body)
+        self.assertIn("was not read", parse_page(response.body).find("section", id="request")
+                      .text())
+
+    def test_chained_exceptions(self):
+        for path, messages, link in [
+                ("/cause", ["KeyError", "RuntimeError"], "direct cause"),
+                ("/context", ["KeyError", "RuntimeError"], "During handling"),
+                ("/suppressed", ["RuntimeError"], None)]:
+            with self.subTest(path=path):
+                page = self.page(chained_app, path)
+                blocks = page.find_all("div", cls="exception")
+                self.assertEqual([block.find("span", cls="type").text() for block in blocks],
+                                 messages)
+                links = page.find_all("p", cls="chain")
+                self.assertEqual(len(links), 1 if link else 0)
+                if link:
+                    self.assertIn(link, links[0].text())
+                    self.assertIn("KeyError: 'missing'", page.find("header").text())
+                    self.assertIn(link, page.find("textarea").text())
+
+    def test_a_chain_repeating_the_same_failure_is_folded(self):
+        page = self.page(repeating_chain_app, quiet=False)
+        blocks = page.find_all("div", cls="exception")
+        self.assertEqual(len(blocks), 3)            # the first, 8 folded into one, the last
+        self.assertIn("raised 8 more times", blocks[1].find("p", cls="folded").text())
+        log = LOG.wait_for(r"Error in the app")
+        self.assertEqual(log.count("During handling of the above exception"), 2, log)
+        self.assertIn("raised 8 more times, each while handling the one before", log)
+
+    def test_recursion_is_folded_and_the_page_bounded(self):
+        page = self.page(recursion_app)
+        frames = self.frames(page)
+        self.assertEqual([function for filename, function, *rest in frames],
+                         ["recursion_app", "recursion_app.<locals>.down"
+                          if sys.version_info >= (3, 11) else "down"])
+        count = int(page.find("span", cls="repeat").text().split()[-1])
+        self.assertGreater(count, 100)
+        depth = self.variables(page.find("details", cls="focus"))["depth"].text()
+        self.assertEqual(int(depth), count - 1)     # the innermost frame's variables
+        self.assertIn("[Previous line repeated %d more times]" % (count - 1),
+                      page.find("textarea").text())
+
+    def test_a_huge_traceback_stays_under_the_page_limit(self):
+        server = self.start_server(heavy_recursion_app, debug=True)
+        response = self.request(server, get(extra=HTML_ACCEPT))
+        self.assertLessEqual(len(response.body), runserver.PAGE_LIMIT)
+        page = parse_page(response.body)
+        self.assertIn("frames not shown", page.text())
+        self.assertEqual(page.find("h1").text(), "RecursionError")
+        text = self.request(server, get())
+        self.assertLessEqual(len(text.body), runserver.PAGE_LIMIT)
+
+    @unittest.skipIf(sys.version_info < (3, 11), "exception groups and notes are 3.11+")
+    def test_exception_groups_and_notes(self):
+        page = self.page(group_app)
+        self.assertEqual(page.find("h1").text(), "ExceptionGroup")
+        members = page.find_all("div", cls="member")
+        self.assertEqual([member.find("span", cls="type").text() for member in members],
+                         ["ValueError", "TypeError"])
+        self.assertEqual(members[0].find("p", cls="note").text(), "a note <b>about</b> it")
+        text = page.find("textarea").text()
+        self.assertIn("  + Exception Group Traceback (most recent call last):", text)
+        self.assertIn("    | ValueError: first <member>\n    | a note <b>about</b> it", text)
+
+    def test_error_while_the_response_streams_is_cut_and_logged(self):
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            yield b"first"
+            raise RuntimeError("mid-stream failure")
+        data = self.exchange(self.start_server(app, debug=True), get(extra=HTML_ACCEPT))
+        self.assertIn(b"5\r\nfirst\r\n", data)
+        self.assertFalse(data.endswith(b"0\r\n\r\n"))
+        log = LOG.wait_for(r"Error in the app")
+        self.assertRegex(log, r"line \d+, in (\S+\.)?app\n")
+        self.assertIn("RuntimeError: mid-stream failure", log)
+        self.assertNotIn("/runserver.py", log)
+        LOG.wait_for(r"response cut short")
+
+    def test_the_access_log_counts_the_bytes_of_a_500(self):
+        for debug, accept in ((True, HTML_ACCEPT), (True, b""), (False, b"")):
+            with self.subTest(debug=debug, accept=accept):
+                LOG.clear()
+                server = self.start_server(chained_app, debug=debug, quiet=False)
+                response = self.request(server, get(extra=accept))
+                line = LOG.wait_for(r'"GET / HTTP/1.1" 500')
+                self.assertRegex(line, r'" 500 %d ' % len(response.body))
+
+    def test_editor_links(self):
+        page = self.page(frames_app, editor="vscode://file/{path}:{line}")
+        focus = page.find("details", cls="focus")
+        link = focus.find("a")
+        self.assertRegex(link.attrs["href"],
+                         r"^vscode://file/.*/test_runserver\.py:\d+$")
+        self.assertOneLineError(["--editor", "vscode://file/{file}"], 2, "{path}")
+        self.assertOneLineError(["--editor", "vscode://file/"], 2, "{path}")
+
+    # -- the page when the app is not running: import errors, a crashed worker --
+
+    def cli_page(self, process, accept=HTML_ACCEPT):
+        response = http_get(process.port(), headers=accept)
+        self.assertEqual(response.status, 500)
+        return parse_page(response.body) if accept else response.body.decode()
+
+    def test_import_error_page(self):
+        self.write("helper.py", "SETTING = 1\n\ndef load():\n    return {}['missing']\n")
+        self.write("app.py", "import helper\nhelper.load()\n\ndef app(environ, start_response):\n"
+                             "    pass\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        page = self.cli_page(process)
+        self.assertIn("app:app failed to import", page.find("p", cls="title").text())
+        self.assertEqual(page.find("h1").text(), "KeyError")
+        self.assertEqual([name for name, function, *rest in self.frames(page)],
+                         ["app.py", "helper.py"])
+        self.assertEqual(page.find("details", cls="focus").find("span", cls="current")
+                         .text().strip(), "4    return {}['missing']")
+        self.assertIn("Traceback (most recent call last):", page.find("textarea").text())
+        self.assertIn("Traceback (most recent call last):", self.cli_page(process, b""))
+        self.assertEqual(process.output().count("Traceback"), 1, process.output())
+
+    def test_syntax_error_page(self):
+        self.write("app.py", "import os\n\n\ndef app(environ, start_response):\n"
+                             "    return [os.sep.encode(]\n\n\nvalue = 1\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        page = self.cli_page(process)
+        self.assertEqual(page.find("h1").text(), "SyntaxError")
+        where = page.find("p", cls="where").text()
+        self.assertEqual(where, "app.py:5: return [os.sep.encode(]")
+        frame = page.find("details", cls="focus")
+        self.assertEqual([int(line.find("i").text()) for line in frame.find("pre").find_all("span")],
+                         [1, 2, 3, 4, 5, 6, 7, 8])       # 5 lines either side, as far as they go
+        self.assertEqual(frame.find("span", cls="current").find("i").text(), "5")
+        self.assertIn("^", self.cli_page(process, b""))
+        self.assertEqual(frame.find("mark").text()[:1], "]")
+
+    def test_a_crashed_worker_gets_the_page_too(self):
+        self.write("app.py", "import os\n\ndef app(environ, start_response):\n    os._exit(7)\n")
+        process = self.start("app:app", "127.0.0.1:0")
+        with self.assertRaises((EOFError, ConnectionError)):
+            http_get(process.port())
+        process.wait_for(r"save a file to restart it")
+        page = self.cli_page(process)
+        self.assertEqual(page.find("h1").text(),
+                         "The server process exited with status 7; save a file to restart it.")
+        self.assertEqual(page.find_all("section", id="text"), [])      # no traceback to copy
+
+    def test_without_debug_the_import_error_page_is_a_note(self):
+        self.write("app.py", "raise RuntimeError('secret detail')\n")
+        process = self.start("app:app", "127.0.0.1:0", "--no-debug")
+        self.assertNotIn("secret detail", self.cli_page(process, b""))
+        self.assertIn("secret detail", process.output())
+
+    def test_flask_app_gets_propagate_exceptions(self):
+        # A stand-in for Flask: its class is flask.app.Flask, and it answers a
+        # view's exception with its own 500 unless PROPAGATE_EXCEPTIONS is true.
+        self.write("flask/__init__.py", "from .app import Flask\n")
+        self.write("flask/app.py", "class Flask:\n"
+                                   "    def __init__(self, **config):\n"
+                                   "        self.config = dict(PROPAGATE_EXCEPTIONS=None)\n"
+                                   "        self.config.update(config)\n"
+                                   "    def __call__(self, environ, start_response):\n"
+                                   "        try:\n"
+                                   "            raise KeyError('view failed')\n"
+                                   "        except KeyError:\n"
+                                   "            if self.config['PROPAGATE_EXCEPTIONS']:\n"
+                                   "                raise\n"
+                                   "            start_response('500 Oops', [])\n"
+                                   "            return [b'generic']\n")
+        self.write("site.py", "")
+        self.write("hello.py", "import flask\nclass App(flask.Flask): pass\n"
+                               "app = App()\nkept = App(PROPAGATE_EXCEPTIONS=False)\n")
+        for spec, options, body in [("hello:app", [], "view failed"),
+                                    ("hello:app", ["--no-debug"], "generic"),
+                                    ("hello:kept", [], "generic")]:
+            with self.subTest(spec=spec, options=options):
+                process = self.start(spec, "127.0.0.1:0", "--noreload", *options)
+                self.assertIn(body, http_get(process.port()).body.decode())
+                process.kill()
 
 
 class FileWrapperTests(ServerTestCase):
@@ -1491,6 +2060,9 @@ class LoadTests(ServerTestCase):
                 digest.update(data)
                 total += len(data)
                 if total % (16 << 20) == 0:
+                    # What the server still holds, not garbage a tracing GC (PyPy's)
+                    # has yet to collect: on CPython this frees nothing more.
+                    gc.collect()
                     app.peak = max(app.peak, rss())
             result = ("%d %s" % (total, digest.hexdigest())).encode()
             start_response("200 OK", [("Content-Length", str(len(result)))])
@@ -1525,7 +2097,7 @@ class LoadTests(ServerTestCase):
                                                              expected.hexdigest()))
         self.assertLess(app.peak - before, 64 << 20, "RSS grew by %d MiB"
                         % ((app.peak - before) >> 20))
-        if os.environ.get("RUNSERVER_TEST_TIMES"):
+        if os.environ.get("TEST_RUNSERVER_TIMES"):
             sys.stderr.write(" [%s upload of %d MiB: %.2fs, RSS +%d MiB] "
                              % ("chunked" if chunked else "Content-Length", self.UPLOAD_MIB,
                                 elapsed, (app.peak - before) >> 20))
@@ -2501,6 +3073,46 @@ class TLSTests(ServerTestCase, CLITestCase):
         self.assertEqual(len([m for m in LOG.messages() if "HTTPS" in m]), 1, LOG.messages())
         self.assertEqual(self.request(server, get()).status, 200)     # the server is fine
 
+    def test_plain_http_to_the_tls_port_gets_a_400_saying_https(self):
+        server = self.start_tls_server()
+        own = "https://127.0.0.1:%d/" % server.port
+        for raw, url in [
+                (get("/path?q=1", host="localhost:%d" % server.port),
+                 "https://localhost:%d/path?q=1" % server.port),
+                (b"GET /x HTTP/1.0\r\n\r\n", own),                # no Host: the server's own
+                (get("/", host="evil.test"), own),              # a Host it does not answer
+                (b"\x00\x01 not http\r\n\r\n", own),
+                (b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n", "https://localhost/")]:
+            with self.subTest(raw=raw):
+                LOG.clear()
+                sock = self.connect(server)
+                sock.sendall(raw)
+                reader = Reader(sock)
+                response = reader.response()
+                self.assertEqual(response.status, 400)
+                self.assertEqual(response.header("connection"), "close")
+                self.assertIn(b"use " + url.encode(), response.body)
+                self.assertEqual(reader.read_to_eof(), b"")
+                LOG.wait_for(r"400: plain HTTP sent to an HTTPS port: use %s$" % re.escape(url))
+                self.assertEqual([m for m in LOG.messages() if "HTTP" in m], [
+                    m for m in LOG.messages() if "plain HTTP" in m])
+                self.assertEqual(len([m for m in LOG.messages() if "plain HTTP" in m]), 1)
+        self.assertFalse([m for m in LOG.messages() if "handshake" in m])
+        self.assertEqual(self.request_tls(server), 200)                 # TLS still works
+
+    def test_curl_plain_http_to_the_tls_port(self):
+        if shutil.which("curl") is None:
+            raise unittest.SkipTest("curl is not installed")
+        server = self.start_tls_server()
+        result = subprocess.run(
+            ["curl", "--silent", "--show-error", "--max-time", str(TIMEOUT),
+             "--write-out", "\n%{http_code}", "http://127.0.0.1:%d/x?y=1" % server.port],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT * 2)
+        body, _, status = result.stdout.decode().rpartition("\n")
+        self.assertEqual(status, "400", result.stderr)
+        self.assertIn("use https://127.0.0.1:%d/x?y=1" % server.port, body)
+        LOG.wait_for(r"plain HTTP sent to an HTTPS port")
+
     def test_cli_certificate_errors_are_one_line(self):
         missing = os.path.join(self.directory, "missing.pem")
         for args, status, fragment in [
@@ -2526,6 +3138,170 @@ class TLSTests(ServerTestCase, CLITestCase):
         self.assertIn(b"/tls-check", response.body)
         process.signal(signal.SIGINT)
         self.assertEqual(process.wait(), 0)
+
+
+def fingerprint_of(der):
+    """A certificate's SHA-256 fingerprint written as browsers show it."""
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[index:index + 2] for index in range(0, 64, 2))
+
+
+class AdhocCertificateTests(CLITestCase):
+    """--cert adhoc: a self-signed certificate made by openssl and kept in the
+    user's cache directory (here a scratch one)."""
+
+    def setUp(self):
+        super().setUp()
+        cache = os.path.join(self.directory, "cache")
+        self.env = {"XDG_CACHE_HOME": cache, "HOME": cache, "LOCALAPPDATA": cache}
+        with unittest.mock.patch.dict(os.environ, self.env):
+            self.pem = os.path.join(runserver.user_cache_directory(), runserver.ADHOC_CERT_FILE)
+
+    def need_openssl(self):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("the openssl command is not installed")
+
+    def serve(self, *args):
+        """runserver.py --cert adhoc: (process, port, the banner's fingerprint)."""
+        self.need_openssl()
+        process = self.start("127.0.0.1:0", "--cert", "adhoc", *args, env=self.env)
+        port = process.port()
+        fingerprint = process.wait_for(r"^  SHA-256 fingerprint: ([0-9A-F:]{95})$").group(1)
+        return process, port, fingerprint
+
+    def stop(self, process):
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+
+    def peer(self, port, hostname):
+        """A request over TLS that verifies the certificate against the cached
+        file and `hostname`: (its certificate, as a dict and as DER; the response)."""
+        context = ssl.create_default_context(cafile=self.pem)
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            with context.wrap_socket(sock, server_hostname=hostname) as tls:
+                certificate, der = tls.getpeercert(), tls.getpeercert(binary_form=True)
+                tls.sendall(get("/", extra=b"Connection: close\r\n"))
+                return certificate, der, Reader(tls).response()
+
+    def test_a_certificate_for_localhost_with_its_fingerprint_in_the_banner(self):
+        process, port, fingerprint = self.serve()        # with the reloader: the worker's
+        process.wait_for(r"^  certificate: %s, self-signed for localhost, 127\.0\.0\.1 and ::1$"
+                         % re.escape(self.pem))
+        for hostname in ("localhost", "127.0.0.1", "::1"):
+            with self.subTest(hostname=hostname):
+                certificate, der, response = self.peer(port, hostname)
+                self.assertEqual(response.status, 200)
+                self.assertEqual(certificate["subjectAltName"], (
+                    ("DNS", "localhost"), ("IP Address", "127.0.0.1"),
+                    ("IP Address", "0:0:0:0:0:0:0:1")))
+                self.assertEqual(fingerprint_of(der), fingerprint)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            self.peer(port, "example.test")                 # names outside it are refused
+        if hasattr(os, "getuid"):
+            self.assertEqual(stat.S_IMODE(os.stat(self.pem).st_mode), 0o600)
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(self.pem)).st_mode), 0o700)
+        self.assertEqual(os.listdir(os.path.dirname(self.pem)), [runserver.ADHOC_CERT_FILE])
+
+    def test_the_cache_is_used_again_then_renewed_near_its_end(self):
+        process, port, first = self.serve("--noreload")
+        made = os.stat(self.pem)
+        self.stop(process)
+        process, port, again = self.serve("--noreload")
+        self.assertEqual(again, first)
+        self.assertEqual((os.stat(self.pem).st_ino, os.stat(self.pem).st_mtime_ns),
+                         (made.st_ino, made.st_mtime_ns))
+        self.assertEqual(fingerprint_of(self.peer(port, "localhost")[1]), first)
+        self.stop(process)
+        short = self.write_certificate(days=2)              # under a month left
+        process, port, renewed = self.serve("--noreload")
+        self.assertNotIn(renewed, (short, first))
+        self.assertEqual(fingerprint_of(self.peer(port, "localhost")[1]), renewed)
+        result = subprocess.run(["openssl", "x509", "-checkend", str(300 * 86400), "-noout",
+                                 "-in", self.pem], capture_output=True, timeout=TIMEOUT)
+        self.assertEqual(result.returncode, 0, result.stdout)
+
+    def write_certificate(self, days):
+        """Put a certificate for localhost valid `days` days in the cache; its fingerprint."""
+        scratch = tempfile.mkdtemp(dir=self.directory)
+        key, cert = os.path.join(scratch, "k.pem"), os.path.join(scratch, "c.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", str(days), "-subj", "/CN=localhost"],
+                       stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=60)
+        with open(key) as key_file, open(cert) as cert_file, open(self.pem, "w") as pem:
+            certificate = cert_file.read()
+            pem.write(key_file.read() + certificate)
+        return fingerprint_of(ssl.PEM_cert_to_DER_cert(certificate))
+
+    def test_two_first_starts_at_once_share_one_certificate(self):
+        self.need_openssl()
+        processes = [self.start("127.0.0.1:0", "--noreload", "--cert", "adhoc", env=self.env)
+                     for _ in range(2)]
+        banners = [process.wait_for(r"SHA-256 fingerprint: (\S+)").group(1)
+                   for process in processes]
+        served = [fingerprint_of(self.peer(process.port(), "localhost")[1])
+                  for process in processes]
+        self.assertEqual(banners, [banners[0]] * 2)
+        self.assertEqual(served, banners)
+        self.assertEqual(os.listdir(os.path.dirname(self.pem)), [runserver.ADHOC_CERT_FILE])
+
+    def test_a_cache_directory_others_may_enter_is_made_private(self):
+        if not hasattr(os, "getuid"):
+            raise unittest.SkipTest("POSIX permissions")
+        os.makedirs(os.path.dirname(self.pem))
+        os.chmod(os.path.dirname(self.pem), 0o777)
+        self.serve("--noreload")
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(self.pem)).st_mode), 0o700)
+
+    def test_curl_trusts_it_with_the_cached_file(self):
+        if shutil.which("curl") is None:
+            raise unittest.SkipTest("curl is not installed")
+        process, port, fingerprint = self.serve("--noreload")
+        for url in ("https://localhost:%d/" % port, "https://127.0.0.1:%d/" % port):
+            with self.subTest(url=url):
+                result = subprocess.run(["curl", "--silent", "--show-error", "--fail",
+                                         "--max-time", str(TIMEOUT), "--cacert", self.pem, url],
+                                        stdin=subprocess.DEVNULL, capture_output=True,
+                                        timeout=TIMEOUT * 2)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn(b"runserver.py", result.stdout)
+
+    def test_without_openssl_one_line_says_how_to_make_a_certificate(self):
+        empty = os.path.join(self.directory, "bin")
+        os.mkdir(empty)
+        for reload in ([], ["--noreload"]):
+            with self.subTest(reload=reload):
+                code, output = self.run_cli("0", "--cert", "adhoc", *reload,
+                                            env=dict(self.env, PATH=empty))
+                self.assertEqual(code, 2, output)
+                self.assertEqual(len(output.strip().splitlines()), 1, output)
+                self.assertRegex(output, r"^Error: --cert adhoc .*openssl.* not on PATH.*"
+                                         r"mkcert localhost 127\.0\.0\.1 ::1.*--cert .*--key ")
+        self.assertFalse(os.path.exists(self.pem))
+
+    def test_an_openssl_that_fails_is_one_line(self):
+        if os.name != "posix":
+            raise unittest.SkipTest("a shell script stands in for openssl")
+        fake = os.path.join(self.directory, "bin")
+        self.write("bin/openssl", "#!/bin/sh\necho 'req: Error: no entropy' >&2\nexit 1\n")
+        os.chmod(os.path.join(fake, "openssl"), 0o755)
+        self.assertOneLineError(["0", "--cert", "adhoc"], 2, "openssl failed: req: Error: no "
+                                "entropy", env=dict(self.env, PATH=fake))
+        self.assertEqual(os.listdir(os.path.dirname(self.pem)), [])      # no scratch left
+
+    def test_a_key_with_adhoc_is_one_line(self):
+        self.assertOneLineError(["0", "--cert", "adhoc", "--key", "k.pem"], 2,
+                                "--cert adhoc makes its own key", env=self.env)
+
+    def test_make_ssl_context_adhoc(self):
+        self.need_openssl()
+        with unittest.mock.patch.dict(os.environ, self.env):
+            context = runserver.make_ssl_context("adhoc")
+        self.assertEqual(context.certificate_file, self.pem)
+        with open(self.pem) as file:
+            pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n",
+                            file.read(), re.S).group()
+        self.assertEqual(context.certificate_fingerprint,
+                         fingerprint_of(ssl.PEM_cert_to_DER_cert(pem)))
 
 
 # ---- Unix domain sockets: unix:/path -----------------------------------------------
@@ -2645,6 +3421,386 @@ class UnixSocketTests(ServerTestCase, CLITestCase):
         self.assertFalse(os.path.lexists(self.path))
 
 
+# ---- Behind a proxy or a tunnel: --proxy-headers ---------------------------------
+
+PROXY_KEYS = ("REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME",
+              "SERVER_PORT")
+
+
+def proxy_app(environ, start_response):
+    """Answers with the environ keys --proxy-headers sets, the originals and the
+    forwarding headers, as JSON."""
+    body = json.dumps({key: value for key, value in environ.items()
+                       if key in PROXY_KEYS or key.startswith(("runserver.", "HTTP_X_FORWARDED",
+                                                               "HTTP_FORWARDED"))}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class ProxyHeadersTests(ServerTestCase):
+    """--proxy-headers: what a trusted proxy forwards, and what nobody else can."""
+
+    def forwarded(self, server, headers, host="127.0.0.1"):
+        """The response to a GET with these header lines, and its JSON if a 200."""
+        response = self.request(server, get("/", host=host, extra=headers))
+        return response, json.loads(response.body) if response.status == 200 else None
+
+    def assertForwards(self, server, cases, host="127.0.0.1"):
+        """Each (header lines, expected values) gives those environ values; a
+        value None is a key the environ must not have."""
+        for headers, expected in cases:
+            with self.subTest(headers=headers):
+                response, values = self.forwarded(server, headers, host)
+                self.assertEqual(response.status, 200, response)
+                self.assertEqual({key: values.get(key) for key in expected}, expected)
+
+    def test_an_untrusted_peer_changes_nothing(self):
+        spoofs = [b"X-Forwarded-For: 203.0.113.9\r\n", b"X-Forwarded-For: 127.0.0.2, 10.0.0.1\r\n",
+                  b"X-Forwarded-Proto: https\r\n", b"X-Forwarded-Host: evil.test:8443\r\n",
+                  b"X-Forwarded-Port: 443\r\n", b"Forwarded: for=203.0.113.9\r\n",
+                  b'Forwarded: for="[2001:db8::1]:4711"\r\n', b"Forwarded: proto=https\r\n",
+                  b"Forwarded: host=evil.test\r\n", b"Forwarded: for=_hidden;by=_me\r\n",
+                  b"Forwarded: for=unknown\r\n",
+                  b'Forwarded: for=198.51.100.1;proto=https;host="evil.test:443", for=10.0.0.1\r\n',
+                  b"X-Forwarded-For: not an address\r\nForwarded: for=2001:db8::1\r\n",
+                  b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
+                  b"X-Forwarded-Host: evil.test\r\nX-Forwarded-Port: 443\r\n"
+                  b"Forwarded: for=203.0.113.9;proto=https;host=evil.test\r\n"]
+        for options in ({"proxy_headers": True, "forwarded_allow_ips": ["192.0.2.1", "10.0.0.0/8"]},
+                        {}):                  # trusting another proxy, and off (the default)
+            server = self.start_server(proxy_app, **options)
+            own = {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "HTTP_HOST": "127.0.0.1",
+                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(server.port)}
+            for headers in spoofs:
+                with self.subTest(options=options, headers=headers):
+                    response, values = self.forwarded(server, headers)
+                    self.assertEqual(response.status, 200, response)
+                    self.assertEqual({key: values[key] for key in own}, own)
+                    self.assertFalse([key for key in values if key.startswith("runserver.")])
+                    self.assertTrue([key for key in values if "FORWARDED" in key])  # the app sees them
+
+    def test_a_trusted_proxy_gives_the_client(self):
+        server = self.start_server(proxy_app, proxy_headers=True)      # loopback is trusted
+        port = str(server.port)
+        self.assertForwards(server, [
+            (b"X-Forwarded-For: 203.0.113.9\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "REMOTE_PORT": "0", "wsgi.url_scheme": "http",
+              "SERVER_PORT": port, "runserver.original.REMOTE_ADDR": "127.0.0.1",
+              "runserver.original.wsgi.url_scheme": None}),
+            (b"X-Forwarded-Proto: https\r\n",
+             {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "https", "HTTP_HOST": "127.0.0.1",
+              "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "443",
+              "runserver.original.wsgi.url_scheme": "http", "runserver.original.SERVER_PORT": port,
+              "runserver.original.REMOTE_ADDR": None, "runserver.original.HTTP_HOST": None}),
+            (b"X-Forwarded-Host: localhost:9000\r\n",
+             {"HTTP_HOST": "localhost:9000", "SERVER_NAME": "localhost", "SERVER_PORT": "9000",
+              "wsgi.url_scheme": "http", "runserver.original.HTTP_HOST": "127.0.0.1",
+              "runserver.original.SERVER_NAME": "127.0.0.1",
+              "runserver.original.wsgi.url_scheme": None}),
+            (b"X-Forwarded-Host: localhost\r\nX-Forwarded-Proto: https\r\n"
+             b"X-Forwarded-Port: 8443\r\n",
+             {"HTTP_HOST": "localhost:8443", "SERVER_PORT": "8443", "wsgi.url_scheme": "https"}),
+            (b"X-Forwarded-Host: localhost:8000\r\nX-Forwarded-Proto: HTTPS\r\n"
+             b"X-Forwarded-Port: 443\r\n",
+             {"HTTP_HOST": "localhost", "SERVER_PORT": "443", "wsgi.url_scheme": "https"}),
+            (b"X-Forwarded-Port: 8080\r\n", {"HTTP_HOST": "127.0.0.1:8080", "SERVER_PORT": "8080"}),
+            (b"X-Forwarded-Proto: wss\r\n", {"wsgi.url_scheme": "https"}),
+            (b"X-Forwarded-Proto: http, https\r\n", {"wsgi.url_scheme": "https"}),
+            (b"Forwarded: for=203.0.113.9;proto=https;host=localhost\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https", "HTTP_HOST": "localhost",
+              "SERVER_PORT": "443"}),
+            (b'Forwarded: for="203.0.113.9:1234";host="localhost:8443"\r\n',
+             {"REMOTE_ADDR": "203.0.113.9", "REMOTE_PORT": "1234", "HTTP_HOST": "localhost:8443",
+              "SERVER_PORT": "8443", "wsgi.url_scheme": "http"}),
+            (b'Forwarded: for="[2001:db8::1]:4711"\r\n',
+             {"REMOTE_ADDR": "2001:db8::1", "REMOTE_PORT": "4711"}),
+            (b'Forwarded: for="[2001:db8::1]"\r\n', {"REMOTE_ADDR": "2001:db8::1", "REMOTE_PORT": "0"}),
+            (b"X-Forwarded-For: 2001:db8::1\r\n", {"REMOTE_ADDR": "2001:db8::1"}),
+            (b"X-Forwarded-For: [2001:db8::1]:4711\r\n",
+             {"REMOTE_ADDR": "2001:db8::1", "REMOTE_PORT": "4711"}),
+            (b"X-Forwarded-For: 203.0.113.9:5555\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "REMOTE_PORT": "5555"}),
+            (b"Forwarded: for=_hidden\r\n", {"REMOTE_ADDR": "_hidden", "REMOTE_PORT": "0"}),
+            (b'Forwarded: for="_hidden:_port";proto=https\r\n',
+             {"REMOTE_ADDR": "_hidden", "REMOTE_PORT": "_port", "wsgi.url_scheme": "https"}),
+            (b"Forwarded: for=unknown\r\n", {"REMOTE_ADDR": "unknown"}),
+            (b"X-Forwarded-For: unknown\r\n", {"REMOTE_ADDR": "unknown"}),
+            (b"Forwarded: proto=https;by=_edge\r\n",         # no for=: the address stays
+             {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "https",
+              "runserver.original.REMOTE_ADDR": None}),
+            (b"Forwarded: for=203.0.113.9;proto=https\r\nX-Forwarded-For: 203.0.113.9\r\n"
+             b"X-Forwarded-Proto: https\r\n",                 # both, agreeing
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https"}),
+            (b"Forwarded: for=203.0.113.9\r\nForwarded: for=127.0.0.1\r\n",   # lines joined
+             {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"X-Forwarded-For:\r\nX-Forwarded-Proto:\r\n",        # empty: nothing said
+             {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http"})])
+
+    def test_chains_with_several_hops(self):
+        server = self.start_server(proxy_app, proxy_headers=True,
+                                   forwarded_allow_ips=["127.0.0.1", "10.0.0.0/8"])
+        self.assertForwards(server, [
+            (b"X-Forwarded-For: 198.51.100.7, 203.0.113.9, 10.0.0.2\r\n",
+             {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"X-Forwarded-For: 10.0.0.3, 10.0.0.2\r\n", {"REMOTE_ADDR": "10.0.0.3"}),
+            (b"X-Forwarded-For: 10.0.0.3,10.0.0.2,,127.0.0.1\r\n", {"REMOTE_ADDR": "10.0.0.3"}),
+            (b"X-Forwarded-For: not an address!, 203.0.113.9, 10.0.0.2\r\n",  # never read
+             {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n",
+             {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"X-Forwarded-For: 203.0.113.9, 10.0.0.2, 10.0.0.1\r\n"
+             b"X-Forwarded-Proto: https, http, http\r\n",    # each hop added its own
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https"}),
+            (b"X-Forwarded-For: 198.51.100.7, 203.0.113.9, 10.0.0.2\r\n"
+             b"X-Forwarded-Proto: http, https, http\r\n"     # the client's own first
+             b"X-Forwarded-Host: evil.test, localhost, 10.0.0.2\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https", "HTTP_HOST": "localhost"}),
+            (b"X-Forwarded-For: 203.0.113.9, 10.0.0.2\r\nX-Forwarded-Proto: https\r\n",
+             {"wsgi.url_scheme": "https"}),                    # set once, not added to
+            (b"Forwarded: for=198.51.100.7;proto=http;host=evil.test, "
+             b"for=203.0.113.9;proto=https;host=localhost, for=10.0.0.2;proto=http\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https", "HTTP_HOST": "localhost"}),
+            (b"Forwarded: for=10.0.0.3, for=10.0.0.2\r\n", {"REMOTE_ADDR": "10.0.0.3"}),
+            (b"Forwarded: for=198.51.100.7, for=_hidden, for=10.0.0.2\r\n",   # stops there
+             {"REMOTE_ADDR": "_hidden"}),
+            (b"X-Forwarded-For: 198.51.100.7, unknown, 10.0.0.2\r\n", {"REMOTE_ADDR": "unknown"}),
+            (b"Forwarded: for=198.51.100.7, proto=https, for=10.0.0.2\r\n",   # a hop without for=
+             {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "https"})])
+        anyone = self.start_server(proxy_app, proxy_headers=True, forwarded_allow_ips=["*"])
+        self.assertForwards(anyone, [
+            (b"X-Forwarded-For: 203.0.113.9, 198.51.100.7\r\n", {"REMOTE_ADDR": "203.0.113.9"}),
+            (b"Forwarded: for=203.0.113.9;proto=https, for=198.51.100.7\r\n",
+             {"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "https"})])
+
+    def test_bad_values_are_a_400_and_a_log_line(self):
+        server = self.start_server(proxy_app, proxy_headers=True,
+                                   forwarded_allow_ips=["127.0.0.1", "10.0.0.0/8"])
+        for headers, fragment in [
+                (b"X-Forwarded-For: not-an-address\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: 999.1.1.1\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: 1.2.3.4:99999\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: [1.2.3.4]\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: 203.0.113.9 10.0.0.2\r\n", "X-Forwarded-For"),
+                (b"X-Forwarded-For: junk, 10.0.0.2\r\n", "X-Forwarded-For"),  # reached: read
+                (b"X-Forwarded-Proto: ftp\r\n", "X-Forwarded-Proto"),
+                (b"X-Forwarded-Proto: https;\r\n", "X-Forwarded-Proto"),
+                (b"X-Forwarded-Host: a@b\r\n", "X-Forwarded-Host"),
+                (b"X-Forwarded-Host: :8000\r\n", "X-Forwarded-Host"),
+                (b"X-Forwarded-Host: bad host\r\n", "X-Forwarded-Host"),
+                (b"X-Forwarded-Port: http\r\n", "X-Forwarded-Port"),
+                (b"X-Forwarded-Port: 70000\r\n", "X-Forwarded-Port"),
+                (b"Forwarded: for=2001:db8::1\r\n", 'for=\\"[2001:db8::1]\\"'),
+                (b"Forwarded: for=203.0.113.9; proto=https\r\n", "Forwarded"),
+                (b'Forwarded: for="unclosed\r\n', "Forwarded"),
+                (b"Forwarded: for=1.2.3.4;for=5.6.7.8\r\n", "twice"),
+                (b"Forwarded: for=203.0.113.9;proto=ftp\r\n", "Forwarded"),
+                (b'Forwarded: host="a b"\r\n', "Forwarded"),
+                (b'Forwarded: for="1.2.3.4.5"\r\n', "Forwarded"),
+                (b'Forwarded: for="oops, for=203.0.113.9, for=10.0.0.2\r\n',    # a client's
+                 "Forwarded"),                                 # part too: it must parse whole
+                (b"Forwarded: for=203.0.113.9\r\nX-Forwarded-For: 198.51.100.7\r\n", "disagree"),
+                (b"Forwarded: proto=https\r\nX-Forwarded-Proto: http\r\n", "disagree"),
+                (b"Forwarded: host=localhost\r\nX-Forwarded-Host: 127.0.0.1\r\n", "disagree")]:
+            with self.subTest(headers=headers):
+                LOG.clear()
+                response, _ = self.forwarded(server, headers)
+                self.assertEqual(response.status, 400, response)
+                self.assertEqual(response.header("connection"), "close")
+                self.assertIn(fragment.replace("\\", ""), response.body.decode())
+                LOG.wait_for(r'"GET / HTTP/1\.1" 400: .*%s' % re.escape(fragment.replace("\\", "")))
+        self.assertEqual(self.forwarded(server, b"")[0].status, 200)     # the server is fine
+
+    def test_whitespace_heavy_forwarded_is_refused_without_backtracking(self):
+        # A list pattern whose spaces after a comma the next element's could
+        # match as well tries every split: a minute for n=18 of the first value.
+        server = self.start_server(proxy_app, proxy_headers=True)
+        for value in (b"for=a" + b"  ," * 40 + b"  x", b"for=a" + b"  ," * 20000 + b"  x",
+                      b"for=a," + b" " * 60000 + b"x", b", " + b" ,\t" * 15000 + b"=",
+                      b"for=a" + b";" * 60000 + b" "):
+            with self.subTest(value=value[:12]):
+                response, _ = self.forwarded(server, b"Forwarded: " + value + b"\r\n")
+                self.assertEqual(response.status, 400)
+
+    def test_the_host_check_applies_to_the_forwarded_host(self):
+        server = self.start_server(proxy_app, proxy_headers=True)      # local names only
+        for headers in (b"X-Forwarded-Host: evil.test\r\n", b"Forwarded: host=evil.test\r\n",
+                        b"X-Forwarded-Host: localhost, evil.test:8443\r\n"):
+            with self.subTest(headers=headers):
+                response, _ = self.forwarded(server, headers)
+                self.assertEqual(response.status, 400)
+                self.assertIn(b"--allowed-hosts evil.test", response.body)
+                self.assertIn(b"forwarded", response.body)
+                LOG.wait_for(r"400: Host 'evil\.test.*forwarded.* not allowed")
+        self.assertForwards(server, [(b"X-Forwarded-Host: localhost:9000\r\n",
+                                      {"HTTP_HOST": "localhost:9000"})], host="evil.test")
+        tunnel = self.start_server(proxy_app, proxy_headers=True,
+                                   allowed_hosts=[".ngrok-free.app"])
+        self.assertForwards(tunnel, [(b"X-Forwarded-Host: abc.ngrok-free.app\r\n",
+                                      {"HTTP_HOST": "abc.ngrok-free.app"}),
+                                     (b"Forwarded: host=abc.ngrok-free.app;proto=https\r\n",
+                                      {"HTTP_HOST": "abc.ngrok-free.app"})], host="127.0.0.1")
+        self.assertEqual(self.forwarded(tunnel, b"")[0].status, 400)       # its own Host: no
+        untrusted = self.start_server(proxy_app, proxy_headers=True, forwarded_allow_ips=["10.0.0.1"],
+                                      allowed_hosts=[".ngrok-free.app"])
+        response, _ = self.forwarded(untrusted, b"X-Forwarded-Host: abc.ngrok-free.app\r\n")
+        self.assertEqual(response.status, 400)                             # not forwarded: Host
+        self.assertIn(b"Host '127.0.0.1' is not allowed", response.body)
+
+    def test_ipv6_loopback_peer_is_trusted_by_default(self):
+        try:
+            server = self.start_server(proxy_app, host="::1", proxy_headers=True)
+        except OSError as exc:
+            raise unittest.SkipTest("no IPv6 loopback: %s" % exc)
+        with socket.create_connection(("::1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(get("/", host="[::1]", extra=b"X-Forwarded-For: 203.0.113.9\r\n"))
+            values = json.loads(Reader(sock).response().body)
+        self.assertEqual((values["REMOTE_ADDR"], values["runserver.original.REMOTE_ADDR"]),
+                         ("203.0.113.9", "::1"))
+        with socket.create_connection(("::1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\nX-Forwarded-Port: 8080\r\n\r\n")    # no Host
+            values = json.loads(Reader(sock).response().body)
+        self.assertEqual((values["HTTP_HOST"], values["SERVER_NAME"], values["SERVER_PORT"]),
+                         ("[::1]:8080", "[::1]", "8080"))
+
+    def test_unix_socket_peer_is_trusted_by_default(self):
+        directory = tempfile.mkdtemp(prefix="runserver-proxy-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        for name, allowed, expected in (("a.sock", None, "203.0.113.9"),
+                                        ("b.sock", ["127.0.0.1"], "127.0.0.1")):
+            path = os.path.join(directory, name)
+            self.start_server(proxy_app, unix_socket=path, proxy_headers=True,
+                              forwarded_allow_ips=allowed)
+            with self.subTest(allowed=allowed), socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(TIMEOUT)
+                sock.connect(path)
+                sock.sendall(get("/", host="localhost", extra=b"X-Forwarded-For: 203.0.113.9\r\n"))
+                self.assertEqual(json.loads(Reader(sock).response().body)["REMOTE_ADDR"], expected)
+
+    def test_forwarded_values_hold_for_every_request_of_a_connection(self):
+        server = self.start_server(proxy_app, proxy_headers=True)
+        sock = self.connect(server)
+        reader = Reader(sock)
+        for extra, address in ((b"X-Forwarded-For: 203.0.113.9\r\n", "203.0.113.9"),
+                               (b"", "127.0.0.1"), (b"X-Forwarded-For: 198.51.100.7\r\n",
+                                                     "198.51.100.7")):
+            sock.sendall(get("/", extra=extra))
+            self.assertEqual(json.loads(reader.response().body)["REMOTE_ADDR"], address)
+
+
+PROXY_APP_SOURCE = """\
+def application(environ, start_response):
+    body = ("%s %s %s" % (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"],
+                          environ.get("HTTP_HOST"))).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"""
+
+
+class ProxyHeadersCLITests(CLITestCase):
+    """--proxy-headers and --forwarded-allow-ips on the command line."""
+
+    def test_a_proxy_on_loopback_is_believed(self):
+        self.write("app.py", PROXY_APP_SOURCE)
+        process = self.start("app:application", "127.0.0.1:0", "--noreload", "--proxy-headers")
+        process.wait_for(r"^  forwarding headers trusted from: 127\.0\.0\.0/8, ::1, unix$")
+        response = http_get(process.port(), headers=b"X-Forwarded-For: 203.0.113.9\r\n"
+                                                    b"X-Forwarded-Proto: https\r\n"
+                                                    b"X-Forwarded-Host: localhost\r\n")
+        self.assertEqual(response.body, b"203.0.113.9 https localhost")
+
+    def test_forwarded_allow_ips_from_a_variable(self):
+        self.write("app.py", PROXY_APP_SOURCE)
+        process = self.start("app:application", "127.0.0.1:0", "--noreload",
+                             env={"RUNSERVER_PROXY_HEADERS": "1",
+                                  "RUNSERVER_FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.0.2.1"})
+        process.wait_for(r"^  forwarding headers trusted from: 10\.0\.0\.0/8, 192\.0\.2\.1$")
+        response = http_get(process.port(), headers=b"X-Forwarded-For: 203.0.113.9\r\n")
+        self.assertEqual(response.body, b"127.0.0.1 http 127.0.0.1")      # loopback not trusted
+
+    def test_mistakes_are_one_line(self):
+        for args, env, fragment in [
+                (["--forwarded-allow-ips", "10.0.0.0/8"], None, "add --proxy-headers"),
+                (["--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/33"], None, '"10.0.0.0/33"'),
+                (["--proxy-headers", "--forwarded-allow-ips", "localhost"], None, '"localhost"'),
+                (["--proxy-headers", "--forwarded-allow-ips", ","], None, "--forwarded-allow-ips"),
+                (["--proxy-headers"], {"RUNSERVER_FORWARDED_ALLOW_IPS": "bogus"},
+                 "RUNSERVER_FORWARDED_ALLOW_IPS in the environment"),
+                ([], {"RUNSERVER_FORWARDED_ALLOW_IPS": "10.0.0.1"},
+                 "RUNSERVER_FORWARDED_ALLOW_IPS in the environment")]:
+            with self.subTest(args=args, env=env):
+                self.assertOneLineError(["0"] + args, 2, fragment, env=env)
+
+    def test_check_shows_the_settings(self):
+        code, output = self.run_cli("--check", "--proxy-headers", "--forwarded-allow-ips", "10.0.0.1")
+        self.assertEqual(code, 0, output)
+        self.assertRegex(output, r"--proxy-headers\s+on\s+command line")
+        self.assertRegex(output, r"--forwarded-allow-ips\s+10\.0\.0\.1\s+command line")
+
+
+# ---- Mounted under a URL path: --root-path ---------------------------------------
+
+def script_app(environ, start_response):
+    """Answers with SCRIPT_NAME and PATH_INFO, one a line."""
+    body = ("SCRIPT_NAME=%s\nPATH_INFO=%s\n" % (environ["SCRIPT_NAME"], environ["PATH_INFO"])
+            ).encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class RootPathTests(ServerTestCase, CLITestCase):
+    """An app mounted under a prefix, as behind a proxy that forwards /app/ to it."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def test_requests_below_the_prefix_are_split_into_script_name_and_path_info(self):
+        server = self.start_server(script_app, root_path="/app")
+        for path, expected in [("/app/x/y?q=1", {"SCRIPT_NAME": "/app", "PATH_INFO": "/x/y"}),
+                               ("/app/", {"SCRIPT_NAME": "/app", "PATH_INFO": "/"}),
+                               ("/app", {"SCRIPT_NAME": "/app", "PATH_INFO": ""}),
+                               ("/app/caf%C3%A9", {"SCRIPT_NAME": "/app",
+                                                   "PATH_INFO": "/caf\u00c3\u00a9"})]:
+            with self.subTest(path=path):
+                response = self.request(server, get(path))
+                self.assertEqual(response.status, 200)
+                self.assertEqual(environ_lines(response.body), expected)
+
+    def test_other_paths_get_a_404_that_says_where_the_app_is(self):
+        server = self.start_server(script_app, root_path="/app")
+        for path in ("/", "/application", "/ap", "/other/app/x"):
+            with self.subTest(path=path):
+                response = self.request(server, get(path))
+                self.assertEqual(response.status, 404)
+                self.assertIn(b"under /app/ (--root-path)", response.body)
+
+    def test_static_prefixes_stay_absolute(self):
+        self.write("public/hello.txt", "static hello\n")
+        server = self.start_server(script_app, root_path="/app",
+                                   static=[("/static", os.path.join(self.directory, "public"))])
+        self.assertEqual(self.request(server, get("/static/hello.txt")).body, b"static hello\n")
+        self.assertEqual(environ_lines(self.request(server, get("/app/static/hello.txt")).body),
+                         {"SCRIPT_NAME": "/app", "PATH_INFO": "/static/hello.txt"})
+
+    def test_a_prefix_beyond_ascii(self):
+        server = self.start_server(script_app, root_path="/caf\u00e9")
+        response = self.request(server, get("/caf%C3%A9/menu"))
+        self.assertEqual(environ_lines(response.body)["SCRIPT_NAME"].encode("latin-1"),
+                         "/caf\u00e9".encode("utf-8"))
+        self.assertEqual(self.request(server, get("/cafe/menu")).status, 404)
+
+    def test_command_line_banner_and_mistakes(self):
+        process = self.start("127.0.0.1:0", "--noreload", "--root-path", "/app/")
+        url = process.wait_for_banner()
+        self.assertRegex(url, r"^http://127\.0\.0\.1:\d+/app/$")
+        port = int(re.search(r":(\d+)/", url).group(1))
+        self.assertIn(b"You sent: GET /hello", http_get(port, "/app/hello").body)
+        self.assertEqual(http_get(port, "/hello").status, 404)
+        self.assertOneLineError(["0", "--root-path", "app"], 2,
+                                'Error: --root-path "app": expected a URL path like /app')
+
+
 # ---- Server classes and the Python API --------------------------------------------
 
 class APITests(unittest.TestCase):
@@ -2664,7 +3820,8 @@ class APITests(unittest.TestCase):
     def test_rarely_needed_modules_are_not_imported_at_start_up(self):
         # Every reload starts a worker process: its imports are reload latency.
         code = ("import sys, runserver; print(sorted(m for m in %r if m in sys.modules))"
-                % (("ast", "http", "ssl", "subprocess", "tempfile", "urllib.parse"),))
+                % (("ast", "hashlib", "http", "ipaddress", "shutil", "ssl", "subprocess",
+                    "tempfile", "urllib.parse"),))
         result = subprocess.run([sys.executable, "-S", "-c", code], cwd=HERE,
                                 capture_output=True, timeout=TIMEOUT)    # -S: not site's imports
         self.assertEqual(result.stdout.strip(), b"[]", result.stderr)
@@ -2865,6 +4022,101 @@ class FileWatcherTests(unittest.TestCase):
         self.assertEqual(self.poll_slow_turn(watcher), [])
         self.write("app.py", "VERSION = 2\n", self.base_ns + 10**9)
         self.assertEqual(watcher.poll(), [self.path])
+
+    def test_templates_directories_beside_the_project_modules(self):
+        page = self.write("templates/shop/page.html", "<p>1</p>")
+        installed = self.write("site/package/module.py", "")
+        self.write("site/package/templates/base.html", "")
+        watcher = runserver.FileWatcher(extra_files=[self.path, installed], watch_modules=False)
+        watcher.site_dirs = (os.path.join(self.directory, "site", ""),)   # as if site-packages
+        self.assertEqual(watcher.poll(), [])
+        self.assertEqual(watcher.watched(), {self.path, installed, page})
+        self.write("templates/shop/page.html", "<p>2</p>", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [page])
+        added = self.write("templates/new.html", "")
+        self.assertEqual(self.poll_slow_turn(watcher), [added])
+
+    def test_reload_exclude_wins_over_templates_directories(self):
+        page = self.write("templates/page.html", "")
+        self.write("templates/.page.html.swp", "")
+        watcher = self.watcher(exclude=["*.swp"])
+        self.assertEqual(watcher.watched(), {self.path, page})
+        self.write("templates/.page.html.swp", "x", self.base_ns + 10**9)
+        self.write("templates/.new.html.swp", "")
+        self.assertEqual(self.poll_slow_turn(watcher), [])
+        self.write("templates/page.html", "x", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [page])
+
+    def test_template_dirs_found_later_count_only_files_modified_since(self):
+        # A directory found after the first look (a module imported late, or the
+        # directory made since): its files are changes only if modified since.
+        views, more = os.path.join(self.directory, "views"), os.path.join(self.directory, "more")
+        watcher = self.watcher(template_dirs=[views, more])
+        old = self.write("elsewhere/old.html", "")
+        os.rename(os.path.dirname(old), views)
+        old = os.path.join(views, "old.html")
+        self.assertEqual(self.poll_slow_turn(watcher), [])
+        self.assertIn(old, watcher.watched())
+        made = self.write("more/made.html", "", watcher.looked_ns + 1)   # since the last
+        self.assertEqual(watcher.poll(), [])            # look, but before the last poll
+        self.assertEqual(self.poll_slow_turn(watcher), [made])
+        self.write("views/old.html", "x", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [old])
+
+    LITTER = [  # what editors, VCS, tools and the app leave in a project, never watched
+        "templates/.page.html.swp", "templates/.page.html.swx", "templates/page.html.swo",
+        "templates/page.html~", "templates/#page.html#", "templates/.#page.html",
+        "templates/4913", "templates/debug.log", ".git/index", ".git/objects/ab/cdef",
+        ".hg/dirstate", ".svn/wc.db", "CVS/Entries", "_darcs/index", "__pycache__/app.cpython-311.pyc",
+        "app.pyc", "app.pyo", "node_modules/pkg/index.js", ".tox/py311/log.txt",
+        ".nox/x.txt", ".mypy_cache/3.11/app.json", ".pytest_cache/v/cache/lastfailed",
+        ".ruff_cache/0.1/x", "db.sqlite3", "data.db", "db.sqlite3-journal", "db.sqlite3-wal", "db.sqlite3-shm",
+        "env/pyvenv.cfg", "env/lib/site.py", "env/templates/x.html", ".env.swp"]
+
+    def test_directory_walks_and_globs_leave_out_litter(self):
+        kept = [self.path] + [self.write(name, "x") for name in (
+            "templates/page.html", "templates/sub/part.html", "static/app.js")]
+        for name in self.LITTER:
+            self.write(name, "x")
+        for include in ([self.directory], [os.path.join(self.directory, "**")],
+                        [os.path.join(self.directory, "**", "*")]):
+            with self.subTest(include=include):
+                watcher = self.watcher(include=include)
+                self.assertEqual(sorted(watcher.watched()), sorted(kept))
+
+    def test_a_file_named_by_reload_include_is_always_watched(self):
+        named = [self.write(name, "x") for name in ("debug.log", ".git/index", "page.html~")]
+        watcher = self.watcher(include=named)
+        self.assertEqual(watcher.watched(), set(named + [self.path]))
+        self.write("debug.log", "y", self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [named[0]])
+
+    def test_reload_exclude_adds_names_and_keeps_walks_out_of_directories(self):
+        page = self.write("templates/page.html", "x")
+        self.write("templates/media/photo.html", "x")
+        self.write("templates/page.bak", "x")
+        watcher = self.watcher(include=[self.directory], exclude=["media", "*.bak"])
+        self.assertEqual(watcher.watched(), {self.path, page})
+
+    def test_new_py_files_leave_out_editor_litter(self):
+        watcher = self.watcher()
+        self.write(".#app.py", "lock")                  # Emacs's lock file while editing app.py
+        self.write("app.py~", "backup")
+        self.set_mtime(self.directory, self.base_ns + 10**9)
+        self.assertEqual(watcher.poll(), [])
+
+    def test_the_files_stdout_and_stderr_write_to_are_not_watched(self):
+        log = self.write("server-output.txt", "")
+        page = self.write("page.html", "x")
+        saved = os.dup(2)
+        try:
+            with open(log, "a") as output:
+                os.dup2(output.fileno(), 2)
+                watcher = self.watcher(include=[self.directory, os.path.join(self.directory, "*")])
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        self.assertEqual(watcher.watched(), {self.path, page})
 
     def test_first_seen_files_modified_since_loading_began_are_changes(self):
         # A module imported while the app loaded, then saved before the first poll.
@@ -3317,6 +4569,83 @@ class ReloaderTests(CLITestCase):
         self.assertIn(str(process.process.pid), ended)
         self.assertLessEqual(set(ended), set(started), process.output())
 
+    def test_an_editing_session_reloads_only_for_the_template_edit(self):
+        # Watched: the whole project.  The launcher writes the log (stderr) to a
+        # file in it, and prints a line each time the watcher has looked at
+        # every file, so that the test knows the litter has been seen.
+        launcher = self.write("launch.py", (
+            "import os, sys\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[1]))\n"
+            "import runserver\n"
+            "poll = runserver.FileWatcher.poll\n"
+            "def poll_and_tell(self):\n"
+            "    changed = poll(self)\n"
+            "    if self.polls % runserver.SLOW_POLL_EVERY == 1:\n"
+            "        print('looked at every file', flush=True)\n"
+            "    return changed\n"
+            "runserver.FileWatcher.poll = poll_and_tell\n"
+            "os.dup2(os.open('server-output.txt', os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)\n"
+            "sys.exit(runserver.main(sys.argv[2:]))\n"))
+        template = self.write("templates/page.html", "<p>1</p>")
+        for name in (".git/index", "templates/page.html~", "venv/pyvenv.cfg", "debug.log"):
+            self.write(name, "before")
+        process, port = self.start_reloader("--reload-include", ".", launcher=launcher)
+        pid = self.worker_pid(port)
+        process.wait_for("looked at every file")
+
+        def path(name):
+            os.makedirs(os.path.dirname(os.path.join(self.directory, name)), exist_ok=True)
+            return os.path.join(self.directory, name)
+        # vim: swap file, write probe, backup, then the swap file goes
+        with open(path("templates/.page.html.swp"), "wb") as swap:
+            swap.write(b"b0VIM 9.0")
+            swap.flush()
+            open(path("templates/4913"), "w").close()
+            os.remove(path("templates/4913"))
+            self.write("templates/page.html~", "<p>1</p>")
+        os.remove(path("templates/.page.html.swp"))
+        # Emacs: autosave and lock; git: a commit rewrites the index
+        self.write("templates/#page.html#", "<p>autosave</p>")
+        os.remove(path("templates/#page.html#"))
+        os.symlink("user@host.1234:1", path("templates/.#page.html"))
+        os.remove(path("templates/.#page.html"))
+        self.write(".git/index.lock", "DIRC")
+        os.replace(path(".git/index.lock"), path(".git/index"))
+        # the app: its log, its SQLite database, bytecode; tools: caches, packages
+        with open(path("debug.log"), "a") as log:
+            log.write("a log line\n")
+        import sqlite3
+        database = sqlite3.connect(path("db.sqlite3"))
+        with database:
+            database.execute("CREATE TABLE notes (text)")
+            database.execute("INSERT INTO notes VALUES ('saved')")
+        database.close()
+        for name in ("__pycache__/app.cpython-311.pyc", "node_modules/pkg/index.js",
+                     ".mypy_cache/3.11/app.json", "venv/lib/site-packages/pkg.py"):
+            self.write(name, "junk")
+        self.assertEqual(http_get(port).status, 200)         # a log line in server-output.txt
+        # Two complete looks at every file after the last of it, then the real edit.
+        seen = len(process.lines)
+        process.wait_for("looked at every file", start=seen)
+        process.wait_for("looked at every file", start=seen + 1)
+        self.assertEqual(self.worker_pid(port), pid)
+        self.write("templates/page.html", "<p>2</p>")
+        self.wait_for_new_worker(port, pid)
+        seen = len(process.lines)
+        process.wait_for("looked at every file", start=seen)
+        with open(path("server-output.txt")) as output:
+            log = output.read()
+        self.assertIn('"GET / HTTP/1.1" 200', log)
+        reloads = [line for line in log.splitlines() if "changed, reloading" in line]
+        self.assertEqual(len(reloads), 1, log)
+        self.assertIn(template, reloads[0])
+
+    def wait_for_new_worker(self, port, pid):
+        deadline = time.monotonic() + TIMEOUT
+        while self.worker_pid(port) == pid:
+            self.assertLess(time.monotonic(), deadline, "no reload")
+            time.sleep(0.01)
+
     def test_usage_error_in_the_app_spec_with_the_reloader_on(self):
         code, output = self.run_cli("app:missing", "127.0.0.1:0", "--reload-interval", "0.05")
         self.assertEqual(code, 2, output)
@@ -3571,6 +4900,13 @@ class LoadAppTests(CLITestCase):
         self.module("specs_b", "def app(e, s): pass\n")
         self.assertIs(runserver.load_app("specs_b"), sys.modules["specs_b"].app)
 
+    def test_then_a_create_app_factory_as_flask_finds_it(self):
+        self.module("specs_f", "def wsgi(e, s): pass\ndef create_app(): return wsgi\n")
+        self.assertIs(runserver.load_app("specs_f"), sys.modules["specs_f"].wsgi)
+        self.module("specs_g", "def make_app(config): pass\n")
+        with self.assertRaisesRegex(runserver.AppSpecError, 'cannot call "make_app\\(\\)"'):
+            runserver.load_app("specs_g")
+
     def test_user_mistakes_are_app_spec_errors(self):
         self.module("specs_c", "value = 3\ndef factory(x): return 5\n")
         for spec, fragment in [("no_such_module_x", "no module named"),
@@ -3580,7 +4916,7 @@ class LoadAppTests(CLITestCase):
                                ("specs_c:factory(1", "factory call"),
                                ("specs_c:__import__('os').system('x')", "factory call"),
                                ("specs_c:factory(1)", "not a WSGI application"),
-                               ("specs_c", "no callable"),
+                               ("specs_c", "no callable .* nor a create_app"),
                                ("no/such/file.py:app", "no file")]:
             with self.subTest(spec=spec):
                 with self.assertRaisesRegex(runserver.AppSpecError, fragment):
@@ -3590,6 +4926,648 @@ class LoadAppTests(CLITestCase):
         self.module("specs_d", "import no_such_dependency_y\n")
         with self.assertRaises(ModuleNotFoundError):
             runserver.load_app("specs_d")
+
+
+# ---- Frameworks ---------------------------------------------------------------------
+
+# A stand-in for Flask, recognised as runserver.py recognises Flask (the class
+# flask.Flask): template folders relative to a root path, blueprints with theirs.
+FLASK_STUB = '''\
+import os, sys
+
+class Flask:
+    def __init__(self, import_name, template_folder="templates"):
+        self.root_path = os.path.dirname(os.path.abspath(sys.modules[import_name].__file__))
+        self.template_folder = template_folder
+        self.blueprints = {}
+
+    def register_blueprint(self, blueprint):
+        self.blueprints[blueprint.name] = blueprint
+
+    def __call__(self, environ, start_response):
+        body = b"pid=%d" % os.getpid()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+class Blueprint(Flask):
+    def __init__(self, name, import_name, template_folder=None):
+        super().__init__(import_name, template_folder)
+        self.name = name
+'''
+
+FLASK_SHAPED_APP = '''\
+import flask
+import shop.views
+
+app = flask.Flask(__name__, template_folder="pages")
+app.register_blueprint(flask.Blueprint("admin", "shop.views", template_folder="admin_pages"))
+'''
+
+
+class FrameworkTemplateTests(CLITestCase):
+    """Template folders a framework names, and templates directories, reload the app."""
+
+    def test_template_directories_of_a_flask_shaped_app(self):
+        flask_class = type("Flask", (), {"__module__": "flask.app", "template_folder": "pages",
+                                          "root_path": "/project"})
+        blueprint = type("Blueprint", (), {"template_folder": "/elsewhere/admin",
+                                           "root_path": "/project/admin"})()
+        app = flask_class()
+        app.blueprints = {"admin": blueprint, "api": type("Blueprint", (), {})()}
+        self.assertEqual(runserver.template_directories(app), ["/project/pages", "/elsewhere/admin"])
+        self.assertEqual(runserver.template_directories(hello_app), [])
+
+    def test_a_template_edit_reloads_the_worker_and_exclude_wins(self):
+        self.write("flask/__init__.py", FLASK_STUB)
+        self.write("shop/__init__.py", "")
+        self.write("shop/views.py", "")
+        self.write("app.py", FLASK_SHAPED_APP)
+        edits = [self.write(name, "v1") for name in (
+            "pages/index.html", "shop/admin_pages/users.html", "shop/templates/shop/item.html")]
+        swap = self.write("pages/.index.html.swp", "v1")
+        process = self.start("app:app", "127.0.0.1:0", "--reload-interval", "0.05",
+                             "--reload-exclude", "*.swp", env={"PYTHONDONTWRITEBYTECODE": ""})
+        port = process.port()
+        pid = http_get(port).body
+        for index, path in enumerate(edits):
+            with self.subTest(path=path):
+                if index == 1:
+                    self.write(swap, "v2")
+                self.write(path, "v2")
+                process.wait_for(re.escape(path) + r" changed, reloading\.$")
+                deadline = time.monotonic() + TIMEOUT
+                while http_get(port).body == pid:       # the new worker answers
+                    self.assertLess(time.monotonic(), deadline, process.output())
+                    time.sleep(0.01)
+                pid = http_get(port).body
+        reloads = [line for line in process.output().splitlines() if "changed, reloading" in line]
+        self.assertEqual(len(reloads), len(edits), process.output())
+
+
+DJANGO_SETTINGS = '''\
+import os
+
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET_KEY = "only-for-tests"
+DEBUG = os.environ.get("SITE_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = ["django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
+                  "django.contrib.sessions", "django.contrib.messages",
+                  "django.contrib.staticfiles"]
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+              "django.contrib.auth.middleware.AuthenticationMiddleware",
+              "django.contrib.messages.middleware.MessageMiddleware"]
+ROOT_URLCONF = "mysite.urls"
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [os.path.join(BASE_DIR, "pages")],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                       "django.contrib.auth.context_processors.auth",
+                                       "django.contrib.messages.context_processors.messages"]},
+}]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": os.path.join(BASE_DIR, "db.sqlite3")}}
+STATIC_URL = "static/"
+MEDIA_URL = os.environ.get("SITE_MEDIA_URL", "media/")
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+'''
+
+DJANGO_URLS = '''\
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import TemplateView
+
+urlpatterns = [path("admin/", admin.site.urls),
+               path("", TemplateView.as_view(template_name="home.html"))]
+'''
+
+DJANGO_WSGI = '''\
+import os
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()
+'''
+
+
+@unittest.skipUnless(importlib.util.find_spec("django"),
+                     "Django is not installed for this Python (.ci/run runs these tests in a "
+                     "virtualenv with Django)")
+class DjangoTests(CLITestCase):
+    """A minimal Django project, made here, served as `manage.py runserver` serves it."""
+
+    def setUp(self):
+        super().setUp()
+        self.write("mysite/__init__.py", "")
+        self.write("mysite/settings.py", DJANGO_SETTINGS)
+        self.write("mysite/urls.py", DJANGO_URLS)
+        self.write("mysite/wsgi.py", DJANGO_WSGI)
+        self.write("pages/home.html", "<h1>home v1</h1>")
+
+    def test_static_files_are_served_when_debug_is_on_unless_nostatic(self):
+        for debug, options, status in [("1", [], 200), ("1", ["--nostatic"], 404),
+                                       ("0", [], 404), ("0", ["--noreload"], 404),
+                                       ("1", ["--noreload"], 200)]:
+            with self.subTest(debug=debug, options=options):
+                process = self.start("mysite.wsgi", "127.0.0.1:0", *options,
+                                     env={"SITE_DEBUG": debug})
+                response = http_get(process.port(), "/static/admin/css/base.css")
+                self.assertEqual(response.status, status, process.output())
+                if status == 200:
+                    self.assertTrue(response.header("Content-Type").startswith("text/css"))
+                self.assertEqual(http_get(process.port()).status, 200)     # the app itself
+                process.kill()
+
+    def test_static_settings_django_refuses_are_one_line_and_the_app_runs(self):
+        process = self.start("mysite.wsgi", "127.0.0.1:0", "--noreload",
+                             env={"SITE_DEBUG": "1", "SITE_MEDIA_URL": "static/"})
+        self.assertEqual(http_get(process.port()).status, 200)
+        process.wait_for(r"Not serving static files: The MEDIA_URL and STATIC_URL settings "
+                         r"must have different values\.?$")
+        self.assertNotIn("Traceback", process.output())
+
+    def test_a_template_edit_in_templates_dirs_reloads(self):
+        process = self.start("mysite.wsgi", "127.0.0.1:0", "--reload-interval", "0.05",
+                             env={"SITE_DEBUG": "1", "PYTHONDONTWRITEBYTECODE": ""})
+        port = process.port()
+        self.assertIn(b"home v1", http_get(port).body)
+        path = self.write("pages/home.html", "<h1>home v2</h1>")
+        process.wait_for(re.escape(path) + r" changed, reloading\.$")
+        deadline = time.monotonic() + TIMEOUT
+        while b"home v2" not in http_get(port).body:
+            self.assertLess(time.monotonic(), deadline, process.output())
+            time.sleep(0.01)
+
+
+DJANGO_CHECKS_PROJECT = {
+    "mysite/__init__.py": "",
+    "mysite/settings.py": """\
+import os
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET_KEY = "only-for-tests"
+DEBUG = True
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "demo"]
+MIDDLEWARE = []
+ROOT_URLCONF = "mysite.urls"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": os.path.join(BASE_DIR, "db.sqlite3")}}
+USE_TZ = True
+""",
+    "mysite/urls.py": """\
+from django.http import HttpResponse
+from django.urls import path
+
+VERSION = "v1"
+urlpatterns = [path("", lambda request: HttpResponse("django " + VERSION))]
+""",
+    "mysite/wsgi.py": """\
+import os
+from django.core.wsgi import get_wsgi_application
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()
+""",
+    # A check of the project's own, which DEMO_CHECK makes a warning or an error.
+    "demo/__init__.py": """\
+import os
+from django.core import checks
+
+@checks.register
+def demo_check(app_configs, **kwargs):
+    kind = os.environ.get("DEMO_CHECK")
+    if kind == "warning":
+        return [checks.Warning("the demo warning", id="demo.W001")]
+    if kind == "error":
+        return [checks.Error("the demo error", id="demo.E001")]
+    return []
+""",
+}
+
+
+@unittest.skipIf(importlib.util.find_spec("django") is None,
+                 "Django is not installed for this Python (.ci/run runs these tests in a "
+                 "virtualenv with Django)")
+class DjangoCheckTests(CLITestCase):
+    """Django's system checks and unapplied migrations, on a generated project."""
+
+    def setUp(self):
+        super().setUp()
+        for name, text in DJANGO_CHECKS_PROJECT.items():
+            self.write(name, text)
+
+    def test_check_runs_the_system_checks_and_tells_of_unapplied_migrations(self):
+        code, output = self.run_cli("mysite.wsgi", "--check", env={"DEMO_CHECK": "warning"})
+        self.assertEqual(code, 0, output)
+        self.assertIn("demo.W001", output)
+        self.assertIn("System check identified 1 issue (0 silenced).", output)
+        self.assertRegex(output, r"Warning: \d+ migrations are not applied yet \(auth, "
+                                 r"contenttypes\): the project may fail until you run "
+                                 r"python manage\.py migrate\.")
+        self.assertEqual(output.splitlines()[-1], "Check passed.")
+
+    def test_check_fails_on_a_system_check_error_unless_skipped(self):
+        code, output = self.run_cli("mysite.wsgi", "--check", env={"DEMO_CHECK": "error"})
+        self.assertEqual(code, 1, output)
+        self.assertIn("demo.E001", output)
+        self.assertEqual(output.splitlines()[-1], "Check failed: Django's system checks found "
+                                                  "errors.")
+        code, output = self.run_cli("mysite.wsgi", "--check", "--skip-checks",
+                                    env={"DEMO_CHECK": "error"})
+        self.assertEqual(code, 0, output)
+        self.assertNotIn("demo.E001", output)
+        self.assertNotIn("migrations", output)
+
+    def test_each_worker_prints_the_checks_at_start(self):
+        process = self.start("mysite.wsgi", "127.0.0.1:0", "--reload-interval", "0.05",
+                             env={"DEMO_CHECK": "warning"})
+        port = process.port()
+        self.assertEqual(http_get(port).body, b"django v1")
+        process.wait_for(r"demo\.W001")
+        process.wait_for(r"migrations are not applied yet")
+        self.write("mysite/urls.py", DJANGO_CHECKS_PROJECT["mysite/urls.py"].replace("v1", "v2"))
+        wait_until(lambda: http_get(port).body == b"django v2")
+        wait_until(lambda: process.output().count("demo.W001") == 2
+                   and process.output().count("migrations are not applied yet") == 2)
+
+
+# ---- Settings: .env files, RUNSERVER_* variables, FLASK_APP ----------------------
+
+def parse_env(text, **known):
+    """parse_dotenv() of `text` as a list, ${NAME} looked up in `known`."""
+    return list(runserver.parse_dotenv(text, known.get))
+
+
+class DotenvSyntaxTests(unittest.TestCase):
+    """The .env syntax, without files: table-driven."""
+
+    def test_values(self):
+        for text, expected in [
+                ("KEY=value", "value"),
+                ("export KEY=value", "value"),
+                ("  KEY = spaced out  ", "spaced out"),
+                ("KEY=", ""),
+                ("KEY=value # a comment", "value"),
+                ("KEY=a#b", "a#b"),
+                ("KEY=#hash", "#hash"),
+                ("KEY= # only a comment", ""),
+                ("KEY='single ${X} \\n \"kept\"'", 'single ${X} \\n "kept"'),
+                ('KEY="tab\\tnew\\nline \\"quoted\\" back\\\\slash \\$"',
+                 'tab\tnew\nline "quoted" back\\slash $'),
+                ('KEY="${X} and ${MISSING} and ${MISSING:-fallback} and ${EMPTY:-empty}"',
+                 "x-value and  and fallback and empty"),
+                ("KEY=${X}/unquoted\\n", "x-value/unquoted\\n"),
+                ("KEY='a # not a comment'  # a comment", "a # not a comment"),
+                ('KEY="first\nsecond"', "first\nsecond"),
+                ("KEY='first\n\nthird'", "first\n\nthird"),
+                ("KEY=crlf\r\n", "crlf")]:
+            with self.subTest(text=text):
+                self.assertEqual(parse_env(text, X="x-value", EMPTY=""), [(1, "KEY", expected)])
+
+    def test_comments_blank_lines_and_line_numbers(self):
+        text = ('# a comment\n\nA=1\n  # indented comment\nB="two\nlines"\nC=3\n'
+                "export D='four'\n")
+        self.assertEqual(parse_env(text), [(3, "A", "1"), (5, "B", "two\nlines"), (7, "C", "3"),
+                                           (8, "D", "four")])
+
+    def test_a_bad_line_is_reported_and_the_rest_is_read(self):
+        text = ('A=1\njust words\nB="never closed\nC=3\nD="closed" trailing\n'
+                "1BAD=x\nexport\nE=5\n")
+        found = parse_env(text)
+        self.assertEqual([item for item in found if item[1]],
+                         [(1, "A", "1"), (4, "C", "3"), (8, "E", "5")])
+        problems = {number: problem for number, name, problem in found if name is None}
+        self.assertEqual(sorted(problems), [2, 3, 5, 6, 7])
+        self.assertIn('expected NAME=value, not "just words"', problems[2])
+        self.assertIn('unexpected "closed" trailing" after the closing quote (on line 5)',
+                      problems[3])
+        self.assertIn('unexpected "trailing" after the closing quote', problems[5])
+        self.assertEqual(parse_env('A="never closed\nB=2\n'),
+                         [(1, None, 'the " quote is never closed'), (2, "B", "2")])
+
+
+class SettingsTests(CLITestCase):
+    """resolve_settings(): where each option comes from, in process."""
+
+    def resolve(self, *argv, environ=None):
+        cwd = os.getcwd()
+        os.chdir(self.directory)
+        try:
+            return runserver.resolve_settings(runserver.make_parser(), list(argv), environ or {})
+        finally:
+            os.chdir(cwd)
+
+    def test_defaults(self):
+        settings = self.resolve()
+        self.assertEqual((settings.app, settings.addrport, settings.reload_interval),
+                         (None, None, runserver.DEFAULT_RELOAD_INTERVAL))
+        self.assertEqual(settings.max_body, runserver.Limits.max_body)
+        self.assertEqual(set(settings.sources.values()), {"default"})
+        self.assertEqual(settings.env_files, list(runserver.ENV_FILES))
+
+    def test_command_line_then_environment_then_env_files_then_default(self):
+        self.write(".env", "RUNSERVER_RELOAD_INTERVAL=3\nRUNSERVER_ADDRPORT=9003\n"
+                           "RUNSERVER_QUIET=yes\nRUNSERVER_MAX_BODY=1K\n")
+        self.write(".flaskenv", "RUNSERVER_MAX_BODY=2K\nRUNSERVER_NOTHREADING=on\n")
+        settings = self.resolve("--reload-interval", "1", environ={
+            "RUNSERVER_RELOAD_INTERVAL": "2", "RUNSERVER_ADDRPORT": "9002"})
+        self.assertEqual(settings.reload_interval, 1.0)
+        self.assertEqual(settings.sources["reload_interval"], "command line")
+        self.assertEqual(settings.addrport, "9002")
+        self.assertEqual(settings.sources["addrport"], "RUNSERVER_ADDRPORT in the environment")
+        self.assertEqual((settings.quiet, settings.sources["quiet"]),
+                         (True, "RUNSERVER_QUIET in .env:3"))
+        self.assertEqual((settings.max_body, settings.sources["max_body"]),
+                         (1024, "RUNSERVER_MAX_BODY in .env:4"))
+        self.assertEqual((settings.nothreading, settings.sources["nothreading"]),
+                         (True, "RUNSERVER_NOTHREADING in .flaskenv:2"))
+        self.assertEqual(settings.sources["debug"], "default")
+
+    def test_value_forms(self):
+        environ = {"RUNSERVER_APP": "hello:app", "RUNSERVER_DEBUG": "false",
+                   "RUNSERVER_NORELOAD": "1", "RUNSERVER_STATIC": "/s=static /m=media",
+                   "RUNSERVER_RELOAD_INCLUDE": "templates", "RUNSERVER_OPEN": "on",
+                   "RUNSERVER_ROOT_PATH": "/app", "RUNSERVER_NO_COLOR": "0"}
+        settings = self.resolve(environ=environ)
+        self.assertEqual((settings.app, settings.debug, settings.noreload, settings.no_color),
+                         ("hello:app", False, True, False))
+        self.assertEqual(settings.static, ["/s=static", "/m=media"])
+        self.assertEqual(settings.reload_include, ["templates"])
+        self.assertEqual((settings.open, settings.root_path), ("/", "/app"))
+        self.assertEqual(self.resolve(environ={"RUNSERVER_OPEN": "/admin/"}).open, "/admin/")
+        self.assertIsNone(self.resolve(environ={"RUNSERVER_OPEN": "off"}).open)
+        self.assertTrue(self.resolve("--debug", environ={"RUNSERVER_DEBUG": "0"}).debug)
+
+    def test_a_bad_value_is_the_flags_error_naming_the_variable(self):
+        self.write(".env", "\nRUNSERVER_MAX_BODY=lots\n")
+        for environ, fragment in [
+                ({"RUNSERVER_RELOAD_INTERVAL": "soon"},
+                 "RUNSERVER_RELOAD_INTERVAL in the environment: 'soon' is not a positive number"),
+                ({"RUNSERVER_NORELOAD": "maybe"}, 'RUNSERVER_NORELOAD in the environment: "maybe"'),
+                ({"RUNSERVER_MAX_HEADERS": "many"},
+                 "RUNSERVER_MAX_HEADERS in the environment: invalid int value: 'many'"),
+                ({}, "RUNSERVER_MAX_BODY in .env:2: 'lots' is not a size")]:
+            with self.subTest(environ=environ):
+                with self.assertRaises(runserver.UsageError) as caught:
+                    self.resolve(environ=environ)
+                self.assertIn(fragment, str(caught.exception))
+
+    def test_the_env_files_and_their_order(self):
+        self.write("first.env", "A=first\n")
+        self.write("second.env", "A=second\nB=second\n")
+        self.write(".env", "A=dotenv\nB=dotenv\nC=dotenv\n")
+        self.write(".flaskenv", "C=flaskenv\nD=flaskenv\n")
+        settings = self.resolve("--env-file", "first.env", "--env-file", "second.env")
+        self.assertEqual(settings.env_files, ["second.env", "first.env", ".env", ".flaskenv"])
+        cwd = os.getcwd()
+        os.chdir(self.directory)
+        try:
+            variables, counts, warnings = runserver.read_env_files(settings.env_files, {"D": "env"})
+        finally:
+            os.chdir(cwd)
+        self.assertEqual({name: value for name, (value, _) in variables.items()},
+                         {"A": "second", "B": "second", "C": "dotenv"})
+        self.assertEqual(variables["C"][1], ".env:3")
+        self.assertEqual(counts, [("second.env", 2), ("first.env", 0), (".env", 1),
+                                  (".flaskenv", 0)])
+        self.assertEqual(self.resolve("--no-env-file").env_files, [])
+        with self.assertRaises(runserver.UsageError) as caught:
+            self.resolve("--env-file", "missing.env")
+        self.assertIn('--env-file "missing.env": no such file', str(caught.exception))
+
+    def test_expansion_sees_the_environment_and_files_read_before(self):
+        self.write(".env", 'HOST=db.test\nURL="postgres://${USER}@${HOST}/x"\n')
+        self.write(".flaskenv", "HOST=ignored\nCOPY=${URL}\n")
+        cwd = os.getcwd()
+        os.chdir(self.directory)
+        try:
+            variables = runserver.read_env_files([".env", ".flaskenv"], {"USER": "me"})[0]
+        finally:
+            os.chdir(cwd)
+        self.assertEqual(variables["URL"][0], "postgres://me@db.test/x")
+        self.assertEqual(variables["COPY"][0], "postgres://me@db.test/x")
+
+    def test_flask_app_names_the_app_when_nothing_else_does(self):
+        self.write(".flaskenv", "FLASK_APP=hello:app\n")
+        settings = self.resolve()
+        self.assertEqual((settings.app, settings.sources["app"]),
+                         ("hello:app", "FLASK_APP in .flaskenv:1"))
+        self.assertEqual(self.resolve(environ={"FLASK_APP": "env:app"}).app, "env:app")
+        self.assertEqual(self.resolve(environ={"RUNSERVER_APP": "mine:app"}).app, "mine:app")
+        self.assertEqual(self.resolve("given:app").app, "given:app")
+        self.assertEqual(self.resolve("8001").app, "hello:app")          # 8001 is ADDRPORT
+
+    def test_env_files_cannot_choose_env_files_and_unknown_variables_are_told(self):
+        self.write(".env", "RUNSERVER_NO_ENV_FILE=1\nRUNSERVER_RELOAD_INTERVALL=1\n")
+        settings = self.resolve(environ={"RUNSERVER_PORT": "8001", "RUNSERVER_TEST_X": "1",
+                                         "_RUNSERVER_RESTARTS": "x", "RUNSERVERX": "1"})
+        self.assertFalse(settings.no_env_file)
+        self.assertEqual(len(settings.warnings), 4, settings.warnings)
+        warnings = "\n".join(settings.warnings)
+        self.assertIn("RUNSERVER_NO_ENV_FILE in .env:1 has no effect", warnings)
+        self.assertIn("RUNSERVER_PORT in the environment is not an option's variable; "
+                      "did you mean RUNSERVER_ADDRPORT?", warnings)
+        self.assertIn("RUNSERVER_RELOAD_INTERVALL in .env:2 is not an option's variable; "
+                      "did you mean RUNSERVER_RELOAD_INTERVAL?", warnings)
+        self.assertIn("RUNSERVER_TEST_X in the environment is not an option's variable; "
+                      "see --help", warnings)
+
+    def test_option_variables_and_the_workers_variables_cannot_be_confused(self):
+        actions = runserver.option_actions(runserver.make_parser())
+        variables = {runserver.option_variable(action): action.dest for action in actions}
+        self.assertEqual(len(variables), len(actions))
+        for name, dest in [("RUNSERVER_APP", "app"), ("RUNSERVER_ADDRPORT", "addrport"),
+                           ("RUNSERVER_RELOAD_INTERVAL", "reload_interval"),
+                           ("RUNSERVER_IPV6", "ipv6"), ("RUNSERVER_DEBUG", "debug"),
+                           ("RUNSERVER_NO_COLOR", "no_color"), ("RUNSERVER_ENV_FILE", "env_file")]:
+            self.assertEqual(variables[name], dest)
+        self.assertTrue(all(re.fullmatch(r"RUNSERVER_[A-Z0-9]+(_[A-Z0-9]+)*", name)
+                            for name in variables), variables)
+        internal = {value for name, value in vars(runserver).items()
+                    if name.startswith("ENV_") and isinstance(value, str) and "RUNSERVER" in value}
+        self.assertGreaterEqual(len(internal), 4)
+        self.assertTrue(all(name.startswith("_RUNSERVER_") for name in internal), internal)
+
+    def test_positionals_in_the_wrong_order(self):
+        with self.assertRaises(runserver.UsageError) as caught:
+            self.resolve("8000", "hello:app")
+        self.assertEqual(str(caught.exception),
+                         "APP comes before ADDRPORT; did you mean: hello:app 8000")
+        settings = self.resolve("0:8000")
+        self.assertEqual((settings.app, settings.addrport), (None, "0:8000"))
+
+
+ENV_APP_SOURCE = '''\
+import json, os
+VERSION = %r
+
+def application(environ, start_response):
+    names = ("FOO", "BAR", "BAZ", "GONE", "QUOTED", "LATER")
+    body = json.dumps(dict(version=VERSION, pid=os.getpid(),
+                           env={name: os.environ.get(name) for name in names})).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+'''
+
+
+class SettingsCLITests(CLITestCase):
+    """Settings as a user meets them: .env files, RUNSERVER_* variables and
+    --check, in real processes."""
+
+    def setUp(self):
+        super().setUp()
+        self.write("app.py", ENV_APP_SOURCE % "v1")
+
+    def answer(self, port, path="/"):
+        return json.loads(http_get(port, path).body)
+
+    def wait_for_answer(self, port, predicate):
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            answer = self.answer(port)
+            if predicate(answer):
+                return answer
+            self.assertLess(time.monotonic(), deadline, "the last answer: %r" % answer)
+            time.sleep(0.01)
+
+    def test_env_files_reach_the_app_and_the_environment_wins(self):
+        self.write(".env", 'FOO=dotenv\nBAR=dotenv\nQUOTED="two\\nlines ${FOO}"\n')
+        self.write(".flaskenv", "FOO=flaskenv\nBAZ=flaskenv\nGONE=flaskenv\n")
+        process = self.start("app:application", "127.0.0.1:0", "--noreload", env={"BAR": "env"})
+        process.wait_for(r"^Loaded \.env \(2 variables\), \.flaskenv \(2 variables\)\.$")
+        self.assertEqual(self.answer(process.port())["env"], {
+            "FOO": "dotenv", "BAR": "env", "BAZ": "flaskenv", "GONE": "flaskenv",
+            "QUOTED": "two\nlines dotenv", "LATER": None})
+        self.assertNotIn("Warning", process.output())
+
+    def test_an_env_file_edit_reloads_with_the_new_values(self):
+        self.write(".env", "FOO=1\nGONE=soon\n")
+        process = self.start("app:application", "127.0.0.1:0", "--reload-interval", "0.05")
+        port = process.port()
+        first = self.answer(port)
+        self.assertEqual((first["env"]["FOO"], first["env"]["GONE"]), ("1", "soon"))
+        # The supervisor never holds the old values: the next worker must not take
+        # them for the environment's, which would win over the edited file.
+        self.write(".env", "FOO=2\n")
+        second = self.wait_for_answer(port, lambda answer: answer["pid"] != first["pid"])
+        self.assertEqual((second["env"]["FOO"], second["env"]["GONE"]), ("2", None))
+        self.write(".flaskenv", "LATER=new file\n")
+        third = self.wait_for_answer(port, lambda answer: answer["pid"] != second["pid"])
+        self.assertEqual(third["env"]["LATER"], "new file")
+        process.wait_for(r"\.env changed, reloading\.")
+        process.wait_for(r"\.flaskenv changed, reloading\.")
+
+    def test_flask_app_names_the_app_when_no_app_is_given(self):
+        self.write(".flaskenv", "FLASK_APP=app:application\n")
+        process = self.start("127.0.0.1:0", "--noreload")
+        process.wait_for(r"serving app:application$")
+        self.assertEqual(self.answer(process.port())["version"], "v1")
+
+    def test_runserver_variables_and_the_command_line_winning(self):
+        self.write(".env", "RUNSERVER_APP=app:application\nRUNSERVER_QUIET=1\n")
+        process = self.start(env={"RUNSERVER_ADDRPORT": "127.0.0.1:0", "RUNSERVER_NORELOAD": "true"})
+        process.wait_for(r"serving app:application$")          # not ", reloading on changes"
+        port = process.port()
+        self.assertEqual(self.answer(port)["version"], "v1")
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+        self.assertNotIn('"GET / HTTP/1.1" 200', process.output())     # quiet
+        process = self.start("app:application", "127.0.0.1:0", "--noreload",
+                             env={"RUNSERVER_ADDRPORT": "8o00", "RUNSERVER_APP": "app:missing"})
+        process.wait_for(r"serving app:application$")
+        self.assertEqual(self.answer(process.port())["version"], "v1")
+
+    def test_a_bad_value_is_one_line_that_names_the_variable(self):
+        self.write(".env", "RUNSERVER_ADDRPORT=8o00\n")
+        for args, env, fragment in [
+                ([], {}, 'Error: RUNSERVER_ADDRPORT in .env:1: "8o00" is not a valid port number'),
+                (["0"], {"RUNSERVER_RELOAD_INTERVAL": "soon"},
+                 "Error: RUNSERVER_RELOAD_INTERVAL in the environment: 'soon' is not a "
+                 "positive number"),
+                (["0"], {"RUNSERVER_STATIC": "static"},
+                 'Error: RUNSERVER_STATIC in the environment: --static "static": expected '
+                 "URL_PREFIX=DIRECTORY"),
+                (["0", "--env-file", "missing.env"], {}, 'Error: --env-file "missing.env": no such'),
+                (["0"], {"RUNSERVER_ENV_FILE": "missing.env"},
+                 'Error: RUNSERVER_ENV_FILE in the environment: --env-file "missing.env": no such')]:
+            with self.subTest(args=args, env=env):
+                self.assertOneLineError(args, 2, fragment, env=env)
+
+    def test_a_bad_line_is_one_warning_and_the_rest_loads(self):
+        self.write(".env", "FOO=1\nthis is not a variable\nBAR=2\n")
+        process = self.start("app:application", "127.0.0.1:0", "--noreload")
+        port = process.port()
+        self.assertEqual(self.answer(port)["env"]["BAR"], "2")
+        warnings = [line for line in process.output().splitlines() if "Warning" in line]
+        self.assertEqual(warnings, ['Warning: .env:2: expected NAME=value, not "this is not a '
+                                    'variable"; the line is ignored'])
+
+    def test_check_prints_the_settings_and_their_sources_and_serves_nothing(self):
+        self.write(".env", "RUNSERVER_RELOAD_INTERVAL=0.5\nFOO=1\n")
+        with socket.socket() as taken:        # --check never binds: a taken port is no error
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            address = "127.0.0.1:%d" % taken.getsockname()[1]
+            code, output = self.run_cli("app:application", address, "--check",
+                                        env={"RUNSERVER_MAX_BODY": "10M"})
+        self.assertEqual(code, 0, output)
+        rows = {line.split()[0]: line.split()[1:] for line in output.splitlines()
+                if line.startswith("  ")}
+        self.assertEqual(rows["APP"], ["app:application", "command", "line"])
+        self.assertEqual(rows["ADDRPORT"], [address, "command", "line"])
+        self.assertEqual(rows["--reload-interval"],
+                         ["0.5", "RUNSERVER_RELOAD_INTERVAL", "in", ".env:1"])
+        self.assertEqual(rows["--max-body"], [str(10 << 20), "RUNSERVER_MAX_BODY", "in", "the",
+                                              "environment"])
+        self.assertEqual(rows["--nothreading"], ["off", "default"])
+        self.assertIn("Loaded .env (2 variables).", output)
+        self.assertIn("Would serve app:application at http://%s/" % address, output)
+        self.assertEqual(output.splitlines()[-1], "Check passed.")
+        self.assertNotIn("Starting development server", output)
+
+    def test_check_exit_status_1_with_the_trimmed_traceback(self):
+        self.write("broken.py", "import os\n\ndef helper():\n    raise RuntimeError('no config')\n"
+                                "\nhelper()\napp = None\n")
+        code, output = self.run_cli("broken:app", "--check")
+        self.assertEqual(code, 1, output)
+        self.assertIn("Traceback (most recent call last):", output)
+        self.assertIn("RuntimeError: no config", output)
+        self.assertIn('broken.py", line 6', output)
+        self.assertNotIn("importlib", output)
+        self.assertNotIn("runserver.py", output.split("Traceback")[1])
+        self.assertEqual(output.splitlines()[-1], "Check failed: broken:app cannot be imported.")
+
+    def test_check_exit_status_2_for_a_usage_error(self):
+        for args, fragment in [(["app:missing", "--check"], 'no attribute "missing"'),
+                               (["no_such_module_q", "--check"], 'no module named'),
+                               (["app:application", "8o00", "--check"], "not a valid port"),
+                               (["app:application", "--check", "--open", "x"], '--open "x"')]:
+            with self.subTest(args=args):
+                code, output = self.run_cli(*args)
+                self.assertEqual(code, 2, output)
+                self.assertEqual(output.splitlines()[-1][:7], "Error: ", output)
+                self.assertIn(fragment, output)
+                self.assertNotIn("Traceback", output)
+
+    def test_help_tells_of_the_variables_and_the_env_files(self):
+        code, output = self.run_cli("--help")
+        self.assertEqual(code, 0)
+        for fragment in ("RUNSERVER_RELOAD_INTERVAL", "RUNSERVER_APP", "RUNSERVER_ADDRPORT",
+                         ".env", ".flaskenv", "FLASK_APP", "--env-file", "--check",
+                         "--skip-checks", "--root-path", "--open"):
+            self.assertIn(fragment, output)
+
+    def test_usage_errors_have_one_prefix_and_the_wrong_order_is_told(self):
+        self.assertOneLineError(["8000", "app:application"], 2,
+                                "Error: APP comes before ADDRPORT; did you mean: "
+                                "app:application 8000")
+        for args in (["--no-such-option"], ["app:missing", "0", "--noreload"], ["8o00"],
+                     ["app:application", "--static", "x"], ["--reload-interval", "-1"]):
+            with self.subTest(args=args):
+                code, output = self.run_cli(*args)
+                self.assertEqual(code, 2, output)
+                self.assertTrue(output.startswith("Error: "), output)
 
 
 # ---- Command line -----------------------------------------------------------------
@@ -3734,6 +5712,177 @@ class CLITests(CLITestCase):
         self.assertEqual(process.wait(), 0)
         self.assertNotIn("Traceback", process.output())
         self.assertIn("Server stopped.", process.output())
+
+
+class OpenBrowserTests(CLITestCase):
+    """--open: the browser that BROWSER names opens once, whatever the reloads."""
+
+    def browser(self):
+        """A BROWSER command that notes each URL it is asked to open."""
+        path = self.write("browser.py", "#!%s\nimport sys\nwith open(%r, 'a') as file:\n"
+                          "    file.write(sys.argv[1] + '\\n')\n"
+                          % (sys.executable, os.path.join(self.directory, "opened.txt")))
+        os.chmod(path, 0o755)
+        return path
+
+    def opened(self):
+        try:
+            with open(os.path.join(self.directory, "opened.txt")) as file:
+                return file.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def test_the_browser_opens_once_across_two_reloads(self):
+        self.write("app.py", ENV_APP_SOURCE % "v1")
+        empty = os.path.join(self.directory, "empty")
+        os.mkdir(empty)
+        process = self.start("app:application", "127.0.0.1:0", "--reload-interval", "0.05",
+                             "--open", "/welcome?x=1",
+                             env={"BROWSER": self.browser(), "PATH": empty})
+        port = process.port()
+        url = "http://127.0.0.1:%d/welcome?x=1" % port
+        process.wait_for(r"^Opening %s in the web browser\.$" % re.escape(url))
+        wait_until(lambda: self.opened())
+        pid = json.loads(http_get(port).body)["pid"]
+        for version in ("v2", "v3"):
+            self.write("app.py", ENV_APP_SOURCE % version)
+            wait_until(lambda: json.loads(http_get(port).body)["version"] == version)
+        self.assertNotEqual(json.loads(http_get(port).body)["pid"], pid)
+        process.signal(signal.SIGINT)
+        self.assertEqual(process.wait(), 0)
+        self.assertEqual(process.output().count("in the web browser"), 1, process.output())
+        self.assertEqual(self.opened(), [url])
+
+    def test_no_browser_is_one_warning_and_the_server_carries_on(self):
+        empty = os.path.join(self.directory, "empty")
+        os.mkdir(empty)
+        process = self.start("127.0.0.1:0", "--noreload", "--open",
+                             env={"BROWSER": os.path.join(empty, "no-such-browser"),
+                                  "PATH": empty, "DISPLAY": "", "WAYLAND_DISPLAY": ""})
+        port = process.port()
+        process.wait_for(r"^Warning: no web browser to open http://127\.0\.0\.1:%d/ with; "
+                         r"open it yourself\.$" % port)
+        self.assertEqual(http_get(port).status, 200)
+
+    def test_a_unix_socket_cannot_be_opened(self):
+        self.assertOneLineError([os.path.join("unix:" + self.directory, "s.sock"), "--open"], 2,
+                                "Error: --open needs a TCP address")
+
+
+class NetworkAddressTests(unittest.TestCase):
+    """The banner's "on your network" lines when bound to every interface."""
+
+    def setUp(self):
+        if shutil.which("ip") is None:
+            self.skipTest("the ip command is not installed: cannot list the interfaces")
+        listing = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
+                                 text=True, timeout=TIMEOUT).stdout
+        self.interfaces = {address for address in re.findall(r"\binet ([0-9.]+)/", listing)
+                           if not address.startswith("127.")}
+        if not self.interfaces:
+            self.skipTest("this machine has no non-loopback IPv4 interface")
+
+    def test_found_when_the_host_name_resolves_to_loopback(self):
+        with unittest.mock.patch("socket.gethostname", return_value="localhost"):
+            self.assertEqual(socket.gethostbyname(socket.gethostname()), "127.0.0.1")
+            addresses = runserver.lan_addresses(socket.AF_INET)
+        self.assertTrue(addresses, "no address found")
+        self.assertLessEqual(set(addresses), self.interfaces)
+
+    def test_the_banner_lists_them_for_a_server_on_every_interface(self):
+        server = types.SimpleNamespace(server_address=("0.0.0.0", 8765), socket=None,
+                                       address_family=socket.AF_INET)
+        output = io.StringIO()
+        with unittest.mock.patch("socket.gethostname", return_value="localhost"), \
+                contextlib.redirect_stdout(output):
+            runserver.print_banner(server, "hello:app", False, {"ssl_context": None,
+                                                                "root_path": ""})
+        shown = re.findall(r"^  on your network: http://([0-9.]+):8765/$", output.getvalue(), re.M)
+        self.assertTrue(shown, output.getvalue())
+        self.assertLessEqual(set(shown), self.interfaces)
+
+
+class PortTests(CLITestCase):
+    """A taken port: what holds it, the next free one, and nothing of the app run."""
+
+    def setUp(self):
+        super().setUp()
+        self.write("app.py", "open('imported', 'w').close()\n" + ENV_APP_SOURCE % "v1")
+
+    def hold(self, port=0):
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock.getsockname()[1]
+
+    def test_a_taken_port_names_its_holder_and_a_free_port(self):
+        port = self.hold()
+        code, output = self.run_cli("app:application", "127.0.0.1:%d" % port, "--noreload")
+        self.assertEqual(code, 1, output)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn("Error: That port is already in use. (127.0.0.1:%d)" % port, output)
+        if sys.platform.startswith("linux"):
+            self.assertIn("It is held by pid %d (" % os.getpid(), output)
+        else:
+            self.assertIn("`lsof -i :%d` shows what holds it" % port, output)
+        free = int(re.search(r"; port (\d+) is free\.$", output.strip()).group(1))
+        self.assertGreater(free, port)
+
+    def test_with_noreload_a_taken_port_fails_before_the_app_is_imported(self):
+        port = self.hold()
+        for extra in (["--noreload"], []):
+            with self.subTest(extra=extra):
+                code, output = self.run_cli("app:application", "127.0.0.1:%d" % port, *extra)
+                self.assertEqual(code, 1, output)
+                self.assertFalse(os.path.exists(os.path.join(self.directory, "imported")))
+
+    def test_without_addrport_a_taken_8000_gives_way_to_the_next_free_port(self):
+        try:
+            self.hold(runserver.DEFAULT_PORT)
+        except OSError:
+            pass                                # someone else holds it: as good
+        if runserver.free_port_after("127.0.0.1", runserver.DEFAULT_PORT, False) is None \
+                or runserver.free_port_after("127.0.0.1", runserver.DEFAULT_PORT, False) > \
+                runserver.DEFAULT_PORT + runserver.NEXT_FREE_PORTS:
+            self.skipTest("ports 8000 to 8010 are all taken on this machine")
+        process = self.start("app:application", "--reload-interval", "0.05")
+        port = process.port()
+        self.assertIn(port, range(runserver.DEFAULT_PORT + 1,
+                                  runserver.DEFAULT_PORT + runserver.NEXT_FREE_PORTS + 1))
+        process.wait_for(r"^Warning: port 8000 is in use( by pid \d+ \(.*\))?; serving on port "
+                         r"%d instead\.$" % port)
+        self.assertEqual(json.loads(http_get(port).body)["version"], "v1")
+
+
+SYS_PATH_APP = """\
+import json, sys
+VERSION = %r
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps([VERSION, sys.path]).encode()]
+"""
+
+
+class SysPathTests(CLITestCase):
+    """runserver.py's own directory is not on the app's sys.path (its neighbours
+    could shadow the app's modules), unless it is the working directory."""
+
+    def test_the_servers_directory_is_not_on_the_apps_sys_path(self):
+        for extra in (["--noreload"], ["--reload-interval", "0.05"]):
+            with self.subTest(extra=extra):
+                self.write("app.py", SYS_PATH_APP % "v1")
+                process = self.start("app:application", "127.0.0.1:0", *extra)
+                port = process.port()
+                version, path = json.loads(http_get(port).body)
+                self.assertNotIn(HERE, path)
+                self.assertEqual(path[0], self.directory)
+                if "--noreload" not in extra:           # and in a started worker
+                    self.write("app.py", SYS_PATH_APP % "v2")
+                    wait_until(lambda: json.loads(http_get(port).body)[0] == "v2")
+                    self.assertNotIn(HERE, json.loads(http_get(port).body)[1])
+                process.kill()
 
 
 class NewcomerRegressionTests(CLITestCase):
