@@ -4026,6 +4026,8 @@ class FileWatcher:
                 path = os.path.join(directory, name)
                 if path not in changed and not self.excluded(path):    # once, if watched
                     changed.append(path)
+                    # Saved since check() looked, maybe: settle() waits from its time.
+                    self.snapshot[path] = stat_key(path)
             self.directories[directory] = (key, names)
         if files_changed:
             def mtime(path):

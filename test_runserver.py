@@ -4136,6 +4136,21 @@ class FileWatcherTests(unittest.TestCase):
                                         since_ns=since)
         self.assertEqual(watcher.poll(), [made])
 
+    def test_a_file_saved_during_the_first_poll_is_debounced_from_its_own_time(self):
+        # check() sees the old version, the new-file scan the saved one: settle()
+        # must wait from the save, or a worker forked at once sees it again.
+        since = time.time_ns() - 10**9
+        watcher = runserver.FileWatcher(extra_files=[self.path], watch_modules=False,
+                                        since_ns=since)
+        check = watcher.check
+
+        def check_then_save(paths, since_ns, changed):
+            check(paths, since_ns, changed)
+            self.write("app.py", "VERSION = 2\n", time.time_ns(), atomic=True)
+        watcher.check = check_then_save
+        self.assertEqual(watcher.poll(), [self.path])
+        self.assertEqual(watcher.snapshot[self.path], runserver.stat_key(self.path))
+
     def test_first_seen_files_from_the_future_are_not_changes(self):
         # Clock skew (a network file system): counting it would reload forever.
         self.set_mtime(self.path, time.time_ns() + 3600 * 10**9)
