@@ -31,7 +31,10 @@ Map of the file, in reading order:
                                     connections to pool threads the watchdog starts)
                                   make_server() composes, as socketserver suggests,
                                   type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
-    reloader                      FileWatcher, run_supervisor(), is_reloader_worker()
+    reloader                      FileWatcher; library_modules() (what a template preloads)
+                                  run_supervisor() -> Supervisor, Worker, TemplateProcess
+                                  run_template() -> Template, ProjectImportBlocker
+                                  fork_first_worker(), fork_from_template(), spawn_worker()
     app loading                   load_app(), demo_app, error_app() (while an app cannot run)
     frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS;
                                     serve_django_static_files(); template_directories()
@@ -46,16 +49,38 @@ Map of the file, in reading order:
 
 Process model with the reloader on (the default):
 
-    supervisor    the process you started: binds the listening socket once,
-        |         never imports your app, restarts the worker when it asks to
-        +-- worker    inherits the socket, imports the app, serves it and polls
-                      the source files; exits with RELOAD_EXIT_CODE on a change
+    supervisor            the process you started
+        +-- template      started as a worker is; keeps the libraries imported
+        |     +-- worker  forked from the template at each reload
+        +-- worker        the first one (forked), or one started afresh
+
+The supervisor (run_supervisor()) owns the listening socket and never imports
+your app.  It starts the template and the workers and learns what they did
+from their messages only, on pipes and a unix socket (a worker's libraries
+and "reload", the template's "forked PID" and "exited PID STATUS"); an exit
+status is never read as a request.
+
+The template (run_template()) owns the preloaded modules: those the last
+worker imported that are not your project's (the standard library and
+site-packages).  It learns from the supervisor's messages what to import and
+when to fork a worker, and reports the pids and exit statuses of the workers
+it forked, as their parent.
+
+A worker (inner_run()) owns the app: it takes the socket, imports the app,
+serves it and polls its files.  It tells the supervisor its library modules,
+"reload" on a change, "stop" after a mistake in APP, and learns that the
+supervisor is gone when a pipe from it reaches its end.
 
 The first worker is forked from the supervisor (fork_first_worker()), which
-saves a Python start-up; each later one is started afresh (worker_command()).
+saves a Python start-up; later ones are forked from the template, which also
+saves the imports of every library.  Where there can be no template (--no-warm,
+no fork without exec, runserver.run() from your own program, a debugger) or
+it may not fork (a file it imported changed, a library it imported started a
+thread), a worker is started afresh (spawn_worker(), worker_command()).
 The supervisor reads the .env files to resolve the options but keeps their
-variables out of its own environment: each worker loads them afresh before
-it imports the app, so an edited .env file reloads with its new values.
+variables out of its own environment, and so does the template: each worker
+loads them afresh before it imports the app, so an edited .env file reloads
+with its new values.
 
 Connections that arrive while a worker restarts wait in the listen backlog of
 the socket the supervisor holds, so a reload never refuses a connection.  With
@@ -64,9 +89,8 @@ the socket the supervisor holds, so a reload never refuses a connection.  With
 
 # Modules needed only on rare paths (ssl, mimetypes, html, email.utils, shlex,
 # termios, site, sysconfig, ast, tempfile, http, subprocess, urllib.parse,
-# reprlib, ipaddress, hashlib, shutil) are
-# imported where they are used: every reload
-# starts a new process, so start-up time counts.
+# reprlib, ipaddress, hashlib, shutil) are imported where they are used: a
+# reload may start a new process, so start-up time counts.
 import argparse
 import collections
 import errno
@@ -153,7 +177,6 @@ authorityKeyIdentifier = keyid:always
 """
 
 USAGE_EXIT_CODE = 2             # the user's mistake: bad option, unknown module...
-RELOAD_EXIT_CODE = 3            # a worker asking its supervisor for a new worker
 
 SPOOL_MEMORY_LIMIT = 1 << 20    # chunked bodies above this go to a temporary file
 DRAIN_LIMIT = 1 << 20           # unread body bytes discarded to keep a connection
@@ -178,6 +201,10 @@ SLOW_POLL_EVERY = 8             # site-packages and new-file globs: every Nth po
 HOT_FILES = 8                   # the files modified last, likely the next ones saved,
 HOT_POLL_INTERVAL = 0.05        # ... are also polled this often between two polls
 POLL_CPU_BUDGET = 0.01          # share of a core polling every file may take (big projects)
+TEMPLATE_PATIENCE = 10.0        # a reload waits this long at most for the template's imports
+TEMPLATE_DELAY = 1.0            # the first template starts this long after the first worker
+                                # (or at the first reload): not during the first requests
+EXIT_GRACE = 0.5                # a worker's last messages may come this long after its exit
 # Names never watched when the reloader walks a directory or expands a glob
 # (--reload-include, new .py files), nor walked into; --reload-exclude adds to them.
 RELOAD_IGNORE = (
@@ -3909,16 +3936,28 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
 
 
 # ---- Reloader -----------------------------------------------------------------
-# The supervisor holds the socket and restarts workers; each worker polls files.
+# Three roles, one entry function each: the supervisor (run_supervisor()) holds
+# the socket and starts workers; the template (run_template()) keeps the
+# libraries imported and forks workers; a worker (inner_run()) serves the app
+# and polls its files.  What one tells another goes as a message
+# (encode_message()) on a pipe or a unix socket; no exit status means anything.
 
 # The supervisor talks to its workers in _RUNSERVER_* variables; RUNSERVER_*
 # (no underscore first) are the options' (see resolve_settings()), never these.
 ENV_LISTEN_FD = "_RUNSERVER_LISTEN_FD"          # the inherited listening socket
 ENV_SUPERVISOR_FD = "_RUNSERVER_SUPERVISOR_FD"  # reaches EOF when the supervisor dies
+ENV_REPORT_FD = "_RUNSERVER_REPORT_FD"          # the pipe of the worker's messages
 ENV_RESTARTS = "_RUNSERVER_RESTARTS"            # how many workers came before
 ENV_WATCHLIST = "_RUNSERVER_WATCHLIST"          # the file a worker lists its watched files in
+ENV_WARM = "_RUNSERVER_WARM"                    # "1": a template preloads the worker's libraries
+ENV_TEMPLATE_FD = "_RUNSERVER_TEMPLATE_FD"      # in a template: its socket to the supervisor
+WORKER_ENVIRONMENT = (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_REPORT_FD, ENV_RESTARTS,
+                      ENV_WATCHLIST, ENV_WARM)
 
 _worker = {}                                    # this worker's ENV_* values, taken once
+_preloaded = {}                                 # in a forked worker: the template's files, with
+                                                # their stat_key() when it imported them
+_report_lock = threading.Lock()                 # one message at a time on the report pipe
 
 
 def is_reloader_worker():
@@ -3931,12 +3970,71 @@ def take_worker_environment():
     name from being inherited, so that the app's own child processes get
     neither (nor hold the port); return them."""
     if not _worker and ENV_LISTEN_FD in os.environ:
-        for name in (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_RESTARTS, ENV_WATCHLIST):
+        for name in WORKER_ENVIRONMENT:
             _worker[name] = os.environ.pop(name, "")
-        for name in (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_WATCHLIST):
+        for name in (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_REPORT_FD, ENV_WATCHLIST):
             if _worker[name]:
                 os.set_inheritable(int(_worker[name]), False)
     return _worker
+
+
+def worker_environment(fds, restarts, warm):
+    """The ENV_* variables of a worker given `fds`: (listening socket, lifeline,
+    report pipe, watchlist), as a started, a forked and a first worker get them."""
+    listen, lifeline, report, watchlist = fds
+    return {ENV_LISTEN_FD: str(listen), ENV_SUPERVISOR_FD: str(lifeline),
+            ENV_REPORT_FD: str(report), ENV_WATCHLIST: str(watchlist),
+            ENV_RESTARTS: str(restarts), ENV_WARM: "1" if warm else ""}
+
+
+def report_to_supervisor(*fields):
+    """In a worker: send a message to the supervisor (see Supervisor.on_worker_message())."""
+    if not _worker.get(ENV_REPORT_FD):
+        return
+    data = encode_message(*fields)
+    with _report_lock:
+        try:
+            while data:
+                data = data[os.write(int(_worker[ENV_REPORT_FD]), data):]
+        except OSError:                 # the supervisor is gone; the lifeline says so too
+            pass
+
+
+def encode_message(*fields):
+    """A message between the reloader's processes: the length of its payload
+    and a newline, then its str fields joined by NUL, which neither a path
+    nor a module name contains."""
+    payload = b"\0".join(os.fsencode(field) for field in fields)
+    return b"%d\n%s" % (len(payload), payload)
+
+
+def parse_messages(data):
+    """The complete messages at the start of `data`, as lists of fields, and the rest."""
+    messages = []
+    while True:
+        header, newline, rest = data.partition(b"\n")
+        if not newline or len(rest) < int(header):
+            return messages, data
+        size = int(header)
+        messages.append([os.fsdecode(field) for field in rest[:size].split(b"\0")])
+        data = rest[size:]
+
+
+def forward_messages(read, events, source):
+    """In a thread of the supervisor: put ("message", source, fields) on
+    `events` for each message read(size) brings, and fields None at its end."""
+    data = b""
+    while True:
+        try:
+            chunk = read(1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            events.put(("message", source, None))
+            return
+        messages, data = parse_messages(data + chunk)
+        for fields in messages:
+            events.put(("message", source, fields))
 
 
 def stat_key(path):
@@ -4010,6 +4108,7 @@ class FileWatcher:
         self.module_count = -1
         self.polls = 0
         self.on_files_changed = None   # called with the new set of watched files
+        self.on_modules_changed = None # called when modules were imported
         self.changed = []              # what wait_for_change() saw change
 
     def excluded(self, path):
@@ -4034,6 +4133,8 @@ class FileWatcher:
                     fast.add(path)
             changed = (fast, slow) != (self.fast, self.slow)
             self.fast, self.slow = fast, slow
+            if self.on_modules_changed is not None:
+                self.on_modules_changed()
         elif not self.watch_modules and not self.fast:
             self.fast = set(self.extra_files)
             changed = True
@@ -4173,6 +4274,8 @@ class FileWatcher:
                 path = os.path.join(directory, name)
                 if path not in changed and not self.excluded(path):    # once, if watched
                     changed.append(path)
+                    # Saved since check() looked, maybe: settle() waits from its time.
+                    self.snapshot[path] = stat_key(path)
             self.directories[directory] = (key, names)
         if files_changed:
             def mtime(path):
@@ -4240,6 +4343,69 @@ class FileWatcher:
         return later
 
 
+_library_paths = []     # library_paths(), computed once
+
+
+def library_paths():
+    """(the directories of the standard library and of site-packages, the
+    interpreter's prefixes, the project's directories: those of sys.path
+    outside the first, and the working directory), each ending with a
+    separator."""
+    if not _library_paths:
+        import site
+        import sysconfig
+        paths = sysconfig.get_paths()
+        found = [paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+        found += getattr(site, "getsitepackages", lambda: [])()
+        found.append(getattr(site, "USER_SITE", None))
+        libraries = tuple({os.path.join(variant, "") for path in found if path
+                           for variant in (os.path.abspath(path), os.path.realpath(path))})
+        prefixes = tuple({os.path.join(os.path.abspath(path), "") for path in (
+            sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)})
+        project = set()
+        for entry in sys.path + [os.getcwd()]:
+            if isinstance(entry, str):
+                directory = os.path.join(os.path.abspath(entry or os.curdir), "")
+                if not directory.startswith(libraries):
+                    project.add(directory)
+        project = tuple(project)
+        _library_paths.extend((libraries, prefixes, project))
+    return _library_paths
+
+
+def is_project_path(path):
+    """Whether a module's file is the project's: not in the standard library or
+    site-packages, and in a directory of sys.path (an editable install's
+    too) or the working directory, or else outside the interpreter's prefixes."""
+    libraries, prefixes, project = library_paths()
+    path = os.path.abspath(path)
+    if path.startswith(libraries):
+        return False
+    return path.startswith(project) or not path.startswith(prefixes)
+
+
+def is_library_spec(spec):
+    """Whether a module spec is the interpreter's or site-packages', not the project's."""
+    if spec.origin in ("built-in", "frozen"):
+        return True
+    if spec.has_location and isinstance(spec.origin, str):
+        return not is_project_path(spec.origin)
+    locations = list(spec.submodule_search_locations or ())     # a namespace package
+    return bool(locations) and not any(is_project_path(path) for path in locations)
+
+
+def library_modules():
+    """The names of the imported modules that are not the project's, in the
+    order their imports began: what a template preloads for the next worker."""
+    names = []
+    for name, module in list(sys.modules.items()):
+        try:
+            spec = module.__spec__
+            if spec.name == name != "__main__" and is_library_spec(spec):
+                names.append(name)
+        except Exception:           # no spec, an alias (os.path), a module made at run time
+            pass
+    return names
 def output_files():
     """(st_dev, st_ino) of the regular files this process's stdout and stderr write to."""
     found = set()
@@ -4307,83 +4473,583 @@ def workers_import_runserver():
 
 def run_supervisor(server, watchlist, terminal, first_worker=None,
                    shutdown_timeout=Limits.shutdown_timeout,
-                   reload_interval=DEFAULT_RELOAD_INTERVAL):
-    """Keep a worker serving on `server`'s socket, restart it when it asks to;
-    return the exit status.  The supervisor itself never imports the app.
-    terminal is save_terminal()'s, to restore at the end; first_worker is
-    what fork_first_worker() returned, if it forked one."""
-    import subprocess
-    state = {"worker": None, "stopping": False}
-
-    def stop(signum, frame):
-        worker = state["worker"]
-        if state["stopping"] and signum == signal.SIGINT and worker is not None:
-            kill_process(worker)                # a second Ctrl-C: quit now
-        state["stopping"] = True
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            killer = threading.Timer(shutdown_timeout + 1, kill_process, (worker,))
-            killer.daemon = True
-            killer.start()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+                   reload_interval=DEFAULT_RELOAD_INTERVAL, warm=False):
+    """The supervisor's entry: keep a worker serving on `server`'s socket and
+    start the next one when it asks, forked from a template if `warm`; return
+    the exit status.  The supervisor itself never imports the app.  terminal is
+    save_terminal()'s, to restore at the end; first_worker is what
+    fork_first_worker() returned, if it forked one."""
+    supervisor = Supervisor(server, watchlist, warm, shutdown_timeout, reload_interval)
+    signal.signal(signal.SIGINT, supervisor.on_signal)
+    signal.signal(signal.SIGTERM, supervisor.on_signal)
     if first_worker is not None:            # fork_first_worker() held them back until now
-        signal.pthread_sigmask(signal.SIG_SETMASK, first_worker[2])
-    listen_fd = server.socket.fileno()
-    restarts = 0
+        signal.pthread_sigmask(signal.SIG_SETMASK, first_worker[1])
     try:
-        while True:
-            if first_worker is not None:
-                state["worker"], write_end = first_worker[:2]
-                first_worker = None
-            else:
-                read_end, write_end = os.pipe()
-                environ = dict(os.environ)
-                environ.update({ENV_LISTEN_FD: str(listen_fd), ENV_SUPERVISOR_FD: str(read_end),
-                                ENV_RESTARTS: str(restarts),
-                                ENV_WATCHLIST: str(watchlist.fileno())})
-                try:
-                    state["worker"] = subprocess.Popen(
-                        worker_command(), env=environ,
-                        pass_fds=(listen_fd, read_end, watchlist.fileno()))
-                finally:
-                    os.close(read_end)
-            if state["stopping"]:
-                stop(signal.SIGTERM, None)
-            code = state["worker"].wait()
-            exited_ns = time.time_ns()
-            os.close(write_end)
-            if state["stopping"]:
-                print_stopped()
-                return 0
-            if code == RELOAD_EXIT_CODE:
-                restarts += 1
-                continue
-            if code == 0 or (code == USAGE_EXIT_CODE and restarts == 0):
-                return code
-            message = "The server process %s; save a file to restart it." % describe_exit(code)
-            print(message, file=sys.stderr, flush=True)
-            server.app = error_app(build_report(None, message))   # answer meanwhile, not hang
-            serving = threading.Thread(target=server.serve_forever, daemon=True)
-            serving.start()
-            try:
-                fixed = wait_for_crash_fix(watchlist, reload_interval, state, exited_ns)
-            finally:
-                server.shutdown()
-                server.close_idle_and_wait(shutdown_timeout)
-            if fixed is None:
-                print_stopped()
-                return 0
-            restarts += 1
+        return supervisor.run(first_worker[0] if first_worker else None)
     finally:
-        worker = state["worker"]
-        if worker is not None and worker.poll() is None:
-            kill_process(worker)
-            worker.wait()
+        supervisor.close()
         watchlist.close()
         restore_terminal(terminal)
         server.server_close()
+
+
+class Worker:
+    """A worker as the supervisor knows it: the pipes to it, its pid, what it said.
+
+    Its messages: "modules NAME..." (the libraries it imported, to preload),
+    "reload" (it exits for a new worker), "stop STATUS" (a mistake on the
+    command line: the supervisor exits with STATUS).  Anything else that ends
+    it is a crash."""
+
+    def __init__(self, lifeline, report, process=None):
+        self.lifeline = lifeline    # write end of the pipe whose end of file stops it
+        self.report = report        # read end of the pipe of its messages
+        self.process = process      # Popen or ForkedProcess if the supervisor is its parent
+        self.pid = None if process is None else process.pid    # else the template's "forked"
+        self.orphan = False         # its template is gone: no exit status will come
+        self.code = None            # its exit status, once known
+        self.exited_at = self.exited_ns = None
+        self.closed = False         # its report pipe reached its end
+        self.reload = False
+        self.stop_status = None
+
+    def exited(self, code):
+        self.code, self.exited_at, self.exited_ns = code, time.monotonic(), time.time_ns()
+
+    def ended(self, now):
+        """Whether it has exited and said all it had to say (messages written
+        before its exit may arrive just after the news of it)."""
+        if self.code is None:
+            if self.closed and self.orphan:
+                self.exited_at, self.exited_ns = now, time.time_ns()
+                return True
+            return False
+        return (self.closed or self.reload or self.stop_status is not None
+                or now >= self.exited_at + EXIT_GRACE)
+
+    def send_signal(self, signum):
+        if self.process is not None:
+            self.process.send_signal(signum)
+        elif self.pid is not None and self.code is None and not self.orphan:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+class Supervisor:
+    """What the supervisor knows and does; run() is its loop.  Threads and
+    signal handlers only put events on `events`; the loop alone acts."""
+
+    def __init__(self, server, watchlist, warm, shutdown_timeout, reload_interval):
+        self.server, self.watchlist = server, watchlist
+        self.warm = warm                # workers come from a template while this holds
+        self.shutdown_timeout, self.reload_interval = shutdown_timeout, reload_interval
+        self.events = queue.SimpleQueue()   # (kind, source, value); its put() is reentrant
+        self.worker = None
+        self.template = None
+        self.modules = []               # the last worker's library modules
+        self.template_at = None         # when to start the first template (monotonic)
+        self.restarts = 0
+        self.due = None                 # since when (monotonic) a new worker is due
+        self.stopping = False
+        self.crash_watcher = None       # after a crash: a FileWatcher of the files to fix
+
+    def on_signal(self, signum, frame):
+        self.events.put(("signal", None, signum))
+
+    def run(self, first_worker):
+        """Handle events until the end; return the exit status."""
+        if first_worker is None:
+            self.due = time.monotonic()
+        else:
+            self.worker = first_worker
+            self.follow(first_worker)
+        while True:
+            status = self.advance()
+            if status is not None:
+                return status
+            try:
+                kind, source, value = self.events.get(timeout=self.timeout())
+            except queue.Empty:
+                continue
+            if kind == "signal":
+                self.stop(value)
+            elif kind == "exit":
+                source.exited(value)
+            elif isinstance(source, Worker):
+                self.on_worker_message(source, value)
+            elif source is self.template:
+                self.on_template_message(value)
+
+    def timeout(self):
+        """How long the loop may wait for an event before it has something to do."""
+        now, deadlines = time.monotonic(), []
+        if self.crash_watcher is not None:
+            deadlines.append(now + self.reload_interval)
+        if self.template_at is not None:
+            deadlines.append(self.template_at)
+        if self.due is not None:
+            deadlines.append(self.due + TEMPLATE_PATIENCE)
+        if self.worker is not None and self.worker.code is not None:
+            deadlines.append(self.worker.exited_at + EXIT_GRACE)
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def advance(self):
+        """Act on what is known: a worker that ended, a crash fixed, a worker
+        due.  Return the exit status once done."""
+        now = time.monotonic()
+        worker = self.worker
+        if worker is not None and worker.ended(now):
+            self.worker = None
+            os.close(worker.lifeline)
+            if self.stopping or worker.stop_status is not None:
+                return self.finish(0 if self.stopping else worker.stop_status)
+            if worker.reload:
+                self.restarts += 1
+                self.due = now
+            else:
+                self.crashed(worker)
+        if self.stopping and self.worker is None:
+            return self.finish(0)
+        if self.crash_watcher is not None:
+            changed = self.crash_watcher.poll()
+            if changed:
+                logger.info("%s changed, restarting.", changed[0])
+                self.end_crash_wait()
+                self.restarts += 1
+                self.due = now
+        if self.template_at is not None and (now >= self.template_at or self.due is not None):
+            self.template_at = None
+            self.preload()
+        if self.due is not None and self.worker is None:
+            self.start_worker(now)
+        return None
+
+    def start_worker(self, now):
+        """Start the due worker: forked from the template, waiting up to
+        TEMPLATE_PATIENCE for it to import what the last worker had, or else
+        as a new interpreter."""
+        if self.template is not None and self.warm and not self.template.ready:
+            if now < self.due + TEMPLATE_PATIENCE:
+                return
+            self.warm_off("the template took more than %gs to import the libraries"
+                          % TEMPLATE_PATIENCE)
+        if self.template is not None and not self.warm:
+            self.template.close()               # none of its workers is left
+            self.template = None
+        self.due = None
+        lifeline_end, lifeline = os.pipe()
+        report, report_end = os.pipe()
+        fds = (self.server.socket.fileno(), lifeline_end, report_end, self.watchlist.fileno())
+        try:
+            worker = None
+            if self.template is not None:
+                try:
+                    self.template.fork(fds, self.restarts)
+                    worker = Worker(lifeline, report)       # its pid comes with "forked"
+                except OSError:                 # the template has just exited: its end says why
+                    pass
+            if worker is None:
+                worker = Worker(lifeline, report, spawn_worker(fds, self.restarts, self.warm))
+        finally:
+            os.close(lifeline_end)
+            os.close(report_end)
+        self.worker = worker
+        self.follow(worker)
+
+    def follow(self, worker):
+        """Put a worker's messages on the events, and its exit status if this is its parent."""
+        def read_reports():
+            forward_messages(lambda size: os.read(worker.report, size), self.events, worker)
+            os.close(worker.report)
+        threading.Thread(target=read_reports, name="runserver-reports", daemon=True).start()
+        if worker.process is not None:
+            def wait():
+                self.events.put(("exit", worker, worker.process.wait()))
+            threading.Thread(target=wait, name="runserver-wait", daemon=True).start()
+
+    def on_worker_message(self, worker, fields):
+        if fields is None:
+            worker.closed = True
+        elif fields[0] == "reload":
+            worker.reload = True
+        elif fields[0] == "stop":
+            worker.stop_status = int(fields[1])
+        elif fields[0] == "modules" and worker is self.worker:
+            self.modules = fields[1:]
+            if self.template is not None:
+                self.preload()
+            elif self.template_at is None:
+                self.template_at = time.monotonic() + TEMPLATE_DELAY
+
+    def preload(self):
+        """Have the template import the last worker's library modules, starting one if need be."""
+        if not self.warm:
+            return
+        try:
+            if self.template is None:
+                self.template = TemplateProcess(self.events)
+            self.template.preload(self.modules)
+        except OSError as exc:
+            self.warm_off("the template could not be started (%s)" % (exc.strerror or exc))
+
+    def on_template_message(self, fields):
+        """What the template says: "ready" (preloaded all it was sent), "forked
+        PID", "exited PID STATUS" (a worker it forked), "stale [PATH...]" (it
+        cannot fork: files it imported have changed), "off REASON"."""
+        template, worker = self.template, self.worker
+        kind = fields[0] if fields else None
+        if kind == "ready":
+            template.ready = True
+        elif kind == "forked" and worker is not None and worker.pid is None:
+            worker.pid = int(fields[1])
+            if self.stopping:
+                self.terminate(worker)
+        elif kind == "exited" and worker is not None and worker.pid == int(fields[1]):
+            worker.exited(int(fields[2]))
+        elif kind == "stale":
+            remove_stale_bytecode(fields[1:])   # or a new template might import the old code
+            self.replace_template()
+        elif kind == "off":
+            self.warm_off(fields[1])
+        elif kind is None:                      # it died: its workers' exits go unreported
+            template.close()
+            self.template = None
+            if worker is not None and worker.process is None:
+                worker.orphan = True
+            self.drop_fork_request()
+            self.warm_off("the template process %s" % describe_exit(template.process.returncode))
+
+    def replace_template(self):
+        """The template may not fork: the due worker starts as a new interpreter
+        while a new template imports the libraries in the background."""
+        self.template.close()
+        self.template = None
+        if self.drop_fork_request():
+            self.start_worker(self.due)
+        self.preload()
+
+    def drop_fork_request(self):
+        """Forget the worker the template was asked to fork and will not; return
+        whether there was one (a new worker is then due)."""
+        worker = self.worker
+        if worker is None or worker.pid is not None or worker.process is not None:
+            return False
+        os.close(worker.lifeline)
+        self.worker = None
+        self.due = time.monotonic()
+        return True
+
+    def warm_off(self, reason):
+        """No more forks from a template, said once; the template itself goes
+        when none of its workers is left (start_worker())."""
+        if self.warm:
+            logger.warning("Warm reloads are off: %s; each reload starts a new interpreter.",
+                           reason)
+        self.warm = False
+
+    def stop(self, signum):
+        """Ctrl-C or SIGTERM: stop the worker gracefully; a second Ctrl-C kills it."""
+        worker = self.worker
+        if self.stopping and signum == signal.SIGINT and worker is not None:
+            worker.send_signal(signal.SIGKILL)
+        self.stopping = True
+        self.due = None
+        if worker is not None:
+            self.terminate(worker)
+
+    def terminate(self, worker):
+        worker.send_signal(signal.SIGTERM)
+        killer = threading.Timer(self.shutdown_timeout + 1, worker.send_signal, (signal.SIGKILL,))
+        killer.daemon = True
+        killer.start()
+
+    def crashed(self, worker):
+        """A worker ended without asking for a reload: say so, answer requests
+        with an error page, and wait for one of its files to change."""
+        message = "The server process %s; save a file to restart it." % describe_exit(worker.code)
+        print(message, file=sys.stderr, flush=True)
+        self.server.app = error_app(build_report(None, message))    # answer meanwhile, not hang
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.crash_watcher = crash_watcher(self.watchlist, worker.exited_ns)
+
+    def end_crash_wait(self):
+        self.server.shutdown()
+        self.server.close_idle_and_wait(self.shutdown_timeout)
+        self.crash_watcher = None
+
+    def finish(self, status):
+        if self.crash_watcher is not None:
+            self.end_crash_wait()
+        if self.template is not None:
+            self.template.close()
+            self.template = None
+        if self.stopping:
+            print_stopped()
+        return status
+
+    def close(self):
+        """Leave no process behind, whatever happened."""
+        worker = self.worker
+        if worker is not None and worker.code is None:
+            worker.send_signal(signal.SIGKILL)
+            if worker.process is not None:
+                worker.process.wait()
+        if self.template is not None:
+            self.template.close()
+
+
+class TemplateProcess:
+    """The supervisor's side of a template (see run_template()): a process
+    started as a worker is, talking over a unix socket."""
+
+    def __init__(self, events):
+        import subprocess
+        ours, theirs = socket.socketpair()
+        environ = dict(os.environ)
+        environ[ENV_TEMPLATE_FD] = str(theirs.fileno())
+        try:
+            self.process = subprocess.Popen(worker_command(), env=environ,
+                                            pass_fds=(theirs.fileno(),))
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.channel = ours
+        self.sent = set()       # the module names sent to it
+        self.ready = False      # it has imported them all and may fork
+        threading.Thread(target=forward_messages, args=(ours.recv, events, self),
+                         name="runserver-template", daemon=True).start()
+
+    def preload(self, names):
+        new = [name for name in names if name not in self.sent]
+        if new:
+            self.sent.update(new)
+            self.ready = False
+            self.channel.sendall(encode_message("preload", *new))
+
+    def fork(self, fds, restarts):
+        """Ask for a worker with these descriptors (see worker_environment())."""
+        socket.send_fds(self.channel, [encode_message("fork", str(restarts))], fds)
+
+    def close(self):
+        try:
+            self.channel.shutdown(socket.SHUT_RDWR)     # ends the thread that reads it
+        except OSError:
+            pass
+        self.channel.close()
+        kill_process(self.process)      # it holds nothing to save, and ignores SIGTERM
+        self.process.wait()
+
+
+def spawn_worker(fds, restarts, warm):
+    """Start a worker as a new interpreter (worker_command()) with `fds`: the
+    way every platform can, and the way without a template."""
+    import subprocess
+    environ = dict(os.environ)
+    environ.update(worker_environment(fds, restarts, warm))
+    return subprocess.Popen(worker_command(), env=environ, pass_fds=fds)
+
+
+def run_template():
+    """The template's entry, in a process the supervisor started as it starts
+    a worker: import the library modules the supervisor names, then fork a
+    worker whenever it asks.  Returns only in a forked worker, which goes on
+    to read the command line and start as a started worker does."""
+    channel = socket.socket(fileno=int(os.environ.pop(ENV_TEMPLATE_FD)))
+    # Ctrl-C and SIGTERM are for the supervisor and the worker: the template
+    # stays to report how its worker exits, and goes when the supervisor says.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    put_working_directory_first()          # as run() does, after main()'s forget_own_directory()
+    Template(channel).serve()
+
+
+class Template:
+    """A template process: its preloaded modules and the workers it forked.
+
+    It answers the supervisor's "preload NAME..." and "fork RESTARTS" (with
+    the worker's descriptors attached) and reports what its workers did; see
+    Supervisor.on_template_message()."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.received, self.fds = b"", []   # what came and is not used yet
+        self.files = {}                     # file of each module -> stat_key() when imported
+        self.attempted = set()              # names it tried to import
+        self.failed = set()                 # names whose import failed
+        self.thread_origins = {}            # thread -> the module whose import started it
+        self.workers = set()                # pids of its workers not yet reaped
+        self.refused = False                # it said "off": it only reaps now
+
+    def serve(self):
+        """Answer the supervisor until it is gone; return in a forked worker."""
+        self.wakeup, self.wakeup_end = socket.socketpair()
+        self.wakeup_end.setblocking(False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(self.wakeup_end.fileno())      # a worker's exit wakes select()
+        while True:
+            readable = select.select([self.channel, self.wakeup], [], [])[0]
+            if self.wakeup in readable:
+                self.wakeup.recv(4096)
+                self.reap()
+            if self.channel in readable:
+                for fields in self.receive():
+                    if fields[0] == "preload":
+                        self.preload(fields[1:])
+                    elif fields[0] == "fork" and self.fork(int(fields[1])) == 0:
+                        return
+
+    def receive(self):
+        """The messages that came from the supervisor; exit once it is gone."""
+        data, fds, _, _ = socket.recv_fds(self.channel, 1 << 16, 8)
+        if not data:
+            os._exit(0)                 # its workers see their lifeline end too
+        self.fds += fds
+        messages, self.received = parse_messages(self.received + data)
+        return messages
+
+    def send(self, *fields):
+        try:
+            self.channel.sendall(encode_message(*fields))
+        except OSError:
+            os._exit(0)
+
+    def preload(self, names):
+        """Import `names` in order, skipping those that fail and their
+        submodules, then say "ready"; say "off" instead
+        if this process may no longer fork: a module started a thread, or went
+        on without a project module it tried to import (any such import fails
+        here: a template never holds project code)."""
+        if self.refused:
+            return
+        since_ns = time.time_ns() - MTIME_SLACK_NS
+        library_paths()                 # its imports, before the blocker is in their way
+        blocker = ProjectImportBlocker()
+        sys.meta_path.insert(0, blocker)
+        try:
+            for name in names:
+                parts = name.split(".")
+                if name in sys.modules or name in self.attempted or any(
+                        ".".join(parts[:end]) in self.failed for end in range(1, len(parts))):
+                    continue
+                self.attempted.add(name)
+                blocked, threads = len(blocker.blocked), threading.active_count()
+                before = set(sys.modules)
+                try:
+                    importlib.import_module(name)
+                    failed_on_block = 0
+                except BaseException as exc:        # SystemExit too: skip it
+                    failed_on_block = int(any(isinstance(cause, ProjectImportBlocked)
+                                              for cause in exception_and_causes(exc)))
+                    self.failed.add(name)
+                    forget_orphans(set(sys.modules) - before)
+                if len(blocker.blocked) - blocked > failed_on_block:
+                    return self.refuse(
+                        "importing %s imports %s, a module of this project, and goes on "
+                        "without it here" % (name, blocker.blocked[blocked]))
+                if threading.active_count() > threads:
+                    for thread in threading.enumerate():
+                        self.thread_origins.setdefault(thread, name)
+        finally:
+            sys.meta_path.remove(blocker)
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread():
+                return self.refuse("importing %s starts a thread (%s), and a process with "
+                                   "threads cannot be forked safely"
+                                   % (self.thread_origins.get(thread, "a library"), thread.name))
+        self.record_files(since_ns)
+        import gc
+        gc.collect()
+        if hasattr(gc, "freeze"):       # workers share these pages and never scan them
+            gc.freeze()
+        self.send("ready")
+
+    def refuse(self, reason):
+        self.refused = True
+        self.send("off", reason)
+
+    def record_files(self, since_ns):
+        """Remember the file of every module and its stat_key(); a file
+        modified since `since_ns` may be newer than what was imported, and
+        counts as changed from the start."""
+        now = time.time_ns()
+        for module in list(sys.modules.values()):
+            path = module_source(module)
+            if path is not None and os.path.abspath(path) not in self.files:
+                key = stat_key(path)
+                self.files[os.path.abspath(path)] = () if key and since_ns < key[0] <= now else key
+
+    def fork(self, restarts):
+        """Fork a worker with the descriptors that came with the request,
+        unless a file imported here has changed since (then say "stale").
+        Return 0 in the worker."""
+        fds, self.fds = self.fds[:4], self.fds[4:]
+        stale = [path for path, key in self.files.items() if stat_key(path) != key]
+        pid = None if stale else fork_from_template(self, fds, restarts)
+        if pid is None:
+            for fd in fds:
+                os.close(fd)
+            self.send("stale", *stale)
+        elif pid:
+            self.workers.add(pid)
+            self.send("forked", str(pid))
+        return pid
+
+    def reap(self):
+        for pid in list(self.workers):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                self.workers.discard(pid)
+                self.send("exited", str(pid), str(os.waitstatus_to_exitcode(status)))
+
+
+class ProjectImportBlocked(ImportError):
+    """An import of a project module in a template, which never holds one."""
+
+
+class ProjectImportBlocker:
+    """A meta path finder, first on sys.meta_path while a template preloads:
+    importing a project module (see is_library_spec()) raises
+    ProjectImportBlocked.  `blocked` lists them, so that a module that caught
+    the error and went on without can be told from one that failed."""
+
+    def __init__(self):
+        self.blocked = []
+
+    def find_spec(self, name, path=None, target=None):
+        for finder in list(sys.meta_path):
+            find_spec = getattr(finder, "find_spec", None)
+            spec = None if finder is self or find_spec is None else find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if not is_library_spec(spec):
+            self.blocked.append(name)
+            raise ProjectImportBlocked("%s is the project's: not preloaded" % name, name=name)
+        return spec
+
+
+def forget_orphans(names):
+    """Take out of sys.modules those of `names` whose package is not there any
+    more (a failed import took it out): importing the package again would make
+    a new one, to which they would not be bound."""
+    for name in names:
+        parts = name.split(".")
+        if any(".".join(parts[:end]) not in sys.modules for end in range(1, len(parts))):
+            del sys.modules[name]
+
+
+def exception_and_causes(exc):
+    """An exception and those it was raised from or while handling."""
+    chain = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
 
 
 def can_fork_worker():
@@ -4400,13 +5066,24 @@ def can_fork_worker():
         return threading.active_count() == 1
 
 
-def fork_first_worker(server, watchlist):
+def can_warm_reload():
+    """Whether workers may be forked from a template: where fork works without
+    an exec (not macOS), with descriptors passed over unix sockets, when this
+    file is the program (the template runs it as a worker does), and under no
+    debugger or profiler."""
+    return (hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
+            and sys.platform != "darwin" and is_the_program()
+            and sys.gettrace() is None and sys.getprofile() is None)
+
+
+def fork_first_worker(server, watchlist, warm):
     """Fork the first worker: it starts at once, with the modules and the parsed
     command line at hand, where a new interpreter takes some 50 ms to get there.
-    Return (process, pipe, signal mask) in the supervisor, or None if the
-    fork failed; in the worker return None, with the ENV_* variables set as a
+    Return (Worker, signal mask) in the supervisor, or None if the fork
+    failed; in the worker return None, with the ENV_* variables set as a
     started worker finds them."""
-    read_end, write_end = os.pipe()
+    lifeline_end, lifeline = os.pipe()
+    report, report_end = os.pipe()
     for stream in (sys.stdout, sys.stderr):     # or the worker would write it again
         if stream is not None:
             stream.flush()
@@ -4417,25 +5094,56 @@ def fork_first_worker(server, watchlist):
         pid = os.fork()
     except OSError:                     # the worker is started instead
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.close(read_end)
-        os.close(write_end)
+        for fd in (lifeline_end, lifeline, report, report_end):
+            os.close(fd)
         return None
     if pid:
-        os.close(read_end)
-        return ForkedProcess(pid), write_end, mask
+        os.close(lifeline_end)
+        os.close(report_end)
+        return Worker(lifeline, report, ForkedProcess(pid)), mask
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # a worker leaves Ctrl-C to the supervisor
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    os.close(write_end)
+    os.close(lifeline)
+    os.close(report)
     close_inherited_descriptors()
     listen_fd, watchlist_fd = os.dup(server.socket.fileno()), os.dup(watchlist.fileno())
     server.owns_socket_file = False     # the supervisor's: close this copy, keep the file
     server.server_close()
     watchlist.close()
-    os.environ.update({ENV_LISTEN_FD: str(listen_fd), ENV_SUPERVISOR_FD: str(read_end),
-                       ENV_RESTARTS: "0", ENV_WATCHLIST: str(watchlist_fd)})
+    os.environ.update(worker_environment((listen_fd, lifeline_end, report_end, watchlist_fd),
+                                         0, warm))
     if workers_import_runserver():      # the app's `import runserver` finds this module
         sys.modules.setdefault("runserver", sys.modules[__name__])
     return None
+
+
+def fork_from_template(template, fds, restarts):
+    """Fork a worker from a template: its pid, None if the fork failed, 0 in
+    the worker (where Ctrl-C stays ignored until inner_run() takes it)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    import warnings
+    with warnings.catch_warnings():
+        # Python 3.12+ warns of a fork with threads: the native ones libraries
+        # start when loaded (numpy's OpenBLAS) stop for a fork, Python's are refused.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
+    if pid:
+        for fd in fds:
+            os.close(fd)
+        return pid
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sock in (template.channel, template.wakeup, template.wakeup_end):
+        sock.close()
+    _preloaded.update(template.files)
+    os.environ.update(worker_environment(fds, restarts, True))
+    return 0
 
 
 def close_inherited_descriptors():
@@ -4458,27 +5166,17 @@ def close_inherited_descriptors():
 
 
 class ForkedProcess:
-    """A forked child, with what run_supervisor() uses of subprocess.Popen."""
+    """A forked child, with what the supervisor uses of subprocess.Popen."""
 
     def __init__(self, pid):
         self.pid = pid
         self.returncode = None
 
-    def poll(self):
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:       # wait() has reaped it, a signal came before it returned
-                return None
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
     def wait(self):
         if self.returncode is None:
             try:
                 status = os.waitpid(self.pid, 0)[1]
-            except ChildProcessError:       # reaped by poll() in a signal handler meanwhile
+            except ChildProcessError:
                 return self.returncode
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
@@ -4489,9 +5187,6 @@ class ForkedProcess:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
-
-    def kill(self):
-        self.send_signal(signal.SIGKILL)
 
 
 def make_watchlist():
@@ -4506,9 +5201,9 @@ def make_watchlist():
     return tempfile.TemporaryFile()
 
 
-def wait_for_crash_fix(watchlist, interval, state, since_ns):
-    """After a worker crash (at `since_ns`), wait for one of the files it
-    watched to change."""
+def crash_watcher(watchlist, since_ns):
+    """After a worker crash (at `since_ns`): a FileWatcher of the files it
+    watched, to restart when one changes."""
     watchlist.seek(0)
     files = [line for line in os.fsdecode(watchlist.read()).splitlines() if line]
     if files:
@@ -4517,18 +5212,24 @@ def wait_for_crash_fix(watchlist, interval, state, since_ns):
         watcher = FileWatcher([os.path.join(os.getcwd(), "*.py")],
                               extra_files=[os.path.abspath(sys.argv[0])], watch_modules=False,
                               since_ns=since_ns)
-    changed = watcher.poll()
-    while not changed:
-        if state["stopping"]:
-            return None
-        time.sleep(interval)
-        changed = watcher.poll()
-    logger.info("%s changed, restarting.", changed[0])
-    return changed[0]
+    return watcher
+
+
+def remove_stale_bytecode(paths):
+    """Remove the cached bytecode of changed source files: Python trusts a .pyc
+    whose source kept its size and its mtime's second, as two quick saves can."""
+    for path in paths:
+        if path.endswith(".py"):
+            try:
+                os.remove(importlib.util.cache_from_source(path))
+            except (OSError, ValueError, NotImplementedError):
+                pass
 
 
 def describe_exit(code):
     """A worker's exit status, in words."""
+    if code is None:
+        return "exited"
     if code < 0:
         try:
             return "was killed by %s" % signal.Signals(-code).name
@@ -4576,24 +5277,15 @@ def watch_supervisor(fd):
     threading.Thread(target=wait, name="runserver-supervisor-watch", daemon=True).start()
 
 
-def remove_stale_bytecode(paths):
-    """Delete the cached bytecode of the changed files among `paths`, for the
-    next worker: Python trusts a .pyc whose source kept its size and its
-    modification time in whole seconds, and two saves within a second can."""
-    for path in paths:
-        if path.endswith(".py"):
-            try:
-                os.remove(importlib.util.cache_from_source(path))
-            except (OSError, ValueError, NotImplementedError):  # none, or no cache at all
-                pass
-
-
 def start_file_watcher(server, interval, include, exclude, extra_files, watchlist, since_ns,
                        template_dirs=()):
     """In a worker: poll files in a thread and stop the server for a reload;
-    files modified after `since_ns` (when the app began to load) count as changed."""
+    files modified after `since_ns` (when the app began to load) count as
+    changed, and so do a forked worker's libraries modified since the template
+    imported them.  With a template, report the library modules to preload."""
     watcher = FileWatcher(include, exclude, extra_files, since_ns=since_ns,
                           template_dirs=template_dirs)
+    watcher.snapshot.update(_preloaded)
     if watchlist:
         def save(files):
             data = os.fsencode("\n".join(sorted(files)))
@@ -4603,6 +5295,15 @@ def start_file_watcher(server, interval, include, exclude, extra_files, watchlis
             except OSError:
                 pass
         watcher.on_files_changed = save
+    if _worker.get(ENV_WARM):
+        reported = []
+
+        def report_modules():
+            names = library_modules()
+            if names != reported:
+                reported[:] = names
+                report_to_supervisor("modules", *names)
+        watcher.on_modules_changed = report_modules
 
     def watch():
         path = watcher.wait_for_change(interval)
@@ -5373,6 +6074,9 @@ def add_arguments(parser):
                         help="open the web browser at PATH (default /) once the server is up")
     reloader = parser.add_argument_group("reloader")
     reloader.add_argument("--noreload", action="store_true", help="do not use the autoreloader")
+    reloader.add_argument("--no-warm", action="store_true",
+                          help="start each new worker as a new interpreter, rather than fork it "
+                               "from a process that keeps the libraries imported")
     reloader.add_argument("--reload-interval", type=positive_float, metavar="SECONDS",
                           default=DEFAULT_RELOAD_INTERVAL,
                           help="seconds between two looks at the files (default %g)"
@@ -5534,7 +6238,8 @@ def run_arguments(settings):
                 static=static, limits=limits, quiet=settings.quiet, debug=settings.debug,
                 allowed_hosts=allowed_hosts, reload_interval=settings.reload_interval,
                 reload_include=settings.reload_include, reload_exclude=settings.reload_exclude,
-                color=False if settings.no_color else None, root_path=root_path,
+                warm=not settings.no_warm, color=False if settings.no_color else None,
+                root_path=root_path,
                 editor=settings.editor, django_static=not settings.nostatic,
                 env_files=settings.env_files, open_browser=settings.open,
                 skip_checks=settings.skip_checks,
@@ -5806,19 +6511,20 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
         reload_include=(), reload_exclude=(), color=None, editor=None, django_static=True,
         root_path="", env_files=ENV_FILES, open_browser=None, skip_checks=False,
-        next_free_port=False, proxy_headers=False, forwarded_allow_ips=None):
+        next_free_port=False, proxy_headers=False, forwarded_allow_ips=None, warm=True):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
     With reload=True (the default) the calling program is run again as a worker
     process, and this process supervises it: call run() under
     `if __name__ == "__main__":`.  The other arguments are make_server()'s,
-    plus reload_interval, reload_include and reload_exclude for the reloader,
-    color for the log (None: on a terminal without NO_COLOR) and django_static
-    (False is --nostatic).  env_files are read into os.environ before the app
-    is imported, in each worker (the environment wins; () for none);
-    open_browser is a path to open in the web browser once the first worker
-    serves; skip_checks leaves out Django's system checks; with
+    plus reload_interval, reload_include, reload_exclude and warm (workers
+    forked from a template, where runserver.py is the program) for the
+    reloader, color for the log (None: on a terminal without NO_COLOR) and
+    django_static (False is --nostatic).  env_files are read into os.environ
+    before the app is imported, in each worker (the environment wins; () for
+    none); open_browser is a path to open in the web browser once the first
+    worker serves; skip_checks leaves out Django's system checks; with
     next_free_port a taken `port` gives way to the next free one of
     NEXT_FREE_PORTS.  A bind error is one line on stderr and SystemExit(1).
     """
@@ -5835,10 +6541,11 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         server = bind_or_exit(None, settings, next_free_port=next_free_port)
         watchlist, terminal = make_watchlist(), save_terminal()
-        first_worker = fork_first_worker(server, watchlist) if can_fork_worker() else None
+        warm = warm and can_warm_reload()
+        first_worker = fork_first_worker(server, watchlist, warm) if can_fork_worker() else None
         if not is_reloader_worker():        # (a forked worker goes on below)
             sys.exit(run_supervisor(server, watchlist, terminal, first_worker,
-                                    limits.shutdown_timeout, reload_interval))
+                                    limits.shutdown_timeout, reload_interval, warm))
     inner_run(app, settings, reload=reload, reload_interval=reload_interval,
               reload_include=reload_include, reload_exclude=reload_exclude,
               django_static=django_static, env_files=env_files, open_browser=open_browser,
@@ -5846,7 +6553,8 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
 
 
 def put_working_directory_first():
-    """The working directory first on sys.path, as `python -m` would have it."""
+    """The working directory first on sys.path, as `python -m` would have it
+    (for the supervisor, each worker and the template alike)."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
 
@@ -5986,9 +6694,10 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     except AppSpecError as exc:
         if not worker or restarts == 0:
             print_error("%s." % str(exc).rstrip("."))
+            report_to_supervisor("stop", str(USAGE_EXIT_CODE))
             raise SystemExit(USAGE_EXIT_CODE) from None
         app = error_app(build_report(None, "Cannot load %s: %s." % (spec, exc)))
-    except (Exception, SystemExit) as exc:
+    except Exception as exc:            # SystemExit ends a worker: the supervisor says so
         if not worker:
             raise
         report = build_report(exc, "%s failed to import. Fix it and save: the server "
@@ -6044,7 +6753,8 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         if server.reload_requested:
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(RELOAD_EXIT_CODE)
+            report_to_supervisor("reload")
+            os._exit(0)
         server.server_close()
     if not worker:
         print_stopped()
@@ -6115,7 +6825,8 @@ def print_banner(server, spec, reload, settings, env_counts=()):
     lines = [time.strftime("%B %d, %Y - %X"),
              "runserver.py %s (Python %s), serving %s%s" % (
                  __version__, sys.version.split()[0], spec or "the demo app",
-                 ", reloading on changes" if reload else "")]
+                 "" if not reload else ", reloading on changes (warm)" if _worker.get(ENV_WARM)
+                 else ", reloading on changes")]
     if env_counts:
         lines.append(describe_env_files(env_counts))
     root_path = settings.get("root_path", "")
@@ -6229,6 +6940,8 @@ def make_parser():
 def main(argv=None):
     """The command line: python runserver.py [APP] [ADDRPORT] [options]."""
     forget_own_directory()
+    if ENV_TEMPLATE_FD in os.environ:      # a template: it returns in each worker it forks
+        run_template()
     try:
         settings = resolve_settings(make_parser(), argv)
         if not is_reloader_worker():            # a worker's supervisor has told them

@@ -256,11 +256,12 @@ def get(path="/", host="127.0.0.1", extra=b""):
 
 class CLIProcess:
     """`python PROGRAM ARGS` (runserver.py by default) in its own process group,
-    stdout and stderr read in a thread."""
+    stdout and stderr read in a thread; `env` adds variables (None removes one)."""
 
     def __init__(self, args, cwd=None, env=None, program=RUNSERVER):
         environ = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1")
         environ.update(env or {})
+        environ = {name: value for name, value in environ.items() if value is not None}
         self.process = subprocess.Popen(
             [sys.executable, program] + list(args), cwd=cwd, env=environ,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -4429,6 +4430,21 @@ class FileWatcherTests(unittest.TestCase):
                                         since_ns=since)
         self.assertEqual(watcher.poll(), [made])
 
+    def test_a_file_saved_during_the_first_poll_is_debounced_from_its_own_time(self):
+        # check() sees the old version, the new-file scan the saved one: settle()
+        # must wait from the save, or a worker forked at once sees it again.
+        since = time.time_ns() - 10**9
+        watcher = runserver.FileWatcher(extra_files=[self.path], watch_modules=False,
+                                        since_ns=since)
+        check = watcher.check
+
+        def check_then_save(paths, since_ns, changed):
+            check(paths, since_ns, changed)
+            self.write("app.py", "VERSION = 2\n", time.time_ns(), atomic=True)
+        watcher.check = check_then_save
+        self.assertEqual(watcher.poll(), [self.path])
+        self.assertEqual(watcher.snapshot[self.path], runserver.stat_key(self.path))
+
     def test_first_seen_files_from_the_future_are_not_changes(self):
         # Clock skew (a network file system): counting it would reload forever.
         self.set_mtime(self.path, time.time_ns() + 3600 * 10**9)
@@ -4568,6 +4584,12 @@ def process_gone(pid):
         except ProcessLookupError:
             return True
         return False
+
+
+def parent_pid(pid):
+    """The parent of process `pid`, from /proc."""
+    with open("/proc/%d/stat" % pid) as file:
+        return int(file.read().rpartition(")")[2].split()[1])
 
 
 def kill_if_alive(pid):
@@ -4728,6 +4750,29 @@ class ReloaderTests(CLITestCase):
         self.assertEqual(line.group(1), "exited with status 7")
         self.assert_restarts_after_a_save(process, port, pid)
 
+    def test_an_exit_at_import_is_one_line_and_a_save_recovers(self):
+        # The app's exit status is its own: status 3 once meant "reload me",
+        # and os._exit(3) at import restarted workers in a loop, silently.
+        process, port = self.start_reloader()
+        self.wait_for_body(port, "v1")
+        for exit_call in ("os._exit(3)", "sys.exit(3)"):
+            self.write("app.py", "import os, sys\nwith open('imported', 'a') as log:\n"
+                                 "    log.write('x')\n%s\n" % exit_call)
+            deadline = time.monotonic() + TIMEOUT
+            while b"save a file to restart it" not in http_get(port).body:
+                self.assertLess(time.monotonic(), deadline, "no error page:\n" + process.output())
+                time.sleep(0.01)
+            self.assertEqual(http_get(port).status, 500)
+            with open(os.path.join(self.directory, "imported")) as file:
+                self.assertEqual(file.read(), "x", "imported again: a restart loop")
+            os.remove(os.path.join(self.directory, "imported"))
+            self.write("app.py", APP_SOURCE % ("fixed-" + exit_call))
+            self.wait_for_body(port, "fixed-" + exit_call)
+        lines = [line for line in process.output().splitlines() if "exited" in line]
+        self.assertEqual(lines, ["The server process exited with status 3; save a file to "
+                                 "restart it."] * 2, process.output())
+        self.assertNotIn("Traceback", process.output())
+
     def test_sigkill_of_the_supervisor_leaves_nothing_listening(self):
         process, port = self.start_reloader()
         pid = self.worker_pid(port)
@@ -4818,9 +4863,10 @@ class ReloaderTests(CLITestCase):
         self.assertEqual(process.wait(), 0)
 
     @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "lists descriptors in /proc")
-    def test_the_forked_first_worker_looks_like_a_started_one(self):
-        # The first worker is forked from the supervisor, the next one started
-        # afresh: the app must not tell them apart.
+    def test_every_kind_of_worker_looks_the_same_to_the_app(self):
+        # The first worker is forked from the supervisor, the next one forked
+        # from the template, or started afresh with --no-warm: the app must
+        # not tell them apart.
         source = ("import os, sys, runserver\n"
                   "VERSION = %r\n"
                   "def descriptors():\n"         # what each is, but for sockets
@@ -4840,17 +4886,27 @@ class ReloaderTests(CLITestCase):
                   "                 sys.modules['runserver'].__file__, kinds)).encode()\n"
                   "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
                   "    return [body]\n")
-        self.write("app.py", source % "v1")
         launcher = self.write("launch.py", (   # as a shell's `exec 7>marker.txt` would
             "import os, sys\n"
             "os.set_inheritable(os.open('marker.txt', os.O_WRONLY | os.O_CREAT), True)\n"
             "os.execv(sys.executable, [sys.executable] + sys.argv[1:])\n"))
-        process, port = self.start_reloader(launcher=launcher)
-        first = ast.literal_eval(self.wait_for_body(port, "v1"))
-        self.write("app.py", source % "v2")
-        second = ast.literal_eval(self.wait_for_body(port, "v2"))
-        self.assertEqual(first[1:3], (True, process.process.pid))
-        self.assertEqual(first[1:], second[1:])
+        seen = []
+        for options in ((), ("--no-warm",)):    # forked from the template, or started
+            self.write("app.py", source % "v1")
+            process, port = self.start_reloader(*options, launcher=launcher)
+            first = ast.literal_eval(self.wait_for_body(port, "v1"))
+            self.write("app.py", source % "v2")
+            second = ast.literal_eval(self.wait_for_body(port, "v2"))
+            self.assertEqual(first[1:3], (True, process.process.pid))
+            if not options:                     # the template is the supervisor's child
+                self.assertEqual(parent_pid(second[2]), process.process.pid)
+                self.assertNotEqual(second[2], process.process.pid)
+            else:
+                self.assertEqual(second[2], process.process.pid)
+            seen += [first[1:2] + first[3:], second[1:2] + second[3:]]
+            process.signal(signal.SIGINT)
+            self.assertEqual(process.wait(), 0)
+        self.assertEqual(len(set(repr(item) for item in seen)), 1, seen)
 
     def test_under_a_launcher_the_first_worker_is_started_not_forked(self):
         # Under a launcher (runpy here; a profiler, a debugger) a forked worker
@@ -4953,6 +5009,220 @@ class ReloaderTests(CLITestCase):
         self.assertEqual(len(output.strip().splitlines()), 1, output)
         self.assertIn('no attribute "missing"', output)
         self.assertNotIn("Traceback", output)
+
+
+class WarmReloadTests(CLITestCase):
+    """Workers forked from the template: what it preloads, when it is replaced,
+    when it is refused, and that it never outlives the supervisor."""
+
+    WARM_APP = ("import os, %s\n"
+                "VERSION = %r\n"
+                "def application(environ, start_response):\n"
+                "    body = ('%%s %%s pid=%%d ppid=%%d\\n' %% (VERSION, %s, os.getpid(),\n"
+                "                                          os.getppid())).encode()\n"
+                "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+                "    return [body]\n")
+    LIBRARY = ("import os\n"
+               "with open(os.path.join(os.environ['WARM_TEST_LOG'], '%s.log'), 'a') as log:\n"
+               "    log.write('%%d\\n' %% os.getpid())\n"
+               "VALUE = %r\n")
+
+    def setUp(self):
+        super().setUp()
+        import site
+        import sysconfig
+        if not site.ENABLE_USER_SITE:
+            self.skipTest("no user site-packages here (a virtualenv?): the test's libraries go there")
+        userbase = tempfile.mkdtemp(prefix="runserver-site-")
+        self.addCleanup(shutil.rmtree, userbase, True)
+        self.site = sysconfig.get_path("purelib", "%s_user" % os.name, vars={"userbase": userbase})
+        self.env = {"PYTHONUSERBASE": userbase, "WARM_TEST_LOG": self.directory,
+                    "PYTHONDONTWRITEBYTECODE": None}
+
+    def library(self, name, text):
+        """Write a module into the user site-packages: a library, not the project's."""
+        path = os.path.join(self.site, name + ".py")
+        os.makedirs(self.site, exist_ok=True)
+        with open(path + ".tmp", "w") as file:
+            file.write(text)
+        os.replace(path + ".tmp", path)
+        return path
+
+    def app(self, version, library="lib"):
+        self.write("app.py", self.WARM_APP % (library, version, library + ".VALUE"))
+
+    def importers(self, name):
+        """The pids of the processes that imported library `name`."""
+        try:
+            with open(os.path.join(self.directory, name + ".log")) as file:
+                return [int(line) for line in file.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def start_warm(self, *extra):
+        process = self.start("app:application", "127.0.0.1:0", "--reload-interval", "0.05",
+                             *extra, env=self.env)
+        return process, process.port()
+
+    def serving(self, port, text):
+        """Wait for a response containing `text`; return (body, worker pid, its parent)."""
+        body = ReloaderTests.wait_for_body(self, port, text)
+        pid, ppid = re.search(r"pid=(\d+) ppid=(\d+)", body).groups()
+        return body, int(pid), int(ppid)
+
+    def test_a_reloaded_worker_comes_from_the_template_with_the_libraries_imported(self):
+        self.library("lib", self.LIBRARY % ("lib", "lib-1"))
+        self.app("v1")
+        process, port = self.start_warm()
+        self.assertIn("reloading on changes (warm)", process.output())
+        _, first, parent = self.serving(port, "v1 lib-1")
+        self.assertEqual(parent, process.process.pid)       # forked from the supervisor
+        templates = set()
+        for version in ("v2", "v3"):
+            self.app(version)
+            _, worker, template = self.serving(port, version + " lib-1")
+            self.assertNotEqual(template, process.process.pid)
+            self.assertEqual(parent_pid(template), process.process.pid)
+            templates.add(template)
+        self.assertEqual(len(templates), 1)
+        self.assertEqual(self.importers("lib"), [first] + list(templates))   # never again
+
+    def test_with_no_warm_every_worker_imports_the_libraries(self):
+        self.library("lib", self.LIBRARY % ("lib", "lib-1"))
+        self.app("v1")
+        process, port = self.start_warm("--no-warm")
+        self.assertIn("reloading on changes\n", process.output() + "\n")
+        self.serving(port, "v1 lib-1")
+        self.app("v2")
+        _, worker, parent = self.serving(port, "v2 lib-1")
+        self.assertEqual(parent, process.process.pid)
+        self.assertEqual(len(self.importers("lib")), 2, self.importers("lib"))
+
+    def test_a_change_to_a_preloaded_file_replaces_the_template(self):
+        self.library("lib", self.LIBRARY % ("lib", "lib-1"))
+        self.app("v1")
+        process, port = self.start_warm()
+        self.serving(port, "v1 lib-1")
+        self.app("v2")
+        _, _, template = self.serving(port, "v2 lib-1")
+        self.library("lib", self.LIBRARY % ("lib", "lib-2"))     # as pip install would
+        self.serving(port, "v2 lib-2")
+        self.app("v3")
+        _, _, new_template = self.serving(port, "v3 lib-2")
+        self.assertNotIn(new_template, (template, process.process.pid))
+        self.assertEqual(parent_pid(new_template), process.process.pid)
+        self.assertIn(new_template, self.importers("lib"))
+        self.assertTrue(process_gone(template))
+
+    def test_a_new_library_imported_by_an_edit_is_preloaded_too(self):
+        self.library("lib", self.LIBRARY % ("lib", "lib-1"))
+        self.library("newlib", self.LIBRARY % ("newlib", "newlib-1"))
+        self.app("v1")
+        process, port = self.start_warm()
+        self.serving(port, "v1 lib-1")
+        self.app("v2", library="newlib")
+        _, worker, template = self.serving(port, "v2 newlib-1")
+        self.assertEqual(self.importers("newlib")[0], worker)
+        wait_until(lambda: self.importers("newlib") == [worker, template])
+        self.app("v3", library="newlib")
+        _, _, parent = self.serving(port, "v3 newlib-1")
+        self.assertEqual(parent, template)
+        self.assertEqual(self.importers("newlib"), [worker, template])
+
+    def test_a_library_that_fails_in_the_template_is_left_to_the_worker(self):
+        # As a Django library that reads the settings on import: the template
+        # has none, and what its failed import left must not reach a worker.
+        package = os.path.join(self.site, "configured")
+        os.makedirs(os.path.join(package, "mid"))
+        with open(os.path.join(package, "__init__.py"), "w"):
+            pass
+        with open(os.path.join(package, "mid", "__init__.py"), "w") as file:
+            file.write("import os\nfrom . import leaf\n"
+                       "if os.environ.get('APP_CONFIGURED') != '1':\n"
+                       "    raise RuntimeError('not configured')\n")
+        self.library(os.path.join("configured", "mid", "leaf"), "VALUE = 'leaf-1'\n")
+        source = self.WARM_APP.replace("import os, %s\n", (
+            "import os\nos.environ['APP_CONFIGURED'] = '1'\nimport %s as library\n"))
+        self.write("app.py", source % ("configured.mid.leaf", "v1", "library.VALUE"))
+        process, port = self.start_warm()
+        self.serving(port, "v1 leaf-1")
+        self.write("app.py", source % ("configured.mid.leaf", "v2", "library.VALUE"))
+        _, _, template = self.serving(port, "v2 leaf-1")
+        self.assertNotEqual(template, process.process.pid)
+        self.assertNotIn("Traceback", process.output())
+
+    def test_a_library_that_starts_a_thread_turns_warm_reloads_off(self):
+        self.library("lib", "import threading\n"
+                            "threading.Thread(target=threading.Event().wait, name='lib-thread',\n"
+                            "                 daemon=True).start()\n"
+                            "VALUE = 'lib-1'\n")
+        self.app("v1")
+        process, port = self.start_warm()
+        self.serving(port, "v1 lib-1")
+        process.wait_for(r"Warm reloads are off: importing lib starts a thread \(lib-thread\)")
+        self.app("v2")
+        _, _, parent = self.serving(port, "v2 lib-1")
+        self.assertEqual(parent, process.process.pid)       # started afresh
+        self.assertEqual(process.output().count("Warm reloads are off"), 1, process.output())
+
+    def test_a_library_never_imports_a_project_module_in_the_template(self):
+        # The template's import of it fails there: it is left to each worker.
+        self.library("lib", "import projectmod\nVALUE = projectmod.VALUE\n")
+        self.write("projectmod.py", "VALUE = 'project-1'\n")
+        self.app("v1")
+        process, port = self.start_warm()
+        self.serving(port, "v1 project-1")
+        self.app("v2")
+        _, _, template = self.serving(port, "v2 project-1")
+        self.assertNotEqual(template, process.process.pid)
+        self.write("projectmod.py", "VALUE = 'project-2'\n")
+        _, _, parent = self.serving(port, "v2 project-2")
+        self.assertEqual(parent, template)
+        self.assertNotIn("Warm reloads are off", process.output())
+
+    def test_a_library_that_goes_on_without_a_project_module_is_refused(self):
+        self.library("lib", "try:\n"
+                            "    import projectmod\n"
+                            "    VALUE = projectmod.VALUE\n"
+                            "except ImportError:\n"
+                            "    VALUE = 'no-project'\n")
+        self.write("projectmod.py", "VALUE = 'project-1'\n")
+        self.app("v1")
+        process, port = self.start_warm()
+        self.serving(port, "v1 project-1")
+        process.wait_for(r"Warm reloads are off: importing lib imports projectmod, a module "
+                         r"of this project")
+        self.app("v2")
+        _, _, parent = self.serving(port, "v2 project-1")
+        self.assertEqual(parent, process.process.pid)
+
+    def warm_processes(self):
+        """Start, reload once; return (process, port, worker pid, template pid)."""
+        self.library("lib", self.LIBRARY % ("lib", "lib-1"))
+        self.app("v1")
+        process, port = self.start_warm()
+        self.serving(port, "v1")
+        self.app("v2")
+        _, worker, template = self.serving(port, "v2")
+        self.assertNotEqual(template, process.process.pid)
+        for pid in (worker, template):
+            self.addCleanup(kill_if_alive, pid)     # if this test fails: no orphan
+        return process, port, worker, template
+
+    def test_sigkill_of_the_supervisor_leaves_neither_worker_nor_template(self):
+        process, port, worker, template = self.warm_processes()
+        process.process.kill()                      # the supervisor alone
+        process.process.wait(TIMEOUT)
+        wait_until(lambda: process_gone(worker) and process_gone(template)
+                   and nothing_listens(port))
+
+    def test_ctrl_c_stops_all_three_processes(self):
+        process, port, worker, template = self.warm_processes()
+        process.signal(signal.SIGINT)               # the whole process group, as a terminal does
+        self.assertEqual(process.wait(), 0)
+        self.assertTrue(process_gone(worker) and process_gone(template))
+        self.assertEqual(process.output().count("Server stopped."), 1, process.output())
+        self.assertNotIn("Traceback", process.output())
 
 
 # ---- App loading --------------------------------------------------------------------
