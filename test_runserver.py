@@ -2250,7 +2250,10 @@ class LoadTests(ServerTestCase):
         elapsed = time.monotonic() - started
         self.assertEqual(response.body.decode(), "%d %s" % (self.UPLOAD_MIB << 20,
                                                              expected.hexdigest()))
-        self.assertLess(app.peak - before, 64 << 20, "RSS grew by %d MiB"
+        # A body held in memory would grow the RSS by UPLOAD_MIB (256 MiB). PyPy's JIT
+        # and GC arenas grow by tens of MiB on their own and are not given back.
+        bound = (128 if sys.implementation.name == "pypy" else 64) << 20
+        self.assertLess(app.peak - before, bound, "RSS grew by %d MiB"
                         % ((app.peak - before) >> 20))
         if os.environ.get("TEST_RUNSERVER_TIMES"):
             sys.stderr.write(" [%s upload of %d MiB: %.2fs, RSS +%d MiB] "
