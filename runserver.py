@@ -1498,8 +1498,11 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         content_type, body = render_error(environ, report if server.debug else None, note,
                                           server.editor)
         self.status, self.status_code = "500 Internal Server Error", 500
+        head = self.error_head(500, content_type, len(body))
+        if self.method == "HEAD":
+            body = b""
         try:
-            self.connection.sendall(self.error_head(500, content_type, len(body)) + body)
+            self.connection.sendall(head + body)
             self.bytes_sent = len(body)
         except OSError:
             pass

@@ -1306,6 +1306,18 @@ class ErrorPageTests(ServerTestCase, CLITestCase):
                 line = LOG.wait_for(r'"GET / HTTP/1.1" 500')
                 self.assertRegex(line, r'" 500 %d ' % len(response.body))
 
+    def test_head_gets_the_500_head_without_the_page(self):
+        LOG.clear()
+        server = self.start_server(chained_app, debug=True, quiet=False)
+        sock = self.connect(server)
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: localhost\r\n" + HTML_ACCEPT + b"\r\n")
+        reader = Reader(sock)
+        head = reader.response("HEAD")
+        self.assertEqual(head.status, 500)
+        self.assertGreater(int(head.header("content-length")), 1000)   # the page's length
+        self.assertEqual(reader.read_to_eof(), b"")
+        self.assertRegex(LOG.wait_for(r'"HEAD / HTTP/1.1" 500'), r'" 500 0 ')
+
     def test_editor_links(self):
         page = self.page(frames_app, editor="vscode://file/{path}:{line}")
         focus = page.find("details", cls="focus")
