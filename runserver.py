@@ -2528,7 +2528,7 @@ $tables
 <details><summary>$environ_title ($environ_count)</summary>
 <table class="kv">$environ</table></details>
 <p class="empty">Values of names containing API, TOKEN, KEY, SECRET, PASS, SIGNATURE, AUTH, \
-SESSION or COOKIE are masked, here and wherever they appear in local variables.</p></section>"""
+SESSION or COOKIE are masked; so are those values where they appear in local variables.</p></section>"""
 TABLE_HTML = """<h3>$title</h3><table class="kv">$rows</table>"""
 EMPTY_TABLE_HTML = """<h3>$title</h3><p class="empty">none</p>"""
 

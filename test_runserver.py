@@ -1306,6 +1306,16 @@ class ErrorPageTests(ServerTestCase, CLITestCase):
                 line = LOG.wait_for(r'"GET / HTTP/1.1" 500')
                 self.assertRegex(line, r'" 500 %d ' % len(response.body))
 
+    def test_library_files_are_the_standard_librarys_and_installed_packages(self):
+        import json
+        for path in (json.__file__, "<frozen importlib._bootstrap>",
+                     "/home/ada/.venv/lib/python3.12/site-packages/flask/app.py",
+                     "/usr/lib/python3/dist-packages/yaml/__init__.py"):
+            self.assertTrue(runserver.is_library_file(path), path)
+        for path in (os.path.abspath(__file__), "/home/ada/shop/site_packages.py",
+                     "/home/ada/shop/views.py"):
+            self.assertFalse(runserver.is_library_file(path), path)
+
     def test_head_gets_the_500_head_without_the_page(self):
         LOG.clear()
         server = self.start_server(chained_app, debug=True, quiet=False)
@@ -4347,11 +4357,11 @@ class FileWatcherTests(unittest.TestCase):
 
     def test_reload_exclude_wins_over_templates_directories(self):
         page = self.write("templates/page.html", "")
-        self.write("templates/.page.html.swp", "")
-        watcher = self.watcher(exclude=["*.swp"])
+        self.write("templates/page.draft", "")         # not ignored by default
+        watcher = self.watcher(exclude=["*.draft"])
         self.assertEqual(watcher.watched(), {self.path, page})
-        self.write("templates/.page.html.swp", "x", self.base_ns + 10**9)
-        self.write("templates/.new.html.swp", "")
+        self.write("templates/page.draft", "x", self.base_ns + 10**9)
+        self.write("templates/new.draft", "")
         self.assertEqual(self.poll_slow_turn(watcher), [])
         self.write("templates/page.html", "x", self.base_ns + 10**9)
         self.assertEqual(watcher.poll(), [page])
@@ -5356,15 +5366,15 @@ class FrameworkTemplateTests(CLITestCase):
         self.write("app.py", FLASK_SHAPED_APP)
         edits = [self.write(name, "v1") for name in (
             "pages/index.html", "shop/admin_pages/users.html", "shop/templates/shop/item.html")]
-        swap = self.write("pages/.index.html.swp", "v1")
+        draft = self.write("pages/index.draft", "v1")         # not ignored by default
         process = self.start("app:app", "127.0.0.1:0", "--reload-interval", "0.05",
-                             "--reload-exclude", "*.swp", env={"PYTHONDONTWRITEBYTECODE": ""})
+                             "--reload-exclude", "*.draft", env={"PYTHONDONTWRITEBYTECODE": ""})
         port = process.port()
         pid = http_get(port).body
         for index, path in enumerate(edits):
             with self.subTest(path=path):
                 if index == 1:
-                    self.write(swap, "v2")
+                    self.write(draft, "v2")
                 self.write(path, "v2")
                 process.wait_for(re.escape(path) + r" changed, reloading\.$")
                 deadline = time.monotonic() + TIMEOUT
