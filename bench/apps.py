@@ -109,12 +109,14 @@ class Thing{index}:
 '''
 
 
-def write_big_project(root, modules=2000, per_package=100):
-    """Write a package ``bigproj`` of ``modules`` modules plus ``bigapp.py``.
+def write_big_project(root, modules=2000, per_package=100, templates=200):
+    """Write a package ``bigproj`` of ``modules`` modules plus ``bigapp.py``,
+    and ``templates`` HTML files under ``bigproj/templates``.
 
     ``bigapp`` imports every module and serves a hello response, so a
-    reloader that watches sys.modules has ``modules`` project files to poll.
-    Returns the number of .py files written.
+    reloader that watches sys.modules has ``modules`` project files to poll,
+    and one that watches template directories has ``templates`` more.
+    Returns the number of files written.
     """
     os.makedirs(root, exist_ok=True)
     pkg = os.path.join(root, "bigproj")
@@ -155,4 +157,10 @@ def write_big_project(root, modules=2000, per_package=100):
             "    return [body]\n"
         )
     written += 1
+    for index in range(templates):
+        folder = os.path.join(pkg, "templates", f"t{index // per_package:02d}")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"page{index:04d}.html"), "w") as f:
+            f.write(f"<p>page {index}</p>\n")
+        written += 1
     return written

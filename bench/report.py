@@ -127,7 +127,7 @@ def markdown(results):
         out.append(
             f"## Reloader ({plan['reloads']} atomic-rename saves while a client polls every "
             f"10 ms on new connections; idle CPU over {plan['idle_seconds']} s watching "
-            f"{reload.get('idle_files', '?')} .py files)"
+            f"{reload.get('idle_files', '?')} files: .py modules and HTML templates)"
         )
         out.append("")
         rows = []

@@ -436,7 +436,7 @@ def section_reload(ctx, servers, plan, results, workdir):
         data.setdefault("latency", {})[name] = entry
         log(f"    {name}: {len(errors)} connection errors, {entry['requests']} responses")
 
-    # 3. Idle CPU watching a 2,000-module project.
+    # 3. Idle CPU watching a 2,000-module project and its 200 templates.
     big_dir = os.path.join(workdir, "bigproject")
     files = apps.write_big_project(big_dir, modules=plan.idle_modules)
     data["idle_files"] = files
