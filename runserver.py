@@ -4619,6 +4619,7 @@ class Supervisor:
             changed = self.crash_watcher.poll()
             if changed:
                 logger.info("%s changed, restarting.", changed[0])
+                remove_stale_bytecode(changed)      # the crashed code's, if saved that second
                 self.end_crash_wait()
                 self.restarts += 1
                 self.due = now

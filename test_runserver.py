@@ -4713,6 +4713,30 @@ class ReloaderTests(CLITestCase):
             return "v2 helper-2" in http_get(port).body.decode()
         wait_until(save_again)
 
+    def test_a_fix_saved_within_the_second_of_a_crash_is_not_served_stale(self):
+        # The crashed worker cached the bytecode of the crashing helper.py; the
+        # fix has its size and its mtime's second, so Python would trust that cache.
+        second = (int(time.time()) - 100) * 10**9
+        crashing = "import os; os._exit(3)\n"
+        fixed = "VALUE = 'helper-2'".ljust(len(crashing) - 1) + "\n"     # the same size
+        helper = os.path.join(self.directory, "helper.py")
+        for name in ("app.py", "helper.py"):
+            os.utime(os.path.join(self.directory, name), ns=(second, second + 10**8))
+        process, port = self.start_reloader(env={"PYTHONDONTWRITEBYTECODE": ""})
+        self.wait_for_body(port, "v1 helper-1")
+        saves = []
+
+        def save(text):
+            saves.append(second + 2 * 10**8 + len(saves))
+            with open(helper + ".tmp", "w") as file:
+                file.write(text)
+            os.utime(helper + ".tmp", ns=(second, saves[-1]))
+            os.replace(helper + ".tmp", helper)
+        # Saved again meanwhile, as in the test above: a watcher's first look.
+        wait_until(lambda: save(crashing) or "save a file to restart it." in process.output())
+        self.assertTrue(os.path.exists(importlib.util.cache_from_source(helper)))
+        wait_until(lambda: save(fixed) or "helper-2" in http_get(port).body.decode())
+
     def test_a_new_py_file_next_to_the_app(self):
         process, port = self.start_reloader()
         self.wait_for_body(port, "v1 helper-1 no-extra")
