@@ -6285,9 +6285,41 @@ def parse_root_path(text):
 def check(settings):
     """--check: validate the settings and print them, load the .env files and
     import the app as a worker does (Django's checks too), and serve nothing.
-    Return 0, or 1 if the app fails; a bad option is a UsageError (2)."""
+    Return 0, or 1 if the app fails; a bad option is a UsageError (2).  Where
+    it can, the app is imported in a child process, so that an app which ends
+    the process at import (os._exit(0)) fails the check as it fails a worker."""
     arguments = run_arguments(settings)
     print_settings(settings)
+    if not hasattr(os, "fork"):
+        return check_app(arguments)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    result, report = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(result)
+        try:
+            status = check_app(arguments)
+        except UsageError as exc:
+            print_error(exc)
+            status = USAGE_EXIT_CODE
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.write(report, b"%d" % status)
+        os._exit(status)
+    os.close(report)
+    with open(result, "rb") as pipe:
+        said = pipe.read()
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if said:
+        return int(said)
+    print("Check failed: the app's import ended the process (it %s)." % describe_exit(code),
+          flush=True)
+    return 1
+
+
+def check_app(arguments):
+    """--check's import of the app and Django's checks; the status to exit with."""
     counts = load_env_files(arguments["env_files"])
     if counts:
         print(describe_env_files(counts), flush=True)

@@ -5944,6 +5944,15 @@ class SettingsCLITests(CLITestCase):
         self.assertNotIn("runserver.py", output.split("Traceback")[1])
         self.assertEqual(output.splitlines()[-1], "Check failed: broken:app cannot be imported.")
 
+    def test_check_fails_when_the_app_ends_the_process_at_import(self):
+        for code in (0, 3):
+            with self.subTest(code=code):
+                self.write("quits.py", "import os\nos._exit(%d)\n" % code)
+                status, output = self.run_cli("quits:app", "--check")
+                self.assertEqual(status, 1, output)
+                self.assertEqual(output.splitlines()[-1], "Check failed: the app's import "
+                                 "ended the process (it exited with status %d)." % code)
+
     def test_check_exit_status_2_for_a_usage_error(self):
         for args, fragment in [(["app:missing", "--check"], 'no attribute "missing"'),
                                (["no_such_module_q", "--check"], 'no module named'),
