@@ -4955,9 +4955,10 @@ class WindowsWorker(Worker):
 
     def read_reports(self, events):
         connection = self.accept()
-        if connection is not None:
+        if connection is None:
+            events.put(("message", self, None))
+        else:
             forward_messages(connection.recv, events, self)
-        events.put(("message", self, None))
 
     def accept(self):
         """Wait for the worker's connection with its token and share the socket

@@ -5274,7 +5274,7 @@ class WarmReloadTests(CLITestCase):
         self.assertNotIn("Traceback", process.output())
 
 
-# ---- Platforms: Windows, simulated on Linux ------------------------------------------
+# ---- Platforms: Windows and macOS, simulated on Linux ----------------------------------
 
 # A sitecustomize.py for the server's processes (through PYTHONPATH): before
 # runserver.py is imported, it takes away what Windows does not have, says
@@ -5303,9 +5303,9 @@ for module, names in HIDDEN.items():
             delattr(module, name)
 for name in ("termios", "fcntl", "resource", "pwd", "grp", "pty", "tty"):
     sys.modules[name] = None                # import fails
-import sysconfig
-sysconfig.get_config_vars()                 # cached: it names a file after sys.platform
-sys.platform = "win32"
+import secrets, sysconfig, tempfile         # imported as on Linux (3.13's shutil would
+sysconfig.get_config_vars()                 # import _winapi); sysconfig's names a file
+sys.platform = "win32"                      # after sys.platform
 
 _popen_init = subprocess.Popen.__init__
 
@@ -5357,15 +5357,31 @@ socket.fromshare = fromshare
 """
 
 
+# macOS, as far as runserver.py can tell: no epoll (a selector, kqueue's
+# there, poll's here) and sys.platform darwin, where fork without exec is
+# forbidden: every worker is started afresh (spawn_worker()), no template.
+MACOS_SIMULATION = r"""
+import select, sys, sysconfig, tempfile
+del select.epoll
+import selectors
+selectors.DefaultSelector = selectors.PollSelector
+sysconfig.get_config_vars()                 # cached: it names a file after sys.platform
+sys.platform = "darwin"
+"""
+
+
 class WindowsSimulation:
-    """Mixin for CLITestCase: the server's processes run as on Windows (see WINDOWS_SIMULATION)."""
+    """Mixin for CLITestCase: the server's processes run as on Windows (see
+    WINDOWS_SIMULATION), or as `simulation` says, through a sitecustomize."""
+
+    simulation_source = WINDOWS_SIMULATION
 
     def setUp(self):
         super().setUp()
-        self.simulation = tempfile.mkdtemp(prefix="runserver-windows-")
+        self.simulation = tempfile.mkdtemp(prefix="runserver-simulation-")
         self.addCleanup(shutil.rmtree, self.simulation, True)
         with open(os.path.join(self.simulation, "sitecustomize.py"), "w") as file:
-            file.write(WINDOWS_SIMULATION)
+            file.write(self.simulation_source)
 
     def windows_environment(self, env=None):
         return dict(env or {}, PYTHONPATH=self.simulation)
@@ -5436,6 +5452,29 @@ class WindowsReloaderTests(WindowsSimulation, ReloaderTests):
         self.assertNotIn("Traceback", process.output())
 
     # Forked workers and templates: Windows has neither.
+    test_every_kind_of_worker_looks_the_same_to_the_app = None
+
+
+class MacOSReloaderTests(WindowsSimulation, ReloaderTests):
+    """The reloader tests as on macOS (MACOS_SIMULATION): workers started
+    afresh with pass_fds, the event loop on a selector."""
+
+    simulation_source = MACOS_SIMULATION
+
+    def test_workers_are_started_and_the_loop_has_no_epoll(self):
+        self.write("app.py", "import os, runserver\n"
+                             "def application(environ, start_response):\n"
+                             "    start_response('200 OK', [])\n"
+                             "    return [b'%d %d %r' % (os.getpid(), os.getppid(),\n"
+                             "                           runserver.Poller.use_epoll)]\n")
+        process, port = self.start_reloader()
+        pid, parent, epoll = http_get(port).body.split()
+        self.assertEqual((int(parent), epoll), (process.process.pid, b"False"))
+        with open("/proc/%d/cmdline" % int(pid), "rb") as file:
+            self.assertIn(b"import runserver", file.read())     # worker_command(): not forked
+        self.assertNotIn("(warm)", process.output())
+
+    # Forked workers and templates: not on macOS.
     test_every_kind_of_worker_looks_the_same_to_the_app = None
 
 
