@@ -3795,6 +3795,8 @@ class WSGIServer(socketserver.TCPServer):
         """At a stop: close a connection claimed from the event loop, unless
         its request has (or is about to have) arrived; serve that one."""
         try:
+            if not MSG_DONTWAIT:                # Windows: a peek that waits for nothing
+                handler.set_timeout(0)
             pending = handler.buffer or handler.connection.recv(
                 1, socket.MSG_PEEK | MSG_DONTWAIT)
         except BlockingIOError:
