@@ -4963,8 +4963,8 @@ class WindowsWorker(Worker):
             forward_messages(connection.recv, events, self)
 
     def accept(self):
-        """Wait for the worker's connection with its token and share the socket
-        with it; None if the worker ends first."""
+        """Wait for the worker's connection with its token and pid, and share the
+        socket with that pid; None if the worker ends first."""
         while True:
             try:
                 connection = self.listener.accept()[0]
@@ -4978,12 +4978,14 @@ class WindowsWorker(Worker):
                     if not chunk or len(data) > 1 << 12:
                         raise ConnectionError("not a worker")
                     data += chunk
-                if parse_messages(data)[0][0] != ["hello", self.token]:
+                hello = parse_messages(data)[0][0]
+                if hello[:2] != ["hello", self.token]:
                     raise ConnectionError("not this worker")
-                shared = self.server_socket.share(self.process.pid)
+                # Its own pid: a venv's python.exe is a launcher, with the worker as its child.
+                shared = self.server_socket.share(int(hello[2]))
                 connection.sendall(b"%d\n%s" % (len(shared), shared))
                 connection.settimeout(None)
-            except (OSError, ValueError):       # another local program, or the worker died
+            except (OSError, ValueError, IndexError):   # another local program, or it died
                 connection.close()
                 continue
             with self.lock:
@@ -5025,7 +5027,7 @@ def connect_to_supervisor_windows(address):
     return the listening socket it shares; then follow the supervisor."""
     port, token = address.split()
     link = socket.create_connection(("127.0.0.1", int(port)), timeout=WORKER_CONNECT_TIMEOUT)
-    link.sendall(encode_message("hello", token))
+    link.sendall(encode_message("hello", token, str(os.getpid())))
     data = b""
     while True:
         header, newline, rest = data.partition(b"\n")
