@@ -4822,7 +4822,8 @@ class Supervisor:
         self.warm = False
 
     def stop(self, signum):
-        """Ctrl-C or SIGTERM: stop the worker gracefully; a second Ctrl-C kills it."""
+        """Ctrl-C, Ctrl-Break or SIGTERM: stop the worker gracefully; a second
+        Ctrl-C kills it."""
         worker = self.worker
         if self.stopping and signum != signal.SIGTERM and worker is not None:
             worker.kill()
@@ -6936,7 +6937,7 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     env_counts = load_env_files(env_files)
     app_files = []
     spec = app if isinstance(app, str) else None
-    if worker:          # Ctrl-C reaches the supervisor too, which stops us with SIGTERM
+    if worker:          # Ctrl-C reaches the supervisor too, which stops us (SIGTERM, "stop")
         signal.signal(signal.SIGINT, lambda signum, frame: None)
     loading_ns = time.time_ns()
     try:

@@ -5284,7 +5284,8 @@ class WarmReloadTests(CLITestCase):
 WINDOWS_SIMULATION = r"""
 import os, select, signal, socket, struct, sys, threading, uuid
 
-_AF_UNIX, _SIGKILL, _send_fds, _recv_fds = socket.AF_UNIX, signal.SIGKILL, socket.send_fds, socket.recv_fds
+_AF_UNIX, _SIGKILL = socket.AF_UNIX, signal.SIGKILL
+_send_fds, _recv_fds = socket.send_fds, socket.recv_fds
 for name in ("epoll", "poll", "devpoll", "kqueue"):
     if hasattr(select, name):
         delattr(select, name)
@@ -5372,9 +5373,9 @@ sys.platform = "darwin"
 """
 
 
-class WindowsSimulation:
+class PlatformSimulation:
     """Mixin for CLITestCase: the server's processes run as on Windows (see
-    WINDOWS_SIMULATION), or as `simulation` says, through a sitecustomize."""
+    WINDOWS_SIMULATION), or as `simulation_source` says, through a sitecustomize."""
 
     simulation_source = WINDOWS_SIMULATION
 
@@ -5395,7 +5396,7 @@ class WindowsSimulation:
         return super().run_cli(*args, timeout=timeout, env=self.windows_environment(env))
 
 
-class WindowsTests(WindowsSimulation, CLITestCase):
+class WindowsTests(PlatformSimulation, CLITestCase):
     """Without the POSIX-only names, runserver.py imports and serves (--noreload)."""
 
     def test_the_simulation_hides_what_windows_lacks(self):
@@ -5441,7 +5442,7 @@ class WindowsTests(WindowsSimulation, CLITestCase):
                                  "--noreload"], 2, "this system has no unix domain sockets")
 
 
-class WindowsReloaderTests(WindowsSimulation, ReloaderTests):
+class WindowsReloaderTests(PlatformSimulation, ReloaderTests):
     """The reloader tests, through the reloader of Windows: each worker started
     afresh (no fork, no pass_fds), its socket shared by socket.share(pid) over
     its connection to the supervisor, "stop" on that connection for a SIGTERM."""
@@ -5460,7 +5461,7 @@ class WindowsReloaderTests(WindowsSimulation, ReloaderTests):
     test_every_kind_of_worker_looks_the_same_to_the_app = None
 
 
-class MacOSReloaderTests(WindowsSimulation, ReloaderTests):
+class MacOSReloaderTests(PlatformSimulation, ReloaderTests):
     """The reloader tests as on macOS (MACOS_SIMULATION): workers started
     afresh with pass_fds, the event loop on a selector."""
 
