@@ -5290,6 +5290,14 @@ for name in ("epoll", "poll", "devpoll", "kqueue"):
     if hasattr(select, name):
         delattr(select, name)
 import selectors, subprocess                # as Windows has them: select() only
+# PyPy's waitstatus_to_exitcode() looks at sys.platform: keep Linux's, in
+# subprocess too (a default argument of Popen._handle_exitstatus()).
+_waitstatus_to_exitcode = os.waitstatus_to_exitcode
+os.waitstatus_to_exitcode = lambda status: (
+    -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+subprocess.Popen._handle_exitstatus.__defaults__ = tuple(
+    os.waitstatus_to_exitcode if value is _waitstatus_to_exitcode else value
+    for value in subprocess.Popen._handle_exitstatus.__defaults__ or ())
 selectors.DefaultSelector = selectors.SelectSelector
 HIDDEN = {os: ("fork", "forkpty", "killpg", "getpgid", "setsid", "memfd_create", "pwrite",
                "getuid", "sendfile", "register_at_fork", "WNOHANG"),
