@@ -35,6 +35,7 @@ Map of the file, in reading order:
                                   run_supervisor() -> Supervisor, Worker, TemplateProcess
                                   run_template() -> Template, ProjectImportBlocker
                                   fork_first_worker(), fork_from_template(), spawn_worker()
+                                  Windows: WindowsWorker, connect_to_supervisor_windows()
     app loading                   load_app(), demo_app, error_app() (while an app cannot run)
     frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS;
                                     serve_django_static_files(); template_directories()
@@ -81,6 +82,12 @@ The supervisor reads the .env files to resolve the options but keeps their
 variables out of its own environment, and so does the template: each worker
 loads them afresh before it imports the app, so an edited .env file reloads
 with its new values.
+
+On Windows (no fork, no descriptor passed by number) there is no template
+and every worker is started afresh: it connects to the supervisor over
+loopback with a token and receives the listening socket from socket.share();
+that connection is its lifeline, carries its messages, and brings "stop"
+where POSIX sends SIGTERM.
 
 Connections that arrive while a worker restarts wait in the listen backlog of
 the socket the supervisor holds, so a reload never refuses a connection.  With
@@ -177,6 +184,14 @@ authorityKeyIdentifier = keyid:always
 """
 
 USAGE_EXIT_CODE = 2             # the user's mistake: bad option, unknown module...
+# The keys the banner names: Windows' consoles have Ctrl-Break (Django's banner
+# names it there); Ctrl-C stops the server on every system.
+QUIT_KEYS = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
+    (signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ())  # Windows' Ctrl-Break
+# recv() and send() flags where the system has them (not Windows: there a
+# connection keeps Python's timeout, and a poll before each call).
+MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 SPOOL_MEMORY_LIMIT = 1 << 20    # chunked bodies above this go to a temporary file
 DRAIN_LIMIT = 1 << 20           # unread body bytes discarded to keep a connection
@@ -205,6 +220,7 @@ TEMPLATE_PATIENCE = 10.0        # a reload waits this long at most for the templ
 TEMPLATE_DELAY = 1.0            # the first template starts this long after the first worker
                                 # (or at the first reload): not during the first requests
 EXIT_GRACE = 0.5                # a worker's last messages may come this long after its exit
+WORKER_CONNECT_TIMEOUT = 10.0   # Windows: a started worker's connection to its supervisor
 # Names never watched when the reloader walks a directory or expands a glob
 # (--reload-include, new .py files), nor walked into; --reload-exclude adds to them.
 RELOAD_IGNORE = (
@@ -883,8 +899,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.ran_long = False           # event loop: its last request took PROMOTE_AFTER or more
         self.connection = self.request
         self.fileno = self.request.fileno()
-        self.kernel_timeouts = server.ssl_context is None and hasattr(socket, "SO_RCVTIMEO")
-        if server.address_family != socket.AF_UNIX:
+        self.kernel_timeouts = server.ssl_context is None and hasattr(socket, "SO_RCVTIMEO") \
+            and MSG_DONTWAIT != 0         # Windows: SO_RCVTIMEO takes milliseconds, not a timeval
+        if server.address_family in (socket.AF_INET, socket.AF_INET6):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.base_environ = dict(server.base_environ)
         if isinstance(self.client_address, tuple):
@@ -926,7 +943,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
 
     def serve_buffered(self):
         try:
-            data = self.connection.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+            data = self.connection.recv(RECV_SIZE, MSG_DONTWAIT)
         except BlockingIOError:
             return True
         if not data:
@@ -1368,7 +1385,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         sent = 0
         if self.kernel_timeouts:        # the common case: the send buffer takes it all
             try:
-                sent = self.connection.send(data, socket.MSG_DONTWAIT)
+                sent = self.connection.send(data, MSG_DONTWAIT)
             except BlockingIOError:
                 pass
             if sent == len(data):
@@ -3364,9 +3381,12 @@ class LoopThreadingMixIn(socketserver.ThreadingMixIn):
                 idle = self._busy_since is None and self.spare_threads >= 0 \
                     and not self._stop_requested
                 timeout = None if idle else 0
-            # A pipe, not a sleep: request_stop() and the loop's thread wake it.
+            # A wake-up socket, not a sleep: request_stop() and the loop's thread wake it.
             if select.select([self._watchdog_wake], [], [], timeout)[0]:
-                os.read(self._watchdog_wake, 512)
+                try:
+                    self._watchdog_wake.recv(512)
+                except OSError:                 # closed by server_close()
+                    return
             if self._watchdog_asleep:
                 self._watchdog_asleep = False
                 quiet_ticks = 0
@@ -3422,16 +3442,14 @@ class WSGIServer(socketserver.TCPServer):
         self._busy_lock = threading.Lock()
         self._unled = None              # a generation no thread could be started for
         self._hand_off_until = 0.0      # until then the loop hands requests to threads
-        self._watchdog_wake, self._watchdog_wakeup = os.pipe()   # a pipe: signal-safe
-        os.set_blocking(self._watchdog_wakeup, False)
+        self._watchdog_wake, self._watchdog_wakeup = wakeup_sockets()
         self._watchdog_asleep = False
         self._leaders = 0               # threads inside lead()
         self._polling = False           # whether the loop's thread waits in poll()
         self._loop_changed = threading.Condition()
         self._poller = None
-        self._wakeup_read, self._wakeup_write = os.pipe()
-        os.set_blocking(self._wakeup_read, False)
-        os.set_blocking(self._wakeup_write, False)
+        self._wakeup_read, self._wakeup_write = wakeup_sockets()
+        self._wakes_on_signals = False
         self._ready = collections.deque()           # file descriptors polled, not yet served
         if listen_socket is None:
             super().__init__(server_address, handler_class)
@@ -3454,7 +3472,7 @@ class WSGIServer(socketserver.TCPServer):
         self._loop_done.set()
         self.base_environ = self.make_base_environ()
         self.serving = threading.Event()    # set once serve_forever() has started its loop
-        self._poller = Poller((self.socket.fileno(), self._wakeup_read))
+        self._poller = Poller((self.socket.fileno(), self._wakeup_read.fileno()))
         # The event loop serves plain connections with WSGIRequestHandler and
         # subclasses that keep its handle(); others get socketserver's way.
         self._loop_handlers = self.ssl_context is None \
@@ -3528,7 +3546,7 @@ class WSGIServer(socketserver.TCPServer):
 
     def run_events(self, generation):
         poller = self._poller
-        listener, wakeup = self.socket.fileno(), self._wakeup_read
+        listener, wakeup = self.socket.fileno(), self._wakeup_read.fileno()
         ready = self._ready         # shared: a thread taking the loop over serves what is left
         while not self._stop_requested and self._generation == generation:
             try:
@@ -3549,7 +3567,7 @@ class WSGIServer(socketserver.TCPServer):
                 continue
             if fd == wakeup:
                 try:
-                    os.read(wakeup, 512)
+                    self._wakeup_read.recv(512)
                 except OSError:                 # another thread read it, or server_close()
                     pass
                 continue
@@ -3675,11 +3693,17 @@ class WSGIServer(socketserver.TCPServer):
         self.wake(self._wakeup_write)
 
     @staticmethod
-    def wake(fd):
+    def wake(sock):
         try:
-            os.write(fd, b"\0")
+            sock.send(b"\0")
         except OSError:         # full (a wake-up is pending anyway) or closed
             pass
+
+    def wake_on_signals(self):
+        """Have a signal wake serve_forever() to run its handler (in the main
+        thread): Windows' select() does not return for one."""
+        signal.set_wakeup_fd(self._wakeup_write.fileno(), warn_on_full_buffer=False)
+        self._wakes_on_signals = True
 
     def request_stop(self):
         """Make serve_forever() return soon; safe in signal handlers and threads."""
@@ -3761,20 +3785,20 @@ class WSGIServer(socketserver.TCPServer):
             self.request_stop()             # a thread still in the loop leaves it
             self._poller.close()
         super().server_close()
-        for fd in (self._wakeup_read, self._wakeup_write,
-                   self._watchdog_wake, self._watchdog_wakeup):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wakeup_read = self._wakeup_write = self._watchdog_wake = self._watchdog_wakeup = -1
+        if self._wakes_on_signals and threading.current_thread() is threading.main_thread():
+            signal.set_wakeup_fd(-1)        # before its number is reused
+        for sock in (self._wakeup_read, self._wakeup_write,
+                     self._watchdog_wake, self._watchdog_wakeup):
+            sock.close()
 
     def close_if_idle(self, handler, now):
         """At a stop: close a connection claimed from the event loop, unless
         its request has (or is about to have) arrived; serve that one."""
         try:
+            if not MSG_DONTWAIT:                # Windows: a peek that waits for nothing
+                handler.set_timeout(0)
             pending = handler.buffer or handler.connection.recv(
-                1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                1, socket.MSG_PEEK | MSG_DONTWAIT)
         except BlockingIOError:
             pending = None
         except OSError:
@@ -3815,7 +3839,7 @@ class WSGIServer(socketserver.TCPServer):
 class UnixWSGIServer(WSGIServer):
     """WSGIServer on a unix domain socket (ADDRPORT unix:/path/to.sock)."""
 
-    address_family = socket.AF_UNIX
+    address_family = getattr(socket, "AF_UNIX", None)     # None on Windows
 
     def server_bind(self):
         remove_stale_socket(self.server_address)
@@ -3829,6 +3853,15 @@ class UnixWSGIServer(WSGIServer):
                 os.unlink(self.server_address)
             except OSError:
                 pass
+
+
+def wakeup_sockets():
+    """A connected pair of non-blocking sockets, to wake a select() by sending
+    a byte: a pipe would do on POSIX, but Windows' select() takes only sockets."""
+    pair = socket.socketpair()
+    for sock in pair:
+        sock.setblocking(False)
+    return pair
 
 
 def remove_stale_socket(path):
@@ -3919,6 +3952,9 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     proxies in forwarded_allow_ips (default DEFAULT_FORWARDED_ALLOW_IPS).
     Stop it with shutdown() from another thread, then server_close().
     """
+    if unix_socket and UnixWSGIServer.address_family is None:
+        raise OSError(errno.EAFNOSUPPORT, "unix domain sockets are not available on this "
+                      "system: use a TCP address, not unix:%s" % unix_socket)
     base = UnixWSGIServer if unix_socket else WSGIServer
     if threading:
         # The mixin comes first so that its process_request() wins in the MRO.
@@ -3954,10 +3990,15 @@ ENV_RESTARTS = "_RUNSERVER_RESTARTS"            # how many workers came before
 ENV_WATCHLIST = "_RUNSERVER_WATCHLIST"          # the file a worker lists its watched files in
 ENV_WARM = "_RUNSERVER_WARM"                    # "1": a template preloads the worker's libraries
 ENV_TEMPLATE_FD = "_RUNSERVER_TEMPLATE_FD"      # in a template: its socket to the supervisor
+ENV_SUPERVISOR_ADDRESS = "_RUNSERVER_SUPERVISOR_ADDRESS"    # Windows: "PORT TOKEN" to connect to
 WORKER_ENVIRONMENT = (ENV_LISTEN_FD, ENV_SUPERVISOR_FD, ENV_REPORT_FD, ENV_RESTARTS,
-                      ENV_WATCHLIST, ENV_WARM)
+                      ENV_WATCHLIST, ENV_WARM, ENV_SUPERVISOR_ADDRESS)
+# Windows has no fork() and passes no descriptor by number: each worker is
+# started afresh and gets the listening socket from socket.share() (WindowsWorker).
+SHARE_LISTENING_SOCKET = sys.platform == "win32"
 
-_worker = {}                                    # this worker's ENV_* values, taken once
+_worker = {}                                    # this worker's ENV_* values, taken once, and
+                                                # "link": its connection to a Windows supervisor
 _preloaded = {}                                 # in a forked worker: the template's files, with
                                                 # their stat_key() when it imported them
 _report_lock = threading.Lock()                 # one message at a time on the report pipe
@@ -3992,13 +4033,17 @@ def worker_environment(fds, restarts, warm):
 
 def report_to_supervisor(*fields):
     """In a worker: send a message to the supervisor (see Supervisor.on_worker_message())."""
-    if not _worker.get(ENV_REPORT_FD):
+    link = _worker.get("link")
+    if not (link or _worker.get(ENV_REPORT_FD)):
         return
     data = encode_message(*fields)
     with _report_lock:
         try:
-            while data:
-                data = data[os.write(int(_worker[ENV_REPORT_FD]), data):]
+            if link:
+                link.sendall(data)
+            else:
+                while data:
+                    data = data[os.write(int(_worker[ENV_REPORT_FD]), data):]
         except OSError:                 # the supervisor is gone; the lifeline says so too
             pass
 
@@ -4483,8 +4528,8 @@ def run_supervisor(server, watchlist, terminal, first_worker=None,
     save_terminal()'s, to restore at the end; first_worker is what
     fork_first_worker() returned, if it forked one."""
     supervisor = Supervisor(server, watchlist, warm, shutdown_timeout, reload_interval)
-    signal.signal(signal.SIGINT, supervisor.on_signal)
-    signal.signal(signal.SIGTERM, supervisor.on_signal)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, supervisor.on_signal)
     if first_worker is not None:            # fork_first_worker() held them back until now
         signal.pthread_sigmask(signal.SIG_SETMASK, first_worker[1])
     try:
@@ -4538,6 +4583,22 @@ class Worker:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
+
+    def terminate(self):
+        """Ask it to stop gracefully (it finishes its requests)."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def read_reports(self, events):
+        """In a thread: put its messages on `events` until its report pipe ends."""
+        forward_messages(lambda size: os.read(self.report, size), events, self)
+        os.close(self.report)
+
+    def close_lifeline(self):
+        """The end of file on its lifeline stops it, if it still runs."""
+        os.close(self.lifeline)
 
 
 class Supervisor:
@@ -4605,7 +4666,7 @@ class Supervisor:
         worker = self.worker
         if worker is not None and worker.ended(now):
             self.worker = None
-            os.close(worker.lifeline)
+            worker.close_lifeline()
             if self.stopping or worker.stop_status is not None:
                 return self.finish(0 if self.stopping else worker.stop_status)
             if worker.reload:
@@ -4643,6 +4704,10 @@ class Supervisor:
             self.template.close()               # none of its workers is left
             self.template = None
         self.due = None
+        if SHARE_LISTENING_SOCKET:
+            self.worker = WindowsWorker(self.server.socket, self.restarts)
+            self.follow(self.worker)
+            return
         lifeline_end, lifeline = os.pipe()
         report, report_end = os.pipe()
         fds = (self.server.socket.fileno(), lifeline_end, report_end, self.watchlist.fileno())
@@ -4664,10 +4729,8 @@ class Supervisor:
 
     def follow(self, worker):
         """Put a worker's messages on the events, and its exit status if this is its parent."""
-        def read_reports():
-            forward_messages(lambda size: os.read(worker.report, size), self.events, worker)
-            os.close(worker.report)
-        threading.Thread(target=read_reports, name="runserver-reports", daemon=True).start()
+        threading.Thread(target=worker.read_reports, args=(self.events,),
+                         name="runserver-reports", daemon=True).start()
         if worker.process is not None:
             def wait():
                 self.events.put(("exit", worker, worker.process.wait()))
@@ -4680,6 +4743,11 @@ class Supervisor:
             worker.reload = True
         elif fields[0] == "stop":
             worker.stop_status = int(fields[1])
+        elif fields[0] == "files":            # a Windows worker's watched files
+            self.watchlist.seek(0)
+            self.watchlist.truncate()
+            self.watchlist.write(os.fsencode("\n".join(fields[1:])))
+            self.watchlist.flush()
         elif fields[0] == "modules" and worker is self.worker:
             self.modules = fields[1:]
             if self.template is not None:
@@ -4740,7 +4808,7 @@ class Supervisor:
         worker = self.worker
         if worker is None or worker.pid is not None or worker.process is not None:
             return False
-        os.close(worker.lifeline)
+        worker.close_lifeline()
         self.worker = None
         self.due = time.monotonic()
         return True
@@ -4754,18 +4822,19 @@ class Supervisor:
         self.warm = False
 
     def stop(self, signum):
-        """Ctrl-C or SIGTERM: stop the worker gracefully; a second Ctrl-C kills it."""
+        """Ctrl-C, Ctrl-Break or SIGTERM: stop the worker gracefully; a second
+        Ctrl-C kills it."""
         worker = self.worker
-        if self.stopping and signum == signal.SIGINT and worker is not None:
-            worker.send_signal(signal.SIGKILL)
+        if self.stopping and signum != signal.SIGTERM and worker is not None:
+            worker.kill()
         self.stopping = True
         self.due = None
         if worker is not None:
             self.terminate(worker)
 
     def terminate(self, worker):
-        worker.send_signal(signal.SIGTERM)
-        killer = threading.Timer(self.shutdown_timeout + 1, worker.send_signal, (signal.SIGKILL,))
+        worker.terminate()
+        killer = threading.Timer(self.shutdown_timeout + 1, worker.kill)
         killer.daemon = True
         killer.start()
 
@@ -4797,7 +4866,7 @@ class Supervisor:
         """Leave no process behind, whatever happened."""
         worker = self.worker
         if worker is not None and worker.code is None:
-            worker.send_signal(signal.SIGKILL)
+            worker.kill()
             if worker.process is not None:
                 worker.process.wait()
         if self.template is not None:
@@ -4850,11 +4919,146 @@ class TemplateProcess:
 
 def spawn_worker(fds, restarts, warm):
     """Start a worker as a new interpreter (worker_command()) with `fds`: the
-    way every platform can, and the way without a template."""
+    way every POSIX system can, and the way without a template."""
     import subprocess
     environ = dict(os.environ)
     environ.update(worker_environment(fds, restarts, warm))
     return subprocess.Popen(worker_command(), env=environ, pass_fds=fds)
+
+
+# Windows: a worker inherits no descriptor, so it connects to its supervisor
+# over loopback, says the token it was started with, and receives the
+# listening socket as socket.share() data (its length, a newline, the bytes).
+# That connection is then the worker's lifeline (its end stops the worker),
+# the channel of its messages, and the way "stop" reaches it (no SIGTERM).
+
+class WindowsWorker(Worker):
+    """A worker as a Windows supervisor knows it: started afresh with the
+    port and token of a loopback listener that waits for its connection."""
+
+    def __init__(self, server_socket, restarts):
+        import secrets
+        import subprocess
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.token = secrets.token_hex(16)
+        environ = dict(os.environ)
+        environ.update(dict.fromkeys(WORKER_ENVIRONMENT, ""))
+        environ[ENV_RESTARTS] = str(restarts)
+        environ[ENV_SUPERVISOR_ADDRESS] = "%d %s" % (self.listener.getsockname()[1], self.token)
+        try:
+            process = subprocess.Popen(worker_command(), env=environ)
+        except OSError:
+            self.listener.close()
+            raise
+        super().__init__(None, None, process)
+        self.server_socket = server_socket
+        self.connection = None
+        self.lock = threading.Lock()            # for connection and closing
+        self.closing = False
+
+    def read_reports(self, events):
+        connection = self.accept()
+        if connection is None:
+            events.put(("message", self, None))
+        else:
+            forward_messages(connection.recv, events, self)
+
+    def accept(self):
+        """Wait for the worker's connection with its token and pid, and share the
+        socket with that pid; None if the worker ends first."""
+        while True:
+            try:
+                connection = self.listener.accept()[0]
+            except OSError:                     # close_lifeline(): it ended
+                return None
+            try:
+                connection.settimeout(WORKER_CONNECT_TIMEOUT)
+                data = b""
+                while b"\n" not in data or not parse_messages(data)[0]:
+                    chunk = connection.recv(1 << 12)
+                    if not chunk or len(data) > 1 << 12:
+                        raise ConnectionError("not a worker")
+                    data += chunk
+                hello = parse_messages(data)[0][0]
+                if hello[:2] != ["hello", self.token]:
+                    raise ConnectionError("not this worker")
+                # Its own pid: a venv's python.exe is a launcher, with the worker as its child.
+                shared = self.server_socket.share(int(hello[2]))
+                connection.sendall(b"%d\n%s" % (len(shared), shared))
+                connection.settimeout(None)
+            except (OSError, ValueError, IndexError):   # another local program, or it died
+                connection.close()
+                continue
+            with self.lock:
+                if not self.closing:
+                    self.connection = connection
+                    self.listener.close()
+                    return connection
+            connection.close()
+            return None
+
+    def terminate(self):
+        with self.lock:
+            connection = self.connection
+        if connection is None:              # it has served nothing yet
+            self.kill()
+            return
+        try:
+            connection.sendall(encode_message("stop"))
+        except OSError:
+            pass
+
+    def kill(self):
+        kill_process(self.process)
+
+    def close_lifeline(self):
+        with self.lock:
+            self.closing = True
+            for sock in (self.listener, self.connection):
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)     # wakes a thread in accept()
+                    except OSError:
+                        pass
+                    sock.close()
+
+
+def connect_to_supervisor_windows(address):
+    """In a worker a Windows supervisor started: connect, say the token, and
+    return the listening socket it shares; then follow the supervisor."""
+    port, token = address.split()
+    link = socket.create_connection(("127.0.0.1", int(port)), timeout=WORKER_CONNECT_TIMEOUT)
+    link.sendall(encode_message("hello", token, str(os.getpid())))
+    data = b""
+    while True:
+        header, newline, rest = data.partition(b"\n")
+        if newline and len(rest) >= int(header):
+            break
+        chunk = link.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("the supervisor closed the connection")
+        data += chunk
+    link.settimeout(None)
+    _worker["link"] = link
+    threading.Thread(target=follow_supervisor_windows, args=(link, rest[int(header):]),
+                     name="runserver-supervisor-watch", daemon=True).start()
+    return socket.fromshare(rest[:int(header)])
+
+
+def follow_supervisor_windows(link, data):
+    """In a worker, the Windows way: "stop" is the SIGTERM of POSIX (inner_run()
+    stops gracefully); the end of the connection means the supervisor is gone."""
+    while True:
+        messages, data = parse_messages(data)
+        if ["stop"] in messages:
+            signal.raise_signal(signal.SIGTERM)
+        try:
+            chunk = link.recv(1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            os._exit(1)
+        data += chunk
 
 
 def run_template():
@@ -5299,6 +5503,8 @@ def start_file_watcher(server, interval, include, exclude, extra_files, watchlis
             except OSError:
                 pass
         watcher.on_files_changed = save
+    elif _worker.get("link"):              # Windows: the supervisor keeps the list
+        watcher.on_files_changed = lambda files: report_to_supervisor("files", *sorted(files))
     if _worker.get(ENV_WARM):
         reported = []
 
@@ -6161,6 +6367,9 @@ def parse_addrport(addrport, use_ipv6):
             raise UsageError('"unix:" needs a path, like unix:/tmp/app.sock')
         if use_ipv6:
             raise UsageError("-6/--ipv6 cannot be used with a unix socket")
+        if UnixWSGIServer.address_family is None:
+            raise UsageError("%s: this system has no unix domain sockets; give a port or "
+                             "address:port instead." % addrport)
         return None, None, os.path.abspath(path), False
     match = naiveip_re.fullmatch(addrport)
     if match is None:
@@ -6714,7 +6923,13 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     worker = take_worker_environment()
     restarts = int(worker.get(ENV_RESTARTS) or 0)
     listen_socket = None
-    if worker:
+    if worker.get(ENV_SUPERVISOR_ADDRESS):
+        try:
+            listen_socket = connect_to_supervisor_windows(worker[ENV_SUPERVISOR_ADDRESS])
+        except OSError as exc:
+            print_error("cannot reach the server's supervisor process (%s)." % exc)
+            raise SystemExit(1) from None
+    elif worker:
         listen_socket = socket.socket(fileno=int(worker[ENV_LISTEN_FD]))
         watch_supervisor(int(worker[ENV_SUPERVISOR_FD]))
     # Bound before the app is imported: alone, a taken port fails before the app does anything.
@@ -6722,7 +6937,7 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
     env_counts = load_env_files(env_files)
     app_files = []
     spec = app if isinstance(app, str) else None
-    if worker:          # Ctrl-C reaches the supervisor too, which stops us with SIGTERM
+    if worker:          # Ctrl-C reaches the supervisor too, which stops us (SIGTERM, "stop")
         signal.signal(signal.SIGINT, lambda signum, frame: None)
     loading_ns = time.time_ns()
     try:
@@ -6757,7 +6972,7 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         interrupts = []
 
         def stop(signum, frame):
-            if signum == signal.SIGINT:
+            if signum != signal.SIGTERM:        # Ctrl-C or Ctrl-Break
                 interrupts.append(signum)
                 if len(interrupts) > 1:         # a second Ctrl-C: quit now
                     os._exit(0)
@@ -6766,8 +6981,9 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
                 server.stopping = True
                 threading.Thread(target=stop_without_threads, daemon=True, args=(
                     server, settings["limits"].shutdown_timeout, worker)).start()
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, stop)
+        server.wake_on_signals()
     if restarts == 0:
         print_banner(server, spec or describe_app(app), reload, settings, env_counts)
         if open_browser is not None:
@@ -6818,7 +7034,8 @@ def open_in_browser(server, settings, path):
     threading.Thread(target=open_url, name="runserver-browser", daemon=True).start()
 
 
-WAITING_FOR_REQUESTS = "Waiting up to %gs for %d request(s) to finish; CONTROL-C again to quit now."
+WAITING_FOR_REQUESTS = ("Waiting up to %gs for %d request(s) to finish; " + QUIT_KEYS
+                        + " again to quit now.")
 LEAVING_REQUESTS = "%d request(s) still running after %gs; leaving them."
 
 
@@ -6881,7 +7098,7 @@ def print_banner(server, spec, reload, settings, env_counts=()):
         lines.append("  try: curl --unix-socket %s %s://localhost%s/"
                      % (shlex.quote(server.server_address), scheme, root_path))
     lines += security_lines(settings)
-    lines.append("Quit the server with CONTROL-C.")
+    lines.append("Quit the server with %s." % QUIT_KEYS)
     print("\n".join(lines), flush=True)
 
 

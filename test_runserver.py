@@ -5274,6 +5274,236 @@ class WarmReloadTests(CLITestCase):
         self.assertNotIn("Traceback", process.output())
 
 
+# ---- Platforms: Windows and macOS, simulated on Linux ----------------------------------
+
+# A sitecustomize.py for the server's processes (through PYTHONPATH): before
+# runserver.py is imported, it takes away what Windows does not have, says
+# sys.platform is win32, and gives sockets Windows' share() and fromshare(),
+# made here with a unix socket and SCM_RIGHTS; share(pid) gives the socket to
+# that process only, as Windows does.  runserver.py itself has no test hook.
+WINDOWS_SIMULATION = r"""
+import os, select, signal, socket, struct, sys, threading, uuid
+
+_AF_UNIX, _SIGKILL = socket.AF_UNIX, signal.SIGKILL
+_send_fds, _recv_fds = socket.send_fds, socket.recv_fds
+for name in ("epoll", "poll", "devpoll", "kqueue"):
+    if hasattr(select, name):
+        delattr(select, name)
+import selectors, subprocess                # as Windows has them: select() only
+# PyPy's waitstatus_to_exitcode() looks at sys.platform: keep Linux's, in
+# subprocess too (a default argument of Popen._handle_exitstatus()).
+_waitstatus_to_exitcode = os.waitstatus_to_exitcode
+os.waitstatus_to_exitcode = lambda status: (
+    -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+subprocess.Popen._handle_exitstatus.__defaults__ = tuple(
+    os.waitstatus_to_exitcode if value is _waitstatus_to_exitcode else value
+    for value in subprocess.Popen._handle_exitstatus.__defaults__ or ())
+selectors.DefaultSelector = selectors.SelectSelector
+HIDDEN = {os: ("fork", "forkpty", "killpg", "getpgid", "setsid", "memfd_create", "pwrite",
+               "getuid", "sendfile", "register_at_fork", "WNOHANG"),
+          signal: ("SIGKILL", "SIGCHLD", "SIGHUP", "SIGQUIT", "SIGUSR2", "pthread_sigmask",
+                   "pthread_kill", "SIG_BLOCK", "SIG_SETMASK", "siginterrupt", "setitimer"),
+          socket: ("AF_UNIX", "send_fds", "recv_fds", "MSG_DONTWAIT", "SO_REUSEPORT")}
+signal.SIGBREAK = signal.SIGUSR1            # the tests' Ctrl-Break
+del signal.SIGUSR1
+for module, names in HIDDEN.items():
+    for name in names:
+        if hasattr(module, name):
+            delattr(module, name)
+for name in ("termios", "fcntl", "resource", "pwd", "grp", "pty", "tty"):
+    sys.modules[name] = None                # import fails
+import secrets, sysconfig, tempfile         # imported as on Linux (3.13's shutil would
+sysconfig.get_config_vars()                 # import _winapi); sysconfig's names a file
+sys.platform = "win32"                      # after sys.platform
+
+_popen_init = subprocess.Popen.__init__
+
+def popen_init(self, *args, pass_fds=(), preexec_fn=None, start_new_session=False, **kwargs):
+    if pass_fds or preexec_fn or start_new_session:
+        raise ValueError("pass_fds, preexec_fn and start_new_session do not exist on Windows")
+    _popen_init(self, *args, **kwargs)
+
+subprocess.Popen.__init__ = popen_init
+subprocess.Popen.kill = lambda self: self.send_signal(_SIGKILL)     # TerminateProcess
+
+def socketpair(family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0):
+    with socket.socket(family, type, proto) as listener:    # Windows': over loopback
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        one = socket.socket(family, type, proto)
+        one.connect(listener.getsockname())
+        return one, listener.accept()[0]
+
+def share(self, pid):
+    name = "\0runserver-share-" + uuid.uuid4().hex
+    listener = socket.socket(_AF_UNIX)
+    listener.bind(name)
+    listener.listen()
+    copy = self.dup()                       # this socket may be closed now, as on Windows
+
+    def give():
+        with listener, copy:
+            while True:
+                connection = listener.accept()[0]
+                with connection:
+                    peer = struct.unpack("3i", connection.getsockopt(     # Linux's SO_PEERCRED
+                        socket.SOL_SOCKET, 17, struct.calcsize("3i")))[0]  # (not in PyPy's socket)
+                    if peer == pid:
+                        _send_fds(connection, [b"s"], [copy.fileno()])
+                        return
+    threading.Thread(target=give, daemon=True).start()
+    return name.encode()
+
+def fromshare(data):
+    with socket.socket(_AF_UNIX) as connection:
+        connection.connect(data.decode())
+        fds = _recv_fds(connection, 1, 1)[1]
+    if not fds:
+        raise OSError("the socket was shared with another process")
+    return socket.socket(fileno=fds[0])
+
+socket.socketpair = socketpair
+socket.socket.share = share
+socket.fromshare = fromshare
+"""
+
+
+# macOS, as far as runserver.py can tell: no epoll (a selector, kqueue's
+# there, poll's here) and sys.platform darwin, where fork without exec is
+# forbidden: every worker is started afresh (spawn_worker()), no template.
+MACOS_SIMULATION = r"""
+import select, sys, sysconfig, tempfile
+del select.epoll
+import selectors
+selectors.DefaultSelector = selectors.PollSelector
+sysconfig.get_config_vars()                 # cached: it names a file after sys.platform
+sys.platform = "darwin"
+"""
+
+
+class PlatformSimulation:
+    """Mixin for CLITestCase: the server's processes run as on Windows (see
+    WINDOWS_SIMULATION), or as `simulation_source` says, through a sitecustomize."""
+
+    simulation_source = WINDOWS_SIMULATION
+
+    def setUp(self):
+        super().setUp()
+        self.simulation = tempfile.mkdtemp(prefix="runserver-simulation-")
+        self.addCleanup(shutil.rmtree, self.simulation, True)
+        with open(os.path.join(self.simulation, "sitecustomize.py"), "w") as file:
+            file.write(self.simulation_source)
+
+    def windows_environment(self, env=None):
+        return dict(env or {}, PYTHONPATH=self.simulation)
+
+    def start(self, *args, env=None, launcher=None):
+        return super().start(*args, env=self.windows_environment(env), launcher=launcher)
+
+    def run_cli(self, *args, timeout=TIMEOUT, env=None):
+        return super().run_cli(*args, timeout=timeout, env=self.windows_environment(env))
+
+
+class WindowsTests(PlatformSimulation, CLITestCase):
+    """Without the POSIX-only names, runserver.py imports and serves (--noreload)."""
+
+    def test_the_simulation_hides_what_windows_lacks(self):
+        code, output = self.run_cli("--check")      # the demo app, imported without fork
+        self.assertEqual(code, 0, output)
+        self.assertIn("Check passed.", output)
+        script = ("import os, select, signal, socket, subprocess, sys\n"
+                  "print(sys.platform, hasattr(os, 'fork'), hasattr(socket, 'AF_UNIX'),\n"
+                  "      hasattr(select, 'epoll'), hasattr(signal, 'SIGKILL'),\n"
+                  "      hasattr(socket.socket, 'share'))\n"
+                  "try:\n    import termios\nexcept ImportError:\n    print('no termios')\n")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                env=dict(os.environ, **self.windows_environment()),
+                                timeout=TIMEOUT)
+        self.assertEqual(result.stdout.split(), ["win32", "False", "False", "False", "False",
+                                                 "True", "no", "termios"], result.stderr)
+
+    def test_noreload_serves_and_ctrl_c_and_ctrl_break_stop_it(self):
+        self.write("hello.py", "import os\ndef app(environ, start_response):\n"
+                               "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+                               "    return [b'hello from %d' % os.getpid()]\n")
+        for signum in (signal.SIGINT, signal.SIGUSR1):          # SIGUSR1: Ctrl-Break
+            with self.subTest(signal=signum):
+                process = self.start("hello:app", "127.0.0.1:0", "--noreload",
+                                     "--keepalive-timeout", "60")
+                port = process.port()
+                process.wait_for(r"^Quit the server with CTRL-BREAK\.$")
+                for _ in range(3):              # new connections, then keep-alive
+                    self.assertEqual(http_get(port).body, b"hello from %d" % process.process.pid)
+                with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+                    reader = Reader(sock)
+                    for _ in range(2):
+                        sock.sendall(get())
+                        self.assertEqual(reader.response().status, 200)
+                    process.signal(signum)      # an idle keep-alive connection does not wait
+                    self.assertEqual(process.wait(), 0, process.output())
+                self.assertEqual(process.output().count("Server stopped."), 1, process.output())
+                self.assertNotIn("Traceback", process.output())
+
+    def test_a_unix_address_is_one_line(self):
+        self.write("hello.py", "def app(environ, start_response):\n    return []\n")
+        self.assertOneLineError(["hello:app", "unix:" + os.path.join(self.directory, "s.sock"),
+                                 "--noreload"], 2, "this system has no unix domain sockets")
+
+
+class WindowsReloaderTests(PlatformSimulation, ReloaderTests):
+    """The reloader tests, through the reloader of Windows: each worker started
+    afresh (no fork, no pass_fds), its socket shared by socket.share(pid) over
+    its connection to the supervisor, "stop" on that connection for a SIGTERM."""
+
+    def test_ctrl_break_stops_everything_with_status_0(self):
+        process, port = self.start_reloader()
+        pid = self.worker_pid(port)
+        process.wait_for(r"^Quit the server with CTRL-BREAK\.$")
+        process.signal(signal.SIGUSR1)              # the simulation's Ctrl-Break, to all
+        self.assertEqual(process.wait(), 0)
+        self.assertTrue(process_gone(pid))
+        self.assertEqual(process.output().count("Server stopped."), 1, process.output())
+        self.assertNotIn("Traceback", process.output())
+
+    # Forked workers and templates: Windows has neither.
+    test_every_kind_of_worker_looks_the_same_to_the_app = None
+
+
+class MacOSReloaderTests(PlatformSimulation, ReloaderTests):
+    """The reloader tests as on macOS (MACOS_SIMULATION): workers started
+    afresh with pass_fds, the event loop on a selector."""
+
+    simulation_source = MACOS_SIMULATION
+
+    def test_workers_are_started_and_the_loop_has_no_epoll(self):
+        self.write("app.py", "import os, runserver\n"
+                             "def application(environ, start_response):\n"
+                             "    start_response('200 OK', [])\n"
+                             "    return [b'%d %d %r' % (os.getpid(), os.getppid(),\n"
+                             "                           runserver.Poller.use_epoll)]\n")
+        process, port = self.start_reloader()
+        pid, parent, epoll = http_get(port).body.split()
+        self.assertEqual((int(parent), epoll), (process.process.pid, b"False"))
+        with open("/proc/%d/cmdline" % int(pid), "rb") as file:
+            self.assertIn(b"import runserver", file.read())     # worker_command(): not forked
+        self.assertNotIn("(warm)", process.output())
+
+
+# The reloader tests MacOSReloaderTests runs (the others take the paths that
+# --no-warm and a launcher take on Linux, tested there).
+MACOS_RELOADER_TESTS = (
+    "test_edit_in_place_and_atomic_save_of_the_app_and_of_a_module_it_imports",
+    "test_syntax_error_shows_a_traceback_page_until_fixed",
+    "test_worker_killed_then_a_save_restarts_it",
+    "test_sigkill_of_the_supervisor_leaves_nothing_listening",
+    "test_ctrl_c_stops_everything_with_status_0",
+    "test_python_dash_m_runserver_survives_a_reload",
+)
+for _name in dir(ReloaderTests):
+    if _name.startswith("test_") and _name not in MACOS_RELOADER_TESTS:
+        setattr(MacOSReloaderTests, _name, None)
+
+
 # ---- App loading --------------------------------------------------------------------
 
 class LoadAppTests(CLITestCase):

@@ -305,7 +305,7 @@ def section_file(ctx, servers, plan, results, workdir, with_nginx):
 
 
 def _file_runs(ctx, servers, plan, results, workdir, with_nginx, docroot, path):
-    names = [n for n in servers if n != "ceiling"]
+    names = [n for n in servers if n not in ("ceiling", "runserver-pypy")]   # hello only
     if with_nginx:
         names.append("nginx")
     data = results.setdefault("file", {})
@@ -536,7 +536,7 @@ def evaluate_targets(results):
             None if share is None else share >= 0.40)
         peers = {
             n: report.hello_median(results, n, "close10")
-            for n in results["hello"] if n not in ("runserver", "ceiling")
+            for n in results["hello"] if n not in ("runserver", "runserver-pypy", "ceiling")
         }
         peers = {n: v for n, v in peers.items() if v}
         rs_close = report.hello_median(results, "runserver", "close10")
@@ -668,6 +668,12 @@ def main(argv=None):
         if not available:
             log(f"runserver.py not available: {why}")
             servers.remove("runserver")
+    if "runserver-pypy" in servers and not (ctx.pypy and "runserver" in servers):
+        why = "pypy3 is not installed" if not ctx.pypy else "runserver.py is not available"
+        results["servers"]["runserver-pypy"] = {"description": DESCRIPTIONS["runserver-pypy"],
+                                                "available": False, "error": why}
+        log(f"runserver.py under PyPy not measured: {why}")
+        servers.remove("runserver-pypy")
     for name in servers:
         results["servers"].setdefault(name, {"description": DESCRIPTIONS[name],
                                              "available": True, "error": ""})

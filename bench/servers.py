@@ -9,6 +9,7 @@ plus anything still in its session.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Order used in tables and charts.
 ALL_SERVERS = [
     "runserver",
+    "runserver-pypy",
     "werkzeug",
     "django",
     "wsgiref",
@@ -43,8 +45,10 @@ ALL_SERVERS = [
     "ceiling",
 ]
 RELOADERS = ["runserver", "werkzeug", "django"]
+RUNSERVERS = ["runserver", "runserver-pypy"]    # runserver.py, under CPython and PyPy
 DESCRIPTIONS = {
     "runserver": "runserver.py --noreload --quiet",
+    "runserver-pypy": "runserver.py --noreload --quiet under PyPy 3",
     "werkzeug": "Werkzeug run_simple(threaded=True)",
     "django": "Django basehttp.run(threading=True)",
     "wsgiref": "wsgiref.simple_server",
@@ -388,6 +392,7 @@ class Context:
         self.logdir = logdir
         self.reload_interval = reload_interval
         self.runserver_available = False
+        self.pypy = shutil.which("pypy3")    # runserver-pypy: runserver.py under PyPy
 
     def env(self, app_dirs=(), extra=None):
         env = dict(os.environ)
@@ -404,8 +409,9 @@ class Context:
 def server_argv(ctx, name, app, port, reload=False):
     """Command line that serves WSGI ``app`` (MODULE:ATTR) on ``port``."""
     bin_dir = os.path.join(ctx.venv, "bin")
-    if name == "runserver":
-        argv = [ctx.python, ctx.runserver, app, f"127.0.0.1:{port}", "--quiet"]
+    if name in RUNSERVERS:
+        python = ctx.pypy if name == "runserver-pypy" else ctx.python
+        argv = [python, ctx.runserver, app, f"127.0.0.1:{port}", "--quiet"]
         if not reload:
             argv.append("--noreload")
         elif ctx.reload_interval is not None:
@@ -453,7 +459,7 @@ def launch(ctx, name, app, app_dirs=(), reload=False, port=None, extra_env=None,
     Returns (Process, port); ``process.ready_at - process.started`` is the
     time from launch to the first good response.
     """
-    use_banner = name == "runserver" and port is None
+    use_banner = name in RUNSERVERS and port is None
     if port is None:
         port = 0 if use_banner else free_port()
     argv = server_argv(ctx, name, app, port, reload=reload)
@@ -463,7 +469,7 @@ def launch(ctx, name, app, app_dirs=(), reload=False, port=None, extra_env=None,
         _log_path(ctx, name),
         env=ctx.env(app_dirs, extra_env),
         cwd=app_dirs[0] if app_dirs else HERE,
-        read_stdout=name == "runserver",
+        read_stdout=name in RUNSERVERS,
     )
     try:
         if use_banner:
