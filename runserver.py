@@ -3437,9 +3437,11 @@ def start_static_watcher(server, static, interval):
                         files[path] = prefix + os.path.relpath(path, root).replace(os.sep, "/")
         return files
 
+    files = scan()
+    snapshot = {path: stat_key(path) for path in files}     # before the banner: no save missed
+
     def watch():
-        files = scan()
-        snapshot = {path: stat_key(path) for path in files}
+        nonlocal files
         next_scan = time.monotonic() + interval
         while True:
             time.sleep(HOT_POLL_INTERVAL)
@@ -7194,6 +7196,8 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
                     server, settings["limits"].shutdown_timeout, worker)).start()
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+    if server.livereload is not None and settings["static"]:
+        start_static_watcher(server, settings["static"], reload_interval)
     if restarts == 0:
         print_banner(server, spec or describe_app(app), reload, settings, env_counts)
         if open_browser is not None:
@@ -7204,8 +7208,6 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         start_file_watcher(server, reload_interval, reload_include, reload_exclude,
                            [path for path in app_files if os.path.isfile(path)] + list(env_files),
                            worker.get(ENV_WATCHLIST), loading_ns, template_directories(app))
-    if server.livereload is not None and settings["static"]:
-        start_static_watcher(server, settings["static"], reload_interval)
     try:
         server.serve_forever()
     finally:
