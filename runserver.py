@@ -3422,7 +3422,8 @@ def with_script(body, tag):
 def start_static_watcher(server, static, interval):
     """In a worker: poll the --static directories in a thread; a changed
     stylesheet is swapped into the open pages, any other change reloads them.
-    Stylesheets are looked at every HOT_POLL_INTERVAL, everything every `interval`."""
+    Stylesheets are looked at every HOT_POLL_INTERVAL, everything every `interval`
+    (or less often, if a look takes more than POLL_CPU_BUDGET of that time)."""
     roots = [(("/" + prefix.strip("/") + "/").replace("//", "/"), os.path.realpath(directory))
              for prefix, directory in static]
 
@@ -3446,8 +3447,10 @@ def start_static_watcher(server, static, interval):
         while True:
             time.sleep(HOT_POLL_INTERVAL)
             if time.monotonic() >= next_scan:
+                cpu = time.thread_time()
                 files = scan()
-                next_scan = time.monotonic() + interval
+                took = time.thread_time() - cpu         # a big tree: less often (POLL_CPU_BUDGET)
+                next_scan = time.monotonic() + max(interval, took / POLL_CPU_BUDGET)
                 looked_at = list(files)
             else:
                 looked_at = [path for path in files if path.endswith(".css")]
@@ -3472,6 +3475,7 @@ def start_static_watcher(server, static, interval):
 
 
 def ignored_name(name):
+    """Whether a file or directory name is one the reloader never watches (RELOAD_IGNORE)."""
     return any(fnmatch.fnmatch(name, pattern) for pattern in RELOAD_IGNORE)
 
 
