@@ -3443,7 +3443,8 @@ def start_static_watcher(server, static, interval):
 
     def watch():
         nonlocal files
-        next_scan = time.monotonic() + interval
+        new = set()         # first seen at the last scan: counted if still there at the next
+        next_scan = time.monotonic() + interval     # (an editor's temporary file is not)
         while True:
             time.sleep(HOT_POLL_INTERVAL)
             if time.monotonic() >= next_scan:
@@ -3451,20 +3452,20 @@ def start_static_watcher(server, static, interval):
                 files = scan()
                 took = time.thread_time() - cpu         # a big tree: less often (POLL_CPU_BUDGET)
                 next_scan = time.monotonic() + max(interval, took / POLL_CPU_BUDGET)
-                looked_at = list(files)
+                looked_at = [path for path in files if path in snapshot or path in new]
+                new = {path for path in files if path not in snapshot and path not in new}
             else:
-                looked_at = [path for path in files if path.endswith(".css")]
+                looked_at = [path for path in snapshot if path.endswith(".css")]
             changed = []
             for path in looked_at:
                 key = stat_key(path)
-                if snapshot.get(path) != key:
+                if key is not None and snapshot.get(path) != key:     # removed: at the next scan
                     snapshot[path] = key
                     changed.append(path)
             gone = [path for path in snapshot if path not in files]
             for path in gone:
                 del snapshot[path]
-            if gone or any(not path.endswith(".css") or snapshot[path] is None
-                           for path in changed):
+            if gone or any(not path.endswith(".css") for path in changed):
                 logger.debug("Static files changed: the pages reload.")
                 server.livereload.broadcast("reload")
             else:
