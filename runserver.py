@@ -21,6 +21,8 @@ Map of the file, in reading order:
     pages                         fill() and the page templates; render_error() makes
                                     a 500 the error page (--debug), text or a note
     file serving                  FileWrapper, StaticFiles, RootPath (an app under a path)
+    live reload                   LiveReload (a server's event streams), ScriptInjector
+                                    (the script in a page), start_static_watcher()
     server classes                Poller (epoll or a selector: the event loop's wait)
                                   WSGIServer(socketserver.TCPServer): an event loop
                                     +-- UnixWSGIServer
@@ -90,7 +92,10 @@ that connection is its lifeline, carries its messages, and brings "stop"
 where POSIX sends SIGTERM.
 
 Connections that arrive while a worker restarts wait in the listen backlog of
-the socket the supervisor holds, so a reload never refuses a connection.  With
+the socket the supervisor holds, so a reload never refuses a connection.
+A page open in a browser (live reload) learns of a reload the same way: its
+event stream ends, it reconnects through the backlog, and the next worker
+greets it with another id.  With
 --noreload the process you start is the worker, without supervision.
 """
 
@@ -232,6 +237,19 @@ RELOAD_IGNORE = (
                                 # what the app writes: logs, SQLite databases and journals
 )
 VIRTUALENV_MARKER = "pyvenv.cfg"    # a directory holding it is a virtualenv: not walked
+
+# Live reload (on with the reloader; --no-livereload): the pages a browser
+# opens get a script that reloads them when a new worker serves, and swaps
+# changed stylesheets in.  Its two paths are answered before the app's.
+LIVERELOAD_PREFIX = "/__runserver__/"
+LIVERELOAD_SCRIPT = LIVERELOAD_PREFIX + "livereload.js"     # the page's script and its SharedWorker
+LIVERELOAD_EVENTS = LIVERELOAD_PREFIX + "events"            # the event stream (server-sent events)
+LIVERELOAD_RETRY = 50           # ms a page waits to reconnect (the backlog holds it meanwhile)
+LIVERELOAD_FAILURES = 10        # failed reconnects in a row: the server is down, so a page
+LIVERELOAD_SLOW_RETRY = 1000    # ... tries every this many ms instead
+LIVERELOAD_KEEPALIVE = 15.0     # seconds between two comments on a quiet event stream
+LIVERELOAD_STREAM_HEAD = (b"Content-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                          b"Connection: close\r\n\r\n")     # it ends with the connection
 
 
 # The error page (--debug): how much of a traceback it shows, and its largest size.
@@ -1219,6 +1237,12 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.headers_sent = False
         self.bytes_sent = 0
         self.expect_continue = request.expect_continue
+        app = server.app
+        if server.livereload is not None:
+            if environ["PATH_INFO"].startswith(LIVERELOAD_PREFIX):
+                return self.serve_live_reload(request, environ)
+            if is_page_request(environ):
+                app = ScriptInjector(app, server.livereload.tag)
 
         if request.chunked:
             self.send_continue()            # the body is read before the app runs
@@ -1231,7 +1255,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             environ["wsgi.input"] = body
 
         try:
-            ok = self.run_app(server.app, environ)
+            ok = self.run_app(app, environ)
         finally:
             if request.chunked:
                 body.close()
@@ -1514,6 +1538,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         note = NOT_RUNNING_NOTE if isinstance(exc, AppNotRunning) else APP_ERROR_NOTE
         content_type, body = render_error(environ, report if server.debug else None, note,
                                           server.editor)
+        if server.livereload is not None and is_page_request(environ) \
+                and content_type.startswith("text/html"):
+            body = with_script(body, server.livereload.tag)
         self.status, self.status_code = "500 Internal Server Error", 500
         head = self.error_head(500, content_type, len(body))
         if self.method == "HEAD":
@@ -1587,6 +1614,64 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             self.transmit(data)
             sent += len(data)
         return sent
+
+    # -- live reload's paths (LIVERELOAD_PREFIX) ----------------------------------
+
+    def serve_live_reload(self, request, environ):
+        """Answer a path under LIVERELOAD_PREFIX, never the app's: the script, or
+        the event stream.  Logged at DEBUG: the browser's traffic, not the app's."""
+        livereload, path, method = self.server.livereload, environ["PATH_INFO"], request.method
+        self.body = None
+        if request.chunked or request.content_length:
+            self.keep_alive = False             # a body no browser sends here: left unread
+        if path == LIVERELOAD_EVENTS and method == "GET":
+            return self.stream_events(livereload)
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        if path not in (LIVERELOAD_SCRIPT, LIVERELOAD_EVENTS):
+            status, body = "404 Not Found", b"Not Found\n"
+        elif method not in ("GET", "HEAD") or path == LIVERELOAD_EVENTS:
+            status, body = "405 Method Not Allowed", b"Method Not Allowed\n"
+            headers.append(("Allow", "GET" if path == LIVERELOAD_EVENTS else "GET, HEAD"))
+        else:
+            status, body = "200 OK", livereload.script
+            headers = [("Content-Type", "text/javascript; charset=utf-8"),
+                       ("Cache-Control", "no-cache")]
+        self.start_response(status, headers)
+        head = self.send_head(len(body))
+        self.transmit(head if self.no_body else head + body, len(head))
+        self.log_request(self.status_code, level=logging.DEBUG)
+        return self.keep_alive
+
+    def stream_events(self, livereload):
+        """Send the events to the page until it goes or the server stops (then
+        at once: the stream is idle, not a request in flight); False: close."""
+        stream = livereload.open_stream(self.server)
+        if stream is None:
+            return False                # stopping: the page reconnects to the next worker
+        self.status, self.status_code = "200 OK", 200
+        self.idle = True
+        self.set_timeout(self.limits.body_timeout)
+        selector = selectors.DefaultSelector()
+        try:
+            head = b"HTTP/1.1 200 OK\r\n" + date_and_server_lines() + LIVERELOAD_STREAM_HEAD
+            self.connection.sendall(head + livereload.greeting)
+            self.log_request(200, level=logging.DEBUG)
+            selector.register(self.connection, selectors.EVENT_READ)
+            selector.register(stream.wakeup, selectors.EVENT_READ)
+            while True:
+                ready = [key.fileobj for key, _ in selector.select(LIVERELOAD_KEEPALIVE)]
+                if self.connection in ready:
+                    return False        # the page went: a browser sends nothing else here
+                messages = stream.take() if ready else b":\n\n"
+                if messages is None:
+                    return False
+                if messages:
+                    self.connection.sendall(messages)
+        except OSError:
+            return False
+        finally:
+            selector.close()
+            livereload.close_stream(stream)
 
     # -- errors and logging -----------------------------------------------------
 
@@ -2559,6 +2644,96 @@ PLAIN_PAGE = """<!doctype html>
 APP_ERROR_NOTE = "The application raised an exception; the server's log has the traceback."
 NOT_RUNNING_NOTE = "The application is not running; the server's log says why."
 
+# Live reload's script.  In a page it listens through a SharedWorker (this same
+# script: one event stream for every tab), or on its own stream where there is
+# none.  "hello ID" names the worker serving: another one means new code, so
+# the page reloads; "css PATH" swaps that stylesheet in; "reload" reloads.
+LIVERELOAD_JS = """\
+(function () {
+  "use strict";
+  var SCRIPT = "$script", EVENTS = "$events";
+  var RETRY = $retry, FAILURES = $failures, SLOW_RETRY = $slow_retry;
+
+  function listen(on) {
+    var failures = 0;
+    function connect() {
+      var source = new EventSource(EVENTS);
+      source.onopen = function () { failures = 0; };
+      ["hello", "css", "reload"].forEach(function (kind) {
+        source.addEventListener(kind, function (event) { on(kind, event.data); });
+      });
+      source.onerror = function () {
+        failures += 1;
+        if (failures >= FAILURES || source.readyState === EventSource.CLOSED) {
+          source.close();
+          setTimeout(connect, failures >= FAILURES ? SLOW_RETRY : RETRY);
+        }
+      };
+    }
+    connect();
+  }
+
+  if (typeof document === "undefined") {
+    var ports = [], worker = null;
+    self.onconnect = function (event) {
+      var port = event.ports[0];
+      ports.push(port);
+      port.onmessage = function (message) {
+        var index = ports.indexOf(port);
+        if (message.data === "bye" && index >= 0) ports.splice(index, 1);
+        if (message.data === "back" && index < 0) ports.push(port);
+      };
+      if (worker !== null) port.postMessage(["hello", worker]);
+    };
+    listen(function (kind, data) {
+      if (kind === "hello") worker = data;
+      ports.forEach(function (port) { port.postMessage([kind, data]); });
+    });
+    return;
+  }
+
+  var serving = null;
+  function on(kind, data) {
+    if (kind === "hello" && serving === null) serving = data;
+    else if (kind === "hello" && data !== serving) location.reload();
+    else if (kind === "reload") location.reload();
+    else if (kind === "css") swap(data);
+  }
+  function swap(path) {
+    var links = [].filter.call(document.querySelectorAll("link[rel~=stylesheet]"), function (link) {
+      return link.href && new URL(link.href).origin === location.origin && !link.runserverOld;
+    });
+    var named = links.filter(function (link) { return new URL(link.href).pathname === path; });
+    (named.length ? named : links).forEach(function (link) {
+      var url = new URL(link.href), fresh = link.cloneNode();
+      url.searchParams.set("livereload", Date.now());
+      fresh.href = url.href;
+      link.runserverOld = true;
+      fresh.onload = fresh.onerror = function () { link.remove(); };
+      link.after(fresh);
+    });
+  }
+  var shared = null;
+  try {
+    shared = new SharedWorker(SCRIPT, {name: "runserver.py live reload"});
+  } catch (error) {
+    shared = null;
+  }
+  if (shared === null) {
+    listen(on);
+    return;
+  }
+  shared.onerror = function () { shared = null; listen(on); };
+  shared.port.onmessage = function (message) { on(message.data[0], message.data[1]); };
+  shared.port.start();
+  addEventListener("pagehide", function () { if (shared) shared.port.postMessage("bye"); });
+  addEventListener("pageshow", function (event) {
+    if (shared && event.persisted) shared.port.postMessage("back");
+  });
+})();
+"""
+LIVERELOAD_TAG = '<script src="$script" defer></script>'
+
 
 def render_error(environ, report, note=APP_ERROR_NOTE, editor=None):
     """A 500 response's (content type, body): the report (None: only `note`),
@@ -3078,6 +3253,250 @@ def parse_range(value, size):
     return start, min(end, size)
 
 
+# ---- Live reload ---------------------------------------------------------------
+# A page a browser opens gets LIVERELOAD_TAG (ScriptInjector); its script
+# listens on an event stream that WSGIRequestHandler.stream_events() serves,
+# one thread per stream.  Streams are not requests in flight: a stop ends them
+# at once (close_idle_and_wait()), and the page reconnects to the next worker.
+
+PAGE_END = re.compile(rb"</(?:head|body)[\t\n\f\r />]", re.IGNORECASE)
+PAGE_END_STARTS = (b"</head", b"</body")    # what a chunk's last bytes may begin
+
+
+def is_page_request(environ):
+    """Whether a browser asked for a page to show (every current browser says so)."""
+    return environ.get("HTTP_SEC_FETCH_DEST") == "document" \
+        and environ["REQUEST_METHOD"] != "HEAD"
+
+
+class LiveReload:
+    """The live-reload side of one server: its id, its script, and the event
+    streams open to it; broadcast() tells them all, end_streams() ends them."""
+
+    def __init__(self):
+        self.id = "%d-%d" % (os.getpid(), time.time_ns())      # another one means new code
+        self.script = fill(LIVERELOAD_JS, script=LIVERELOAD_SCRIPT, events=LIVERELOAD_EVENTS,
+                           retry=LIVERELOAD_RETRY, failures=LIVERELOAD_FAILURES,
+                           slow_retry=LIVERELOAD_SLOW_RETRY).encode()
+        self.tag = fill(LIVERELOAD_TAG, script=LIVERELOAD_SCRIPT).encode()
+        self.greeting = b"retry: %d\nevent: hello\ndata: %s\n\n" % (
+            LIVERELOAD_RETRY, self.id.encode())
+        self.lock = threading.Lock()
+        self.streams = set()
+
+    def open_stream(self, server):
+        """A new EventStream, or None if the server is stopping."""
+        with self.lock:         # end_streams() comes after `stopping` is set: none is missed
+            if server.stopping:
+                return None
+            stream = EventStream()
+            self.streams.add(stream)
+            return stream
+
+    def close_stream(self, stream):
+        with self.lock:
+            self.streams.discard(stream)
+        stream.close()
+
+    def broadcast(self, kind, data=""):
+        """Send one event to every open stream."""
+        message = b"event: %s\ndata: %s\n\n" % (kind.encode(), data.encode("utf-8"))
+        with self.lock:
+            for stream in self.streams:
+                stream.put(message)
+
+    def end_streams(self):
+        with self.lock:
+            for stream in self.streams:
+                stream.put(None)
+
+
+class EventStream:
+    """What one event stream is still to send, and a socket pair that wakes its thread."""
+
+    def __init__(self):
+        self.messages = collections.deque()
+        self.wakeup, self.waker = socket.socketpair()
+        self.waker.setblocking(False)
+
+    def put(self, message):
+        """Queue a message (None ends the stream) and wake the stream's thread."""
+        self.messages.append(message)
+        try:
+            self.waker.send(b"\0")
+        except OSError:                 # full: a wake-up is pending anyway
+            pass
+
+    def take(self):
+        """The queued messages as bytes, or None if the stream must end."""
+        try:
+            self.wakeup.recv(512)
+        except OSError:
+            pass
+        messages = []
+        while self.messages:
+            message = self.messages.popleft()
+            if message is None:
+                return None
+            messages.append(message)
+        return b"".join(messages)
+
+    def close(self):
+        self.wakeup.close()
+        self.waker.close()
+
+
+class ScriptInjector:
+    """WSGI middleware for one response to a page request: LIVERELOAD_TAG goes
+    before the first </head> or </body>, else at the end, in an HTML page
+    (200 or an error status) that is not Content-Encoded.  Content-Length
+    grows by the tag's length; a streamed body keeps streaming."""
+
+    def __init__(self, app, tag):
+        self.app, self.tag = app, tag
+        self.active = None              # None until start_response(): then whether to insert
+        self.held = b""                 # a chunk's end that may begin </head> or </body>
+        self.done = False
+
+    def __call__(self, environ, start_response):
+        self.start_response = start_response
+        result = self.app(environ, self.start)
+        if self.active is False:
+            return result                       # untouched: a FileWrapper stays one
+        if self.active and type(result) is list and all(type(data) is bytes for data in result):
+            return [self.insert(b"".join(result)) + self.finish()]
+        self.result = result
+        return self                     # iterated by the server, closed by it
+
+    def start(self, status, headers, exc_info=None):
+        """start_response() for the app: decide, and correct Content-Length."""
+        self.active = self.done = False
+        self.held = b""
+        if type(status) is str and status[:3].isdigit() \
+                and (status[:3] == "200" or status[:3] >= "400") and type(headers) is list:
+            names = [str(item[0]).lower() if type(item) is tuple and item else ""
+                     for item in headers]
+            content_type = headers[names.index("content-type")][1] \
+                if "content-type" in names else ""
+            self.active = "content-encoding" not in names and isinstance(content_type, str) \
+                and content_type.split(";")[0].strip().lower() == "text/html"
+            if self.active and "content-length" in names:
+                index = names.index("content-length")
+                length = headers[index][1]
+                if isinstance(length, str) and length.strip().isdigit():
+                    headers = list(headers)
+                    headers[index] = (headers[index][0], str(int(length) + len(self.tag)))
+                else:
+                    self.active = False         # the server refuses it anyway
+        write = self.start_response(status, headers, exc_info)
+        return lambda data: write(self.insert(data))
+
+    def insert(self, data):
+        """Body bytes with the tag inserted, if this is where it goes."""
+        if not self.active or self.done or type(data) is not bytes:
+            return data
+        data = self.held + data
+        self.held = b""
+        match = PAGE_END.search(data)
+        if match is not None:
+            self.done = True
+            return data[:match.start()] + self.tag + data[match.start():]
+        tail = data[-len(PAGE_END_STARTS[0]):].lower()
+        for start in range(len(tail)):
+            if any(end.startswith(tail[start:]) for end in PAGE_END_STARTS):
+                self.held = data[len(data) - len(tail) + start:]
+                return data[:len(data) - len(self.held)]
+        return data
+
+    def finish(self):
+        """What is left once the body ended: the held bytes, and the tag if not inserted."""
+        if not self.active or self.done:
+            return b""
+        self.done = True
+        held, self.held = self.held, b""
+        return held + self.tag
+
+    def __iter__(self):
+        for data in self.result:
+            yield self.insert(data)
+        rest = self.finish()
+        if rest:
+            yield rest
+
+    def close(self):
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            close()
+
+
+def with_script(body, tag):
+    """A whole HTML page with the live-reload tag inserted as ScriptInjector does."""
+    injector = ScriptInjector(None, tag)
+    injector.active = True
+    return injector.insert(body) + injector.finish()
+
+
+def start_static_watcher(server, static, interval):
+    """In a worker: poll the --static directories in a thread; a changed
+    stylesheet is swapped into the open pages, any other change reloads them.
+    Stylesheets are looked at every HOT_POLL_INTERVAL, everything every `interval`
+    (or less often, if a look takes more than POLL_CPU_BUDGET of that time)."""
+    roots = [(("/" + prefix.strip("/") + "/").replace("//", "/"), os.path.realpath(directory))
+             for prefix, directory in static]
+
+    def scan():
+        files = {}
+        for prefix, root in roots:
+            for top, directories, names in os.walk(root):
+                directories[:] = [name for name in directories if not ignored_name(name)]
+                for name in names:
+                    if not ignored_name(name):
+                        path = os.path.join(top, name)
+                        files[path] = prefix + os.path.relpath(path, root).replace(os.sep, "/")
+        return files
+
+    files = scan()
+    snapshot = {path: stat_key(path) for path in files}     # before the banner: no save missed
+
+    def watch():
+        nonlocal files
+        new = set()         # first seen at the last scan: counted if still there at the next
+        next_scan = time.monotonic() + interval     # (an editor's temporary file is not)
+        while True:
+            time.sleep(HOT_POLL_INTERVAL)
+            if time.monotonic() >= next_scan:
+                cpu = time.thread_time()
+                files = scan()
+                took = time.thread_time() - cpu         # a big tree: less often (POLL_CPU_BUDGET)
+                next_scan = time.monotonic() + max(interval, took / POLL_CPU_BUDGET)
+                looked_at = [path for path in files if path in snapshot or path in new]
+                new = {path for path in files if path not in snapshot and path not in new}
+            else:
+                looked_at = [path for path in snapshot if path.endswith(".css")]
+            changed = []
+            for path in looked_at:
+                key = stat_key(path)
+                if key is not None and snapshot.get(path) != key:     # removed: at the next scan
+                    snapshot[path] = key
+                    changed.append(path)
+            gone = [path for path in snapshot if path not in files]
+            for path in gone:
+                del snapshot[path]
+            if gone or any(not path.endswith(".css") for path in changed):
+                logger.debug("Static files changed: the pages reload.")
+                server.livereload.broadcast("reload")
+            else:
+                for path in changed:
+                    logger.debug("%s changed: swapped in the pages.", files[path])
+                    server.livereload.broadcast("css", files[path])
+    threading.Thread(target=watch, name="runserver-static-watcher", daemon=True).start()
+
+
+def ignored_name(name):
+    """Whether a file or directory name is one the reloader never watches (RELOAD_IGNORE)."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in RELOAD_IGNORE)
+
+
 # ---- Server classes -----------------------------------------------------------
 
 class Poller:
@@ -3420,7 +3839,7 @@ class WSGIServer(socketserver.TCPServer):
     def __init__(self, server_address, app, *, handler_class=WSGIRequestHandler,
                  ipv6=False, listen_socket=None, ssl_context=None, limits=None,
                  quiet=False, debug=False, allowed_hosts=None, editor=None,
-                 proxy_headers=False, forwarded_allow_ips=None):
+                 proxy_headers=False, forwarded_allow_ips=None, livereload=False):
         if ipv6:
             self.address_family = socket.AF_INET6
         self.app = app
@@ -3429,6 +3848,7 @@ class WSGIServer(socketserver.TCPServer):
         self.quiet = quiet
         self.debug = debug
         self.editor = editor                        # --editor: a URL template for file:line
+        self.livereload = LiveReload() if livereload else None
         self.proxy_trust = ProxyTrust(DEFAULT_FORWARDED_ALLOW_IPS if forwarded_allow_ips is None
                                       else forwarded_allow_ips) if proxy_headers else None
         self.stopping = False
@@ -3760,6 +4180,8 @@ class WSGIServer(socketserver.TCPServer):
         with self._connections_changed:
             self.stopping = True
             busy = sum(not handler.idle for handler in self._connections)
+            if self.livereload is not None:
+                self.livereload.end_streams()   # event streams are idle: they end now
             if busy and announce is not None:
                 announce(busy)
             while self._accepted:
@@ -3938,7 +4360,7 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
                 unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
                 debug=None, allowed_hosts=None, listen_socket=None,
                 handler_class=WSGIRequestHandler, editor=None, root_path="",
-                proxy_headers=False, forwarded_allow_ips=None):
+                proxy_headers=False, forwarded_allow_ips=None, livereload=False):
     """Bind a server for the WSGI `app` and return it, ready for serve_forever().
 
     port 0 picks a free port (server.server_port tells which).  unix_socket is
@@ -3950,6 +4372,8 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     rebinding.  limits is a Limits().  root_path mounts the app under a URL
     path (see RootPath).  proxy_headers trusts the forwarding headers of the
     proxies in forwarded_allow_ips (default DEFAULT_FORWARDED_ALLOW_IPS).
+    livereload answers LIVERELOAD_PREFIX's paths and puts the live-reload
+    script in the pages browsers open (with threading only: a stream holds one).
     Stop it with shutdown() from another thread, then server_close().
     """
     if unix_socket and UnixWSGIServer.address_family is None:
@@ -3971,7 +4395,8 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
     return server_class(address, app, handler_class=handler_class, ipv6=ipv6,
                         listen_socket=listen_socket, ssl_context=ssl_context, limits=limits,
                         quiet=quiet, debug=debug, allowed_hosts=allowed_hosts, editor=editor,
-                        proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips)
+                        proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
+                        livereload=livereload and threading)
 
 
 # ---- Reloader -----------------------------------------------------------------
@@ -6287,6 +6712,9 @@ def add_arguments(parser):
     reloader.add_argument("--no-warm", action="store_true",
                           help="start each new worker as a new interpreter, rather than fork it "
                                "from a process that keeps the libraries imported")
+    reloader.add_argument("--no-livereload", action="store_true",
+                          help="do not add the live-reload script to the pages browsers open "
+                               "(it reloads them after a reload, swaps changed --static CSS in)")
     reloader.add_argument("--reload-interval", type=positive_float, metavar="SECONDS",
                           default=DEFAULT_RELOAD_INTERVAL,
                           help="seconds between two looks at the files (default %g)"
@@ -6452,6 +6880,7 @@ def run_arguments(settings):
                 allowed_hosts=allowed_hosts, reload_interval=settings.reload_interval,
                 reload_include=settings.reload_include, reload_exclude=settings.reload_exclude,
                 warm=not settings.no_warm, color=False if settings.no_color else None,
+                livereload=not settings.no_livereload,
                 root_path=root_path,
                 editor=settings.editor, django_static=not settings.nostatic,
                 env_files=settings.env_files, open_browser=settings.open,
@@ -6756,7 +7185,8 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
         reload_include=(), reload_exclude=(), color=None, editor=None, django_static=True,
         root_path="", env_files=ENV_FILES, open_browser=None, skip_checks=False,
-        next_free_port=False, proxy_headers=False, forwarded_allow_ips=None, warm=True):
+        next_free_port=False, proxy_headers=False, forwarded_allow_ips=None, warm=True,
+        livereload=False):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
@@ -6771,7 +7201,9 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
     none); open_browser is a path to open in the web browser once the first
     worker serves; skip_checks leaves out Django's system checks; with
     next_free_port a taken `port` gives way to the next free one of
-    NEXT_FREE_PORTS.  A bind error is one line on stderr and SystemExit(1).
+    NEXT_FREE_PORTS.  livereload (the command line's default, off here unless
+    asked) reloads the pages browsers open when a new worker serves, with
+    reload and threading only.  A bind error is one line on stderr and SystemExit(1).
     """
     configure_logging(color)
     put_working_directory_first()
@@ -6780,7 +7212,8 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
                     unix_socket=unix_socket, ssl_context=ssl_context, static=static,
                     limits=limits, quiet=quiet, debug=debug, allowed_hosts=allowed_hosts,
                     editor=editor, root_path=root_path, proxy_headers=proxy_headers,
-                    forwarded_allow_ips=forwarded_allow_ips)
+                    forwarded_allow_ips=forwarded_allow_ips,
+                    livereload=livereload and reload and threading)
     if reload and not is_reloader_worker():
         if hasattr(signal, "SIGCHLD"):      # ignored, it would leave no exit status to wait for
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -6984,6 +7417,8 @@ def inner_run(app, settings, *, reload, reload_interval, reload_include, reload_
         for signum in STOP_SIGNALS:
             signal.signal(signum, stop)
         server.wake_on_signals()
+    if server.livereload is not None and settings["static"]:
+        start_static_watcher(server, settings["static"], reload_interval)
     if restarts == 0:
         print_banner(server, spec or describe_app(app), reload, settings, env_counts)
         if open_browser is not None:
@@ -7098,6 +7533,8 @@ def print_banner(server, spec, reload, settings, env_counts=()):
         lines.append("  try: curl --unix-socket %s %s://localhost%s/"
                      % (shlex.quote(server.server_address), scheme, root_path))
     lines += security_lines(settings)
+    if settings.get("livereload"):
+        lines.append("  live reload: on, in the pages browsers open (--no-livereload turns it off)")
     lines.append("Quit the server with %s." % QUIT_KEYS)
     print("\n".join(lines), flush=True)
 

@@ -3243,6 +3243,263 @@ class StaticFilesTests(ServerTestCase):
         self.assertEqual(reader.response().body, marker)
 
 
+# ---- Live reload -------------------------------------------------------------------
+
+PAGE = b"<!doctype html><html><head><title>t</title></head><body><p>page</p></body></html>"
+DOCUMENT = b"Sec-Fetch-Dest: document\r\n"
+TAG = b'<script src="/__runserver__/livereload.js" defer></script>'
+
+
+def page_app(environ, start_response):
+    """Answers what the query asks: status, content type, encoding, body, and
+    whether to stream it (chunks split inside </head>) or give a length."""
+    query = dict(item.split("=", 1) for item in environ["QUERY_STRING"].split("&") if item)
+    body = {"page": PAGE, "body-only": b"<p>x</p></BODY>", "bare": b"<p>no end tags"}[
+        query.get("body", "page")]
+    headers = [("Content-Type", query.get("type", "text/html; charset=utf-8"))]
+    if "encoding" in query:
+        headers.append(("Content-Encoding", query["encoding"]))
+    status = query.get("status", "200 OK").replace("+", " ")
+    if query.get("stream"):
+        start_response(status, headers)
+        cut = body.find(b"</head>") + 4
+        return iter([body[:cut], body[cut:]])
+    start_response(status, headers + [("Content-Length", str(len(body)))])
+    return [body]
+
+
+class LiveReloadTests(ServerTestCase, CLITestCase):
+    """The live-reload script in pages, its event stream, and the reserved paths."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def start_live(self, app=page_app):
+        return self.start_server(app, livereload=True)
+
+    def open_stream(self, port):
+        """Connect to the event stream; return the socket's Reader and the hello's worker id."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        sock.sendall(b"GET /__runserver__/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Accept: text/event-stream\r\n\r\n")
+        reader = Reader(sock)
+        head = reader.read_until(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
+        self.assertIn(b"Content-Type: text/event-stream", head)
+        kind, data = self.next_event(reader)
+        self.assertEqual(kind, "hello")
+        return reader, data
+
+    def next_event(self, reader):
+        """The next event's (kind, data), comments skipped."""
+        while True:
+            fields = dict(line.split(": ", 1) for line in reader.read_until(b"\n\n")
+                          .decode().split("\n") if not line.startswith(":"))
+            if "event" in fields:
+                return fields["event"], fields.get("data", "")
+
+    def test_the_injection_rules(self):
+        server = self.start_live()
+        injected = PAGE.replace(b"</head>", TAG + b"</head>")
+        cases = [
+            ("?", DOCUMENT, injected),
+            ("?body=body-only", DOCUMENT, b"<p>x</p>" + TAG + b"</BODY>"),
+            ("?body=bare", DOCUMENT, b"<p>no end tags" + TAG),
+            ("?stream=1", DOCUMENT, injected),
+            ("?status=404+Not+Found", DOCUMENT, injected),
+            ("?status=500+Oops&stream=1", DOCUMENT, injected),
+            ("?type=TEXT/HTML", DOCUMENT, injected),
+            ("?", b"", PAGE),                                   # curl, requests, test clients
+            ("?", b"Sec-Fetch-Dest: iframe\r\n", PAGE),
+            ("?type=text/plain", DOCUMENT, PAGE),
+            ("?type=application/xhtml%2Bxml", DOCUMENT, PAGE),
+            ("?encoding=identity", DOCUMENT, PAGE),
+            ("?encoding=gzip&stream=1", DOCUMENT, PAGE),
+            ("?status=206+Partial+Content", DOCUMENT, PAGE),
+            ("?status=302+Found", DOCUMENT, PAGE),
+        ]
+        for query, headers, body in cases:
+            with self.subTest(query=query, headers=headers):
+                sock = self.connect(server)
+                sock.sendall(get("/" + query, extra=headers) * 2)    # keep-alive: framing holds
+                reader = Reader(sock)
+                for _ in range(2):
+                    response = reader.response()
+                    self.assertEqual(response.body, body)
+                    if not query.count("stream"):
+                        self.assertEqual(int(response.header("content-length")), len(body))
+                    else:
+                        self.assertEqual(response.header("transfer-encoding"), "chunked")
+        for status in ("304 Not Modified", "204 No Content"):
+            with self.subTest(status=status):
+                response = self.request(server, get("/?stream=1&body=bare&status="
+                                                    + status.replace(" ", "+"), extra=DOCUMENT))
+                self.assertEqual((response.status, response.body), (int(status[:3]), b""))
+        response = self.request(server, b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + DOCUMENT + b"\r\n",
+                                "HEAD")
+        self.assertEqual(int(response.header("content-length")), len(PAGE))
+
+    def test_curl_gets_the_exact_bytes(self):
+        server = self.start_live()
+        sock = self.connect(server)
+        sock.sendall(b"GET /?stream=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/8.5.0\r\n"
+                     b"Accept: */*\r\nConnection: close\r\n\r\n")
+        raw = Reader(sock).read_to_eof()
+        self.assertTrue(raw.endswith(b"\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+            PAGE.find(b"</head>") + 4, PAGE[:PAGE.find(b"</head>") + 4],
+            len(PAGE) - PAGE.find(b"</head>") - 4, PAGE[PAGE.find(b"</head>") + 4:])), raw)
+
+    def test_a_streamed_page_keeps_streaming(self):
+        release = threading.Event()
+
+        def slow_app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/html")])
+            yield b"<html><head><title>slow</title></he"
+            release.wait(TIMEOUT)
+            yield b"ad><body>done</body></html>"
+        server = self.start_live(slow_app)
+        sock = self.connect(server)
+        sock.sendall(get(extra=DOCUMENT))
+        reader = Reader(sock)
+        reader.read_until(b"\r\n\r\n")
+        self.assertEqual(reader.read_until(b"\r\n"), b"1f")       # sent before the rest exists
+        self.assertEqual(reader.read_exactly(33), b"<html><head><title>slow</title>\r\n")
+        release.set()
+        rest = b"</head><body>done</body></html>"
+        self.assertEqual(int(reader.read_until(b"\r\n"), 16), len(TAG + rest))
+        self.assertEqual(reader.read_exactly(len(TAG + rest)), TAG + rest)
+
+    def test_the_reserved_paths_are_not_the_apps(self):
+        calls = []
+
+        def app(environ, start_response):
+            calls.append(environ["PATH_INFO"])
+            return page_app(environ, start_response)
+        server = self.start_live(app)
+        script = self.request(server, get("/__runserver__/livereload.js"))
+        self.assertEqual(script.status, 200)
+        self.assertEqual(script.header("content-type"), "text/javascript; charset=utf-8")
+        self.assertIn(b"EventSource", script.body)
+        for raw, status in [(get("/__runserver__/other"), 404), (get("/__runserver__/"), 404),
+                            (b"POST /__runserver__/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"Content-Length: 2\r\n\r\nab", 405),
+                            (b"DELETE /__runserver__/livereload.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                             405)]:
+            with self.subTest(raw=raw):
+                self.assertEqual(self.request(server, raw).status, status)
+        self.open_stream(server.port)
+        self.assertEqual(calls, [])
+        self.assertEqual(self.request(server, get("/__runserver")).status, 200)
+        self.assertEqual(calls, ["/__runserver"])
+
+    def test_without_livereload_the_paths_are_the_apps(self):
+        server = self.start_server(page_app)
+        self.assertEqual(self.request(server, get("/__runserver__/events")).status, 200)
+        self.assertEqual(self.request(server, get("/", extra=DOCUMENT)).body, PAGE)
+
+    def test_events_reach_every_stream_and_a_stop_ends_them_at_once(self):
+        server = self.start_live()
+        first, worker = self.open_stream(server.port)
+        second, same = self.open_stream(server.port)
+        self.assertEqual(worker, same)
+        server.server.livereload.broadcast("css", "/static/site.css")
+        for reader in (first, second):
+            self.assertEqual(self.next_event(reader), ("css", "/static/site.css"))
+        announced = []
+        server.server.shutdown()
+        # With a long timeout: streams still counted busy would hold it up.
+        self.assertEqual(server.server.close_idle_and_wait(TIMEOUT * 3, announced.append), 0)
+        self.assertEqual(announced, [])
+        for reader in (first, second):
+            self.assertEqual(reader.read_to_eof(), b"")
+
+    def test_a_closed_stream_frees_its_thread(self):
+        server = self.start_live()
+        reader, _ = self.open_stream(server.port)
+        self.assertEqual(len(server.server.livereload.streams), 1)
+        reader.sock.close()
+        wait_until(lambda: not server.server.livereload.streams)
+
+    def test_the_error_page_carries_the_script(self):
+        def failing_app(environ, start_response):
+            raise KeyError("broken")
+        server = self.start_live(failing_app)
+        page = self.request(server, get(extra=DOCUMENT + HTML_ACCEPT))
+        self.assertEqual(page.status, 500)
+        self.assertIn(TAG + b"</head>", page.body)
+        self.assertEqual(page.body.count(TAG), 1)
+        self.assertNotIn(TAG, self.request(server, get(extra=HTML_ACCEPT)).body)
+
+    # -- with the reloader, from the command line --
+
+    def start_cli(self, *extra):
+        self.write("app.py", "VERSION = 'v1'\n\ndef app(environ, start_response):\n"
+                             "    start_response('200 OK', [('Content-Type', 'text/html')])\n"
+                             "    return [('<html><head></head>%s</html>' % VERSION).encode()]\n")
+        process = self.start("app:app", "127.0.0.1:0", "--reload-interval", "0.05", *extra)
+        return process, process.port()
+
+    def test_a_save_ends_the_stream_and_the_next_worker_says_hello(self):
+        process, port = self.start_cli()
+        self.assertIn("live reload: on", process.output())
+        reader, first = self.open_stream(port)
+        self.write("app.py", "VERSION = 'v2'\n\ndef app(environ, start_response):\n"
+                             "    start_response('200 OK', [('Content-Type', 'text/html')])\n"
+                             "    return [('<html><head></head>%s</html>' % VERSION).encode()]\n")
+        self.assertEqual(reader.read_to_eof(), b"")
+        _, second = self.open_stream(port)             # it waited in the backlog
+        self.assertNotEqual(first, second)
+        self.assertEqual(http_get(port).body, b"<html><head></head>v2</html>")
+        self.assertIn(TAG, http_get(port, headers=DOCUMENT).body)
+
+    def test_a_css_save_sends_its_path_and_another_static_save_a_reload(self):
+        self.write("public/css/site.css", "p { color: red }\n")
+        self.write("public/logo.svg", "<svg/>\n")
+        process, port = self.start_cli("--static", "/assets=public")
+        reader, _ = self.open_stream(port)
+        self.write("public/css/site.css", "p { color: blue }\n")
+        self.assertEqual(self.next_event(reader), ("css", "/assets/css/site.css"))
+        self.write("public/logo.svg", "<svg></svg>\n")
+        self.assertEqual(self.next_event(reader), ("reload", ""))
+
+    def test_off_with_no_livereload_and_with_noreload(self):
+        for option in ("--no-livereload", "--noreload"):
+            with self.subTest(option=option):
+                process, port = self.start_cli(option)
+                self.assertEqual(http_get(port, headers=DOCUMENT).body,
+                                 b"<html><head></head>v1</html>")
+                self.assertNotIn("live reload", process.output())
+                process.kill()
+
+    def test_the_import_error_and_crash_pages_carry_the_script(self):
+        self.write("app.py", "def app(environ, start_response):\n    return [b'x'(]\n")
+        process = self.start("app:app", "127.0.0.1:0", "--reload-interval", "0.05")
+        page = http_get(process.port(), headers=DOCUMENT + HTML_ACCEPT)
+        self.assertEqual(page.status, 500)
+        self.assertIn(TAG, page.body)
+        self.write("app.py", "import os\n\ndef app(environ, start_response):\n    os._exit(7)\n")
+
+        def crashed():
+            """A request ended the new worker (the old one may answer a last one)."""
+            try:
+                http_get(process.port())
+            except (EOFError, ConnectionError):
+                return True
+            return False
+        wait_until(crashed)
+        process.wait_for(r"save a file to restart it")
+        page = http_get(process.port(), headers=DOCUMENT + HTML_ACCEPT)
+        self.assertIn(TAG, page.body)
+        reader, supervisor = self.open_stream(process.port())      # the supervisor's stream
+        self.write("app.py", "def app(environ, start_response):\n"
+                             "    start_response('200 OK', [])\n    return [b'fixed']\n")
+        self.assertEqual(reader.read_to_eof(), b"")
+        _, worker = self.open_stream(process.port())
+        self.assertNotEqual(worker, supervisor)
+
+
 # ---- HTTPS: --cert and --key -----------------------------------------------------
 
 class TLSTests(ServerTestCase, CLITestCase):
