@@ -15,7 +15,9 @@ Map of the file, in reading order:
                                     parse_forwarded() (RFC 7239)
     request body readers          ContentLengthInput, read_chunked_body()
     WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler);
-                                    behind a proxy: ProxyTrust, forwarded_environ()
+                                    TakeOverSocket (an app takes the connection over:
+                                    WebSockets); behind a proxy: ProxyTrust,
+                                    forwarded_environ()
     error reports                 build_report(): a traceback as plain data (Report,
                                     ExceptionInfo, Frame), and as Python's text
     pages                         fill() and the page templates; render_error() makes
@@ -40,6 +42,8 @@ Map of the file, in reading order:
                                   Windows: WindowsWorker, connect_to_supervisor_windows()
     app loading                   load_app(), demo_app, error_app() (while an app cannot run)
     frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS;
+                                    socket_environ(): the keys WebSocket libraries
+                                    take the connection from;
                                     serve_django_static_files(); template_directories()
                                     (Flask's and Django's, for the reloader);
                                     django_checks() (system checks, migrations)
@@ -325,6 +329,8 @@ STR_TOKEN = re.compile(TOKEN.decode())
 # beyond latin-1 (a class listed this way, not negated, compiles in microseconds).
 STR_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 STATUS = re.compile(r"([2-9][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*")
+# The status line an app writes itself on a connection it takes over (a WebSocket's 101).
+TAKEN_OVER_STATUS = re.compile(rb"HTTP/1\.[01] ([1-9][0-9][0-9])[ \r]")
 
 # RFC 7239: the Forwarded header (section 4) and the node of its for= (section 6),
 # the form X-Forwarded-For's entries take too (there an IPv6 address may also go
@@ -881,6 +887,47 @@ def unsent_bytes_unknown(sock):
 unsent_bytes = (unsent_bytes_linux if sys.platform.startswith("linux")
                 else unsent_bytes_macos if sys.platform == "darwin" else unsent_bytes_unknown)
 
+# What an app may do with the connection's socket that takes the connection
+# over, besides send() and sendall(): write on it another way, or end it.
+SOCKET_TAKING_METHODS = frozenset(("sendmsg", "sendto", "sendfile", "makefile", "dup",
+                                   "detach", "shutdown", "close"))
+
+
+class TakeOverSocket:
+    """The connection's socket as an app finds it in the environ (see
+    socket_environ()): the socket itself to read, but the app's first write
+    on it, or close(), takes the connection over (see take_over()).  Once
+    the app uses it, the socket is blocking with no timeout."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __getattr__(self, name):
+        handler = self.handler
+        if name in SOCKET_TAKING_METHODS:
+            handler.take_over()
+        elif handler.timeout is not None:
+            handler.set_timeout(None)
+        return getattr(handler.connection, name)
+
+    def send(self, data, flags=0):
+        handler = self.handler
+        handler.take_over(data)
+        sent = handler.connection.send(data, flags)
+        handler.bytes_sent += sent
+        return sent
+
+    def sendall(self, data, flags=0):
+        handler = self.handler
+        handler.take_over(data)
+        handler.connection.sendall(data, flags)
+        handler.bytes_sent += len(data)
+
+    def __repr__(self):
+        return "<TakeOverSocket of %r>" % (self.handler.connection,)
+
 
 class WSGIRequestHandler(socketserver.BaseRequestHandler):
     """Serve the HTTP/1.1 requests of one connection to the server's WSGI app.
@@ -917,6 +964,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.ran_long = False           # event loop: its last request took PROMOTE_AFTER or more
         self.connection = self.request
         self.fileno = self.request.fileno()
+        self.taken_over = False         # True once the app writes on the socket itself
+                                        # (take_over()); the BadRequest if it was refused
         self.kernel_timeouts = server.ssl_context is None and hasattr(socket, "SO_RCVTIMEO") \
             and MSG_DONTWAIT != 0         # Windows: SO_RCVTIMEO takes milliseconds, not a timeval
         if server.address_family in (socket.AF_INET, socket.AF_INET6):
@@ -933,11 +982,13 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         # --proxy-headers: whether this peer is a proxy whose forwarding headers count
         self.proxied = server.proxy_trust is not None and server.proxy_trust.trusts(
             self.client_address[0] if isinstance(self.client_address, tuple) else "unix:")
+        self.base_environ.update(socket_environ(TakeOverSocket(self)))
         server.track_connection(self, True)
 
     def finish(self):
         if self.connection is not self.request:
             self.connection.close()     # the TLS socket; socketserver closes only the plain one
+        self.base_environ = None        # its TakeOverSocket refers back to this handler
         self.server.track_connection(self, False)
 
     def handle(self):
@@ -1080,7 +1131,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     # -- reading ----------------------------------------------------------
 
     def set_timeout(self, timeout):
-        """Set the socket's timeout, with no system call when it is unchanged.
+        """Set the socket's timeout (None: blocking, none), with no system
+        call when it is unchanged.
 
         Without TLS the socket stays blocking and the kernel keeps the time
         (SO_RCVTIMEO, SO_SNDTIMEO): a recv() is then one system call and one
@@ -1090,10 +1142,11 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         if timeout == self.timeout:
             return
         if self.kernel_timeouts:
-            timeout = max(timeout, 0.001)           # a zero timeval would mean "never"
-            seconds = struct.pack("@ll", int(timeout), int(timeout % 1 * 1e6))    # a timeval
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, seconds)
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, seconds)
+            # A zero timeval means "never": None's, and nothing else's.
+            wait = 0 if timeout is None else max(timeout, 0.001)
+            timeval = struct.pack("@ll", int(wait), int(wait % 1 * 1e6))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         else:
             self.connection.settimeout(timeout)
         self.timeout = timeout
@@ -1383,6 +1436,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                                  % type(data).__name__)
         if self.status is None:
             raise AssertionError("body data before start_response()")
+        if self.taken_over:
+            raise AssertionError("body data after the app took the connection over")
         head = b"" if self.headers_sent else self.send_head(None)
         if self.no_body:
             if head:
@@ -1460,6 +1515,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         result = None
         try:
             result = app(environ, self.start_response)
+            if self.taken_over:
+                return self.end_take_over(result)
             data = result[0] if type(result) is list and len(result) == 1 else None
             if type(data) is bytes and self.status is not None and not self.headers_sent \
                     and (self.content_length is None or self.content_length == len(data)):
@@ -1474,6 +1531,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                         self.write(data)
                     if self.response_error:
                         break
+                if self.taken_over:
+                    return self.end_take_over(result)
                 if not self.headers_sent:
                     if self.status is None:
                         raise AssertionError("the app returned without calling start_response()")
@@ -1485,6 +1544,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                     self.response_error = ("the app sent %d bytes less than its Content-Length"
                                            % self.remaining)
         except (ConnectionError, *TIMEOUT_ERRORS) as exc:
+            if self.taken_over:                 # Werkzeug's way to end it
+                return self.end_take_over(result)
             self.close_result(result)
             # Counted out, but still in the send buffer: the client never got those.
             self.bytes_sent = max(self.bytes_sent - (unsent_bytes(self.connection) or 0), 0)
@@ -1495,7 +1556,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         except BadRequest:
             self.close_result(result)
             raise
-        except Exception:
+        except Exception as exc:
+            if self.taken_over:
+                return self.end_take_over(result, exc)
             self.close_result(result)
             return self.handle_app_error(environ)
         if not self.close_result(result):
@@ -1505,6 +1568,59 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             return False
         self.log_request(self.status_code)
         return True
+
+    def take_over(self, head=b""):
+        """The app writes on the connection's socket itself (`head` first: a
+        WebSocket's `101 Switching Protocols`, say).  The connection is the
+        app's from now on: the server makes the socket blocking with no
+        timeout, stops watching it, writes nothing more on it and closes it
+        when the request returns; a stop shuts it down at once.  Refused
+        (BadRequest, a 400 once the app returns) when bytes past the request
+        head were read already: the app would never see them."""
+        if self.taken_over is True:
+            return
+        if self.taken_over:
+            raise self.taken_over
+        pending = getattr(self.connection, "pending", None)     # TLS: decrypted, unread
+        early = len(self.buffer) + (pending() if pending is not None else 0)
+        if early:
+            self.taken_over = BadRequest(400, "%d byte(s) after the request head came before "
+                                              "the app took the connection over; it is not "
+                                              "handed over" % early)
+            raise self.taken_over
+        self.taken_over = True
+        self.server.hand_over(self)
+        self.set_timeout(None)
+        status = TAKEN_OVER_STATUS.match(head)
+        self.taken_over_status = int(status.group(1)) if status else 0
+        if not self.headers_sent:           # bytes_sent counts what follows the app's head
+            end = head.find(b"\r\n\r\n")
+            self.bytes_sent = -(end + 4) if end >= 0 else 0
+
+    def end_take_over(self, result, exc=None):
+        """The app returned, or raised, after it took the connection over (or
+        was refused it): log one line; False, the connection closes.  An
+        exception of TAKE_OVER_ENDINGS is its way to end, with no traceback."""
+        self.close_result(result)
+        if self.taken_over is not True:     # refused: the client gets the 400
+            self.log_bad_request(self.taken_over)
+            if not self.headers_sent:
+                self.send_error(400, self.taken_over.reason)
+            return False
+        try:            # under any TLS layer: the app's threads reading it wake up
+            socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
+        except OSError:
+            pass
+        status = self.status_code if self.headers_sent else self.taken_over_status
+        if exc is None or isinstance(exc, TAKE_OVER_ENDINGS):
+            self.log_request(status)
+            return False
+        logger.error("Error in the app while serving %s\n%s",
+                     escape_control(self.request_line.decode("latin-1")),
+                     build_report(exc, variables=False).text.rstrip())
+        self.log_request(status, note="app error after it took the connection over",
+                         level=logging.ERROR)
+        return False
 
     def close_result(self, result):
         """Call the iterable's close(), as PEP 3333 requires; False if it raised."""
@@ -4102,6 +4218,14 @@ class WSGIServer(socketserver.TCPServer):
         if not in_loop and (earliest or not self._poller.use_epoll):
             self.wake_loop()
 
+    def hand_over(self, handler):
+        """A connection is its app's from now on (WSGIRequestHandler.take_over()):
+        the event loop forgets its descriptor, which the app may close, and
+        the system then give to the next connection."""
+        if self._poller is not None:
+            self._poller.forget(handler.fileno)
+        handler.fileno = -1
+
     def close_connection(self, handler):
         try:
             self._poller.forget(handler.fileno)
@@ -4175,17 +4299,21 @@ class WSGIServer(socketserver.TCPServer):
         it happens still gets its response: connections waiting in the event
         loop are looked at for bytes first, and thread-per-connection ones
         (TLS) only get their reading side shut (on Linux, a read still returns
-        what came before)."""
+        what came before).  Connections apps took over (WebSockets) have no
+        end of request to wait for: they are shut down at once, and their
+        requests then end as the app sees its socket close."""
         deadline = time.monotonic() + timeout
         with self._connections_changed:
             self.stopping = True
-            busy = sum(not handler.idle for handler in self._connections)
+            busy = sum(not handler.idle and handler.taken_over is not True
+                       for handler in self._connections)
             if self.livereload is not None:
                 self.livereload.end_streams()   # event streams are idle: they end now
             if busy and announce is not None:
                 announce(busy)
             while self._accepted:
                 now = time.monotonic()
+                self.shut_taken_over()
                 for handler in self._poller.claim_expired(float("inf")):
                     self.close_if_idle(handler, now)
                 for handler in list(self._connections):
@@ -4201,6 +4329,15 @@ class WSGIServer(socketserver.TCPServer):
                     break
                 self._connections_changed.wait(min(remaining, 0.05))
             return self._accepted
+
+    def shut_taken_over(self):
+        """Shut down the connections apps took over (with _connections_changed held)."""
+        for handler in self._connections:
+            if handler.taken_over is True:
+                try:            # under any TLS layer
+                    socket.socket.shutdown(handler.connection, socket.SHUT_RDWR)
+                except OSError:                 # shut already, or closed by the app
+                    pass
 
     def server_close(self):
         if self._poller is not None:        # None if binding failed
@@ -6148,6 +6285,20 @@ def let_exceptions_through(app):
         config = getattr(app, "config", None)
         if isinstance(config, dict) and config.get("PROPAGATE_EXCEPTIONS") is None:
             config["PROPAGATE_EXCEPTIONS"] = True
+
+
+# Where apps find the connection's socket to take it over (simple-websocket,
+# and so Flask-Sock and python-socketio's threading mode, look for these):
+# Werkzeug's key and gunicorn's.  Nothing of theirs is imported.
+SOCKET_KEYS = ("werkzeug.socket", "gunicorn.socket")
+# What such an app raises once its connection is done: ConnectionError under
+# Werkzeug (Flask-Sock, python-socketio), StopIteration under gunicorn.
+TAKE_OVER_ENDINGS = (ConnectionError, StopIteration)
+
+
+def socket_environ(sock):
+    """The environ entries that hand `sock` (a TakeOverSocket) to such apps."""
+    return dict.fromkeys(SOCKET_KEYS, sock)
 
 
 def is_django_app(app):
