@@ -34,7 +34,8 @@ Map of the file, in reading order:
                                     (then, for a while, the loop hands new and slow
                                     connections to pool threads the watchdog starts)
                                   make_server() composes, as socketserver suggests,
-                                  type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
+                                  type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {});
+                                  serving(): one in a thread for a `with` block (tests)
     reloader                      FileWatcher; library_modules() (what a template preloads)
                                   run_supervisor() -> Supervisor, Worker, TemplateProcess
                                   run_template() -> Template, ProjectImportBlocker
@@ -109,6 +110,7 @@ greets it with another id.  With
 # reload may start a new process, so start-up time counts.
 import argparse
 import collections
+import contextlib
 import errno
 import fnmatch
 import functools
@@ -139,7 +141,7 @@ __all__ = [
     "RootPath", "StaticFiles",
     "UsageError", "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
     "is_reloader_worker", "load_app", "main", "make_server", "make_ssl_context", "run",
-    "__version__",
+    "serving", "__version__",
 ]
 
 logger = logging.getLogger("runserver")
@@ -4534,6 +4536,37 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
                         quiet=quiet, debug=debug, allowed_hosts=allowed_hosts, editor=editor,
                         proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
                         livereload=livereload and threading)
+
+
+class ServerURL(str):
+    """The base URL serving() gives, like 'http://127.0.0.1:8123'; .server is the server."""
+
+    server = None
+
+
+@contextlib.contextmanager
+def serving(app, host=DEFAULT_HOST, port=0, **options):
+    """Serve `app` in a daemon thread for the length of a `with` block, on a
+    free port unless told; give the base URL (a ServerURL).  On exit stop it,
+    close its connections (requests still running get the shutdown timeout
+    of `limits`) and join the thread.  Options are make_server()'s."""
+    server = make_server(app, host, port, **options)
+    thread = threading.Thread(target=server.serve_forever, name="runserver.serving",
+                              daemon=True)
+    try:
+        thread.start()
+        while not server.serving.wait(0.05) and thread.is_alive():
+            pass
+        url = ServerURL("%s://%s%s" % ("https" if server.ssl_context else "http",
+                                       server_authority(server),
+                                       options.get("root_path", "")))
+        url.server = server
+        yield url
+    finally:
+        server.shutdown()
+        server.close_idle_and_wait(server.limits.shutdown_timeout)
+        server.server_close()
+        thread.join()
 
 
 # ---- Reloader -----------------------------------------------------------------

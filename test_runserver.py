@@ -39,6 +39,7 @@ import types
 import unittest
 import unittest.mock
 import urllib.parse
+import urllib.request
 import wsgiref.validate
 import zipfile
 
@@ -4604,6 +4605,69 @@ class RootPathTests(ServerTestCase, CLITestCase):
 
 
 # ---- Server classes and the Python API --------------------------------------------
+
+def open_descriptors():
+    """How many file descriptors this process has open (None where it cannot tell)."""
+    try:
+        return len(os.listdir("/dev/fd"))
+    except OSError:
+        return None
+
+
+class ServingTests(unittest.TestCase):
+    """runserver.serving(): a server in a thread for a `with` block."""
+
+    def setUp(self):
+        LOG.clear()
+
+    def test_up_and_down_100_times_without_leaking_a_thread_or_a_descriptor(self):
+        def counts():
+            # Spare pool threads outlive their server by SPARE_THREAD_TIMEOUT at most.
+            wait_until(lambda: not any("pool_thread" in thread.name
+                                       for thread in threading.enumerate()))
+            gc.collect()
+            return threading.active_count(), open_descriptors()
+        with runserver.serving(hello_app, quiet=True) as url:      # imports done
+            urllib.request.urlopen(url, timeout=TIMEOUT).close()
+        before = counts()
+        for _ in range(100):
+            with runserver.serving(hello_app, quiet=True) as url:
+                self.assertRegex(url, r"^http://127\.0\.0\.1:\d+$")
+                self.assertEqual(http_get(url.server.server_port).body, b"Hello world\n")
+            self.assertNotIn("runserver.serving", [t.name for t in threading.enumerate()])
+        after = counts()
+        self.assertLessEqual(after[0], before[0])
+        if before[1] is not None:
+            self.assertLessEqual(after[1], before[1])
+
+    def test_exit_closes_open_connections_and_websockets(self):
+        with runserver.serving(websocket_echo_app, quiet=True) as url:
+            port = url.server.server_port
+            idle = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            self.addCleanup(idle.close)
+            idle.sendall(get("/"))
+            reader = Reader(idle)
+            self.assertEqual(reader.response().status, 200)
+            websocket = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            self.addCleanup(websocket.close)
+            frames = open_websocket(websocket)
+            self.assertEqual(websocket_echo(websocket, frames, "open"), "open")
+        self.assertEqual(reader.read_to_eof(), b"")
+        self.assertEqual(frames.read_to_eof(), b"")
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+
+    def test_the_url_says_https_and_the_root_path(self):
+        directory = tempfile.mkdtemp(prefix="runserver-test-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        cert, key, client_context = make_test_certificate(directory)
+        with runserver.serving(script_app, ssl_context=runserver.make_ssl_context(cert, key),
+                               root_path="/app") as url:
+            self.assertRegex(url, r"^https://127\.0\.0\.1:\d+/app$")
+            with urllib.request.urlopen(url + "/x", timeout=TIMEOUT,
+                                        context=client_context) as response:
+                self.assertEqual(response.status, 200)
+
 
 class APITests(unittest.TestCase):
 
