@@ -137,7 +137,7 @@ import traceback
 __version__ = "0.1.0"
 
 __all__ = [
-    "AppSpecError", "BadRequest", "FileWrapper", "Limits", "LoopThreadingMixIn",
+    "ACCESS_FIELDS", "AppSpecError", "BadRequest", "FileWrapper", "Limits", "LoopThreadingMixIn",
     "RootPath", "StaticFiles",
     "UsageError", "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
     "is_reloader_worker", "load_app", "main", "make_server", "make_ssl_context", "run",
@@ -981,6 +981,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             self.remote = "unix"
             self.base_environ["REMOTE_ADDR"] = "127.0.0.1"
             self.base_environ["REMOTE_PORT"] = "0"
+        # The access log's client: the peer's address, or from a trusted proxy its client's.
+        self.client = self.client_address[0] if isinstance(self.client_address, tuple) \
+            else "unix"
         # --proxy-headers: whether this peer is a proxy whose forwarding headers count
         self.proxied = server.proxy_trust is not None and server.proxy_trust.trusts(
             self.client_address[0] if isinstance(self.client_address, tuple) else "unix:")
@@ -1285,6 +1288,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         environ = self.get_environ(request)
         if self.proxied:
             environ.update(forwarded)
+            self.client = environ["REMOTE_ADDR"]
         self.method = request.method
         self.http_version = request.version
         self.keep_alive = request.keep_alive and server.multithread and not server.stopping
@@ -1817,19 +1821,43 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         logger.warning("%s %s %s: %s", self.remote,
                        '"%s"' % escape_control(line[:200].decode("latin-1")) if line else "-",
                        exc.status or "-", escape_control(exc.reason),
-                       extra={"status": exc.status or 400})
+                       extra=access_fields(escape_control(line[:200].decode("latin-1")),
+                                           exc.status or 400, 0, None, self.client, exc.reason))
         self.request_line = b""
 
     def log_request(self, status, note=None, level=logging.INFO):
-        """The access log line: request line, status, bytes sent, duration."""
+        """The access log line: request line, status, bytes sent, duration;
+        the client first when the server logs clients (see WSGIServer).  The
+        record carries each as a field (access_fields())."""
         if self.server.quiet and note is None:
             return
         duration = (time.perf_counter() - self.started) * 1000
-        message = '"%s" %s %d %.1fms' % (escape_control(self.request_line.decode("latin-1")),
-                                         status or "-", self.bytes_sent, duration)
+        line = escape_control(self.request_line.decode("latin-1"))
+        message = '"%s" %s %d %.1fms' % (line, status or "-", self.bytes_sent, duration)
+        if self.server.log_clients:
+            message = "%s %s" % (self.client, message)
         if note:
             message += " (%s)" % note
-        logger.log(level, message, extra={"status": status or 0})
+        logger.log(level, message, extra=access_fields(line, status or 0, self.bytes_sent,
+                                                       duration, self.client, note))
+
+
+# Access-log records carry these fields, for a logging config's formatter:
+# "%(method)s %(path)s %(status)s", or all of them as JSON (--log-config).
+ACCESS_FIELDS = ("method", "path", "query", "protocol", "status", "bytes", "duration_ms",
+                 "client", "note")
+
+
+def access_fields(request_line, status, sent, duration, client, note):
+    """An access-log record's fields, by ACCESS_FIELDS' names, from the
+    request line as logged; None where unknown (the parts of a request line
+    that did not parse, the duration of a refused request)."""
+    parts = request_line.split(" ")
+    method, target, protocol = parts if len(parts) == 3 else (None, None, None)
+    path, _, query = target.partition("?") if target is not None else (None, "", None)
+    return dict(zip(ACCESS_FIELDS, (method, path, query, protocol, status, sent,
+                                    None if duration is None else round(duration, 1),
+                                    client, note)))
 
 
 # -- behind a proxy: --proxy-headers ------------------------------------------------
@@ -3969,6 +3997,9 @@ class WSGIServer(socketserver.TCPServer):
         self.livereload = LiveReload() if livereload else None
         self.proxy_trust = ProxyTrust(DEFAULT_FORWARDED_ALLOW_IPS if forwarded_allow_ips is None
                                       else forwarded_allow_ips) if proxy_headers else None
+        # The access log names each client once others than this machine's can connect.
+        self.log_clients = proxy_headers or isinstance(server_address, tuple) \
+            and not is_loopback(server_address[0])
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
         self.spare_threads = 0                      # for LoopThreadingMixIn
@@ -6924,6 +6955,11 @@ def add_arguments(parser):
     output.add_argument("--quiet", "-q", action="store_true", help="no access log")
     output.add_argument("--no-color", action="store_true",
                         help="no colours (also when NO_COLOR is set or not on a terminal)")
+    output.add_argument("--log-config", metavar="FILE",
+                        help="configure logging from FILE: a .json file through "
+                             "logging.config.dictConfig, any other through fileConfig (the "
+                             "'runserver' logger; access records carry %s as fields)"
+                             % ", ".join(ACCESS_FIELDS))
     limits = parser.add_argument_group("limits", "sizes take K, M or G, as in 64K or 10M")
     for name, kind, unit, what in (
             ("max_request_line", parse_size, "BYTES", "a longer request line is answered 414"),
@@ -7070,7 +7106,8 @@ def run_arguments(settings):
                 env_files=settings.env_files, open_browser=settings.open,
                 skip_checks=settings.skip_checks,
                 next_free_port=not settings.given("addrport") and not unix_socket,
-                proxy_headers=settings.proxy_headers, forwarded_allow_ips=forwarded_allow_ips)
+                proxy_headers=settings.proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
+                log_config=settings.log_config)
 
 
 def parse_static(items):
@@ -7364,13 +7401,38 @@ def configure_logging(color=None):
     logger.propagate = False
 
 
+def apply_log_config(path):
+    """--log-config: configure logging from a file, a .json one through
+    dictConfig, any other through fileConfig, leaving the loggers that exist
+    (this file's) enabled unless it says otherwise.  A bad file: UsageError."""
+    import logging.config
+    try:
+        if path.endswith(".json"):
+            import json
+            with open(path, encoding="utf-8") as file:
+                config = json.load(file)
+            if not isinstance(config, dict):
+                raise ValueError("expected a JSON object, as dictConfig takes")
+            config.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(config)
+        else:
+            with open(path, encoding="utf-8"):      # fileConfig() reads nothing silently
+                pass
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except OSError as exc:
+        raise UsageError('--log-config "%s": %s' % (path, exc.strerror)) from None
+    except Exception as exc:        # the config's mistake, whatever logging.config raised
+        reason = "%r is missing" % exc.args[0] if isinstance(exc, KeyError) else exc
+        raise UsageError('--log-config "%s": %s' % (path, reason)) from None
+
+
 def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading=True,
         reload=True, unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
         reload_include=(), reload_exclude=(), color=None, editor=None, django_static=True,
         root_path="", env_files=ENV_FILES, open_browser=None, skip_checks=False,
         next_free_port=False, proxy_headers=False, forwarded_allow_ips=None, warm=True,
-        livereload=False):
+        livereload=False, log_config=None):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
@@ -7387,10 +7449,15 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
     next_free_port a taken `port` gives way to the next free one of
     NEXT_FREE_PORTS.  livereload (the command line's default, off here unless
     asked) reloads the pages browsers open when a new worker serves, with
-    reload and threading only.  A bind error is one line on stderr and SystemExit(1).
+    reload and threading only.  log_config is a logging configuration file
+    (see apply_log_config()), applied instead of the log's own handler.  A
+    bind error is one line on stderr and SystemExit(1).
     """
-    configure_logging(color)
-    put_working_directory_first()
+    put_working_directory_first()           # first: a log config may name a module of yours
+    if log_config:
+        apply_log_config(log_config)
+    else:
+        configure_logging(color)
     limits = limits or Limits()
     settings = dict(host=host, port=port, ipv6=ipv6, threading=threading,
                     unix_socket=unix_socket, ssl_context=ssl_context, static=static,

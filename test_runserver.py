@@ -1464,7 +1464,103 @@ class FileWrapperTests(ServerTestCase):
         self.assertEqual(response.body, b"y" * 700000)
 
 
-class LoggingTests(ServerTestCase):
+# A JSON formatter in a few lines, and a dictConfig file that gives it the
+# 'runserver' logger's records: what the README shows for --log-config.
+JSON_FORMATTER_SOURCE = """\
+import json
+import logging
+
+FIELDS = ("method", "path", "query", "protocol", "status", "bytes", "duration_ms",
+          "client", "note")
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {"time": self.formatTime(record), "level": record.levelname,
+                 "message": record.getMessage()}
+        entry.update((name, getattr(record, name, None)) for name in FIELDS)
+        return json.dumps(entry)
+"""
+JSON_LOG_CONFIG = {
+    "version": 1,
+    "formatters": {"json": {"()": "jsonlog.JSONFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stdout"}},
+    "loggers": {"runserver": {"handlers": ["stdout"], "level": "INFO", "propagate": False}},
+}
+
+
+class LoggingTests(ServerTestCase, CLITestCase):
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def last_record(self, pattern):
+        LOG.wait_for(pattern)
+        with LOG.changed:
+            return [record for record in LOG.records if re.search(pattern, record.getMessage())][-1]
+
+    def test_access_records_carry_fields(self):
+        server = self.start_server(quiet=False)
+        self.request(server, get("/path%20x?q=1&r=2"))
+        record = self.last_record(r"GET /path")
+        self.assertEqual({name: getattr(record, name) for name in runserver.ACCESS_FIELDS}, {
+            "method": "GET", "path": "/path%20x", "query": "q=1&r=2", "protocol": "HTTP/1.1",
+            "status": 200, "bytes": 12, "duration_ms": record.duration_ms,
+            "client": "127.0.0.1", "note": None})
+        self.assertIsInstance(record.duration_ms, float)
+        self.request(server, b"GET /\x1b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        record = self.last_record(r" 400: ")
+        self.assertEqual((record.method, record.path, record.status, record.bytes,
+                          record.duration_ms), ("GET", "/\\x1b", 400, 0, None))
+        self.assertTrue(record.note)
+
+    def test_the_client_is_in_the_line_when_others_than_this_machine_can_connect(self):
+        # Bound to every interface (the socket given is loopback's, as the
+        # tests bind nothing else), or behind a proxy: the client comes first.
+        listener = socket.create_server(("127.0.0.1", 0))
+        for options, client in ((dict(host="0.0.0.0", listen_socket=listener), "127.0.0.1"),
+                                (dict(proxy_headers=True), "192.0.2.7")):
+            with self.subTest(**options):
+                LOG.clear()
+                server = self.start_server(quiet=False, **options)
+                self.request(server, get("/who", extra=b"X-Forwarded-For: 192.0.2.7\r\n"))
+                line = LOG.wait_for(r"GET /who")
+                self.assertRegex(line, r'^%s "GET /who HTTP/1.1" 200 ' % re.escape(client))
+        self.assertFalse(self.start_server(quiet=False).server.log_clients)
+
+    def test_log_config_json_gives_one_json_object_per_request(self):
+        self.write("app.py", inspect.getsource(hello_app) + "application = hello_app\n")
+        self.write("jsonlog.py", JSON_FORMATTER_SOURCE)
+        self.write("log.json", json.dumps(JSON_LOG_CONFIG))
+        process = self.start("app:application", "127.0.0.1:0", "--noreload",
+                             "--log-config", "log.json")
+        port = process.port()
+        self.assertEqual(http_get(port, "/a?b=c").status, 200)
+        self.assertEqual(http_get(port, "/", host="evil.example").status, 400)
+        process.wait_for(r'^\{.*"status": 400')
+        process.signal(signal.SIGINT)
+        process.wait()
+        records = [json.loads(line) for line in process.output().splitlines()
+                   if line.startswith("{")]
+        access = [record for record in records if record["status"]]
+        self.assertEqual(len(access), 2, records)
+        self.assertEqual(access[0], dict(access[0], method="GET", path="/a", query="b=c",
+                                         protocol="HTTP/1.1", status=200, bytes=12,
+                                         client="127.0.0.1", note=None, level="INFO"))
+        self.assertIsInstance(access[0]["duration_ms"], float)
+        self.assertEqual((access[1]["status"], access[1]["level"]), (400, "WARNING"))
+        self.assertIn("not allowed", access[1]["note"])
+
+    def test_a_bad_log_config_is_one_line_and_exit_2(self):
+        self.write("bad.json", "{")
+        self.write("bad.ini", "[loggers]\nkeys=root\n")
+        for name, fragment in (("bad.json", "Expecting"), ("bad.ini", "'formatters' is missing"),
+                               ("missing.json", "No such file")):
+            with self.subTest(name):
+                self.assertOneLineError(["--noreload", "127.0.0.1:0", "--log-config", name],
+                                        2, '--log-config "%s": %s' % (name, fragment))
 
     def test_access_log_line(self):
         server = self.start_server(quiet=False)
