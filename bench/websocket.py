@@ -46,6 +46,8 @@ SECONDS = 5.0                   # for this long
 BASELINE = 0.5                  # the fast client runs alone this long first
 TARGET = 0.050                  # the fast client's worst while they are open
 REPLY_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 30.0          # for all the clients to connect
+CLOSE_TIMEOUT = 10.0            # for all of them to close
 SERVERS = ["runserver", "flask-run"]
 LIBRARIES = ["flask-sock", "flask-socketio"]
 DESCRIPTIONS = {
@@ -128,7 +130,8 @@ def socketio_client(port):
 
 def load(library, port):
     """Open CLIENTS connections, say OPEN, echo for SECONDS, say CLOSING, close
-    them; print a JSON summary last."""
+    them; print a JSON summary last.  A client that hangs is counted, not
+    waited for."""
     # This file's name is websocket-client's package's: out of the way of its import.
     sys.path[:] = [entry for entry in sys.path
                    if os.path.realpath(entry or os.curdir) != os.path.realpath(HERE)]
@@ -142,7 +145,10 @@ def load(library, port):
             connections[index] = connect(port)
         except Exception as exc:
             errors.append("connect: %r" % exc)
-        opened.wait()
+        try:
+            opened.wait(CONNECT_TIMEOUT)
+        except threading.BrokenBarrierError:
+            pass
         go.wait()
         if connections[index] is None:
             return
@@ -166,20 +172,37 @@ def load(library, port):
                for index in range(CLIENTS)]
     for thread in threads:
         thread.start()
-    opened.wait()
+    try:
+        opened.wait(CONNECT_TIMEOUT)
+    except threading.BrokenBarrierError:
+        errors.append("not all connected within %g s" % CONNECT_TIMEOUT)
     connect_seconds = time.monotonic() - started
     print("OPEN", flush=True)
     end[0] = time.monotonic() + SECONDS
     go.set()
+    deadline = end[0] + REPLY_TIMEOUT + 1
     for thread in threads:
-        thread.join(SECONDS + REPLY_TIMEOUT + 5)
+        thread.join(max(deadline - time.monotonic(), 0))
+    stuck = sum(thread.is_alive() for thread in threads)
+    if stuck:
+        errors.append("%d clients still waiting for a reply" % stuck)
     print("CLOSING", flush=True)
-    for connection in connections:
-        if connection is not None:
-            try:
-                connection[1]()
-            except Exception as exc:
-                errors.append("close: %r" % exc)
+
+    def close(connection):
+        try:
+            connection[1]()
+        except Exception as exc:
+            errors.append("close: %r" % exc)
+    closers = [threading.Thread(target=close, args=(connection,), daemon=True)
+               for connection in connections if connection is not None]
+    for closer in closers:
+        closer.start()
+    deadline = time.monotonic() + CLOSE_TIMEOUT
+    for closer in closers:
+        closer.join(max(deadline - time.monotonic(), 0))
+    if any(closer.is_alive() for closer in closers):
+        errors.append("%d clients did not close within %g s"
+                      % (sum(closer.is_alive() for closer in closers), CLOSE_TIMEOUT))
     samples = sorted(sample for samples in latencies for sample in samples)
     print(json.dumps({
         "open": sum(connection is not None for connection in connections),
@@ -188,6 +211,7 @@ def load(library, port):
         "p99": samples[int(len(samples) * 0.99)] if samples else None,
         "max": samples[-1] if samples else None,
         "errors": errors[:5], "error_count": len(errors)}), flush=True)
+    os._exit(0)                 # the clients' own threads may hang on: not waited for
 
 
 # ------------------------------------------------------------- one run ---
@@ -232,7 +256,10 @@ def one_run(ctx, name, library, workdir):
                 marks[line.strip()] = time.monotonic()
             elif line.startswith("{"):
                 summary = json.loads(line)
-        clients.wait(60)
+        try:
+            clients.wait(10)
+        except subprocess.TimeoutExpired:
+            clients.kill()
         ended = time.monotonic()
         fast.stop()
         fast.join(REPLY_TIMEOUT + 5)
