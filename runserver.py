@@ -3998,8 +3998,8 @@ class WSGIServer(socketserver.TCPServer):
         self.proxy_trust = ProxyTrust(DEFAULT_FORWARDED_ALLOW_IPS if forwarded_allow_ips is None
                                       else forwarded_allow_ips) if proxy_headers else None
         # The access log names each client once others than this machine's can connect.
-        self.log_clients = proxy_headers or isinstance(server_address, tuple) \
-            and not is_loopback(server_address[0])
+        self.log_clients = proxy_headers or (isinstance(server_address, tuple)
+                                             and not is_loopback(server_address[0]))
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
         self.spare_threads = 0                      # for LoopThreadingMixIn
@@ -4253,8 +4253,8 @@ class WSGIServer(socketserver.TCPServer):
 
     def hand_over(self, handler):
         """A connection is its app's from now on (WSGIRequestHandler.take_over()):
-        the event loop forgets its descriptor, which the app may close, and
-        the system then give to the next connection."""
+        the event loop forgets its descriptor, whose number the system gives
+        to a new connection once the app closes it."""
         if self._poller is not None:
             self._poller.forget(handler.fileno)
         handler.fileno = -1
