@@ -1556,7 +1556,7 @@ class LoggingTests(ServerTestCase, CLITestCase):
     def test_a_bad_log_config_is_one_line_and_exit_2(self):
         self.write("bad.json", "{")
         self.write("bad.ini", "[loggers]\nkeys=root\n")
-        for name, fragment in (("bad.json", "Expecting"), ("bad.ini", "'formatters' is missing"),
+        for name, fragment in (("bad.json", "line 1 column 2"), ("bad.ini", "'formatters' is missing"),
                                ("missing.json", "No such file")):
             with self.subTest(name):
                 self.assertOneLineError(["--noreload", "127.0.0.1:0", "--log-config", name],
