@@ -15,7 +15,9 @@ Map of the file, in reading order:
                                     parse_forwarded() (RFC 7239)
     request body readers          ContentLengthInput, read_chunked_body()
     WSGI request handler          WSGIRequestHandler(socketserver.BaseRequestHandler);
-                                    behind a proxy: ProxyTrust, forwarded_environ()
+                                    TakeOverSocket (an app takes the connection over:
+                                    WebSockets); behind a proxy: ProxyTrust,
+                                    forwarded_environ()
     error reports                 build_report(): a traceback as plain data (Report,
                                     ExceptionInfo, Frame), and as Python's text
     pages                         fill() and the page templates; render_error() makes
@@ -32,7 +34,8 @@ Map of the file, in reading order:
                                     (then, for a while, the loop hands new and slow
                                     connections to pool threads the watchdog starts)
                                   make_server() composes, as socketserver suggests,
-                                  type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {})
+                                  type('WSGIServer', (LoopThreadingMixIn, WSGIServer), {});
+                                  serving(): one in a thread for a `with` block (tests)
     reloader                      FileWatcher; library_modules() (what a template preloads)
                                   run_supervisor() -> Supervisor, Worker, TemplateProcess
                                   run_template() -> Template, ProjectImportBlocker
@@ -40,6 +43,8 @@ Map of the file, in reading order:
                                   Windows: WindowsWorker, connect_to_supervisor_windows()
     app loading                   load_app(), demo_app, error_app() (while an app cannot run)
     frameworks                    let_exceptions_through(): Flask's PROPAGATE_EXCEPTIONS;
+                                    socket_environ(): the keys WebSocket libraries
+                                    take the connection from;
                                     serve_django_static_files(); template_directories()
                                     (Flask's and Django's, for the reloader);
                                     django_checks() (system checks, migrations)
@@ -105,6 +110,7 @@ greets it with another id.  With
 # reload may start a new process, so start-up time counts.
 import argparse
 import collections
+import contextlib
 import errno
 import fnmatch
 import functools
@@ -131,11 +137,11 @@ import traceback
 __version__ = "0.1.0"
 
 __all__ = [
-    "AppSpecError", "BadRequest", "FileWrapper", "Limits", "LoopThreadingMixIn",
+    "ACCESS_FIELDS", "AppSpecError", "BadRequest", "FileWrapper", "Limits", "LoopThreadingMixIn",
     "RootPath", "StaticFiles",
     "UsageError", "WSGIRequestHandler", "WSGIServer", "UnixWSGIServer", "demo_app",
     "is_reloader_worker", "load_app", "main", "make_server", "make_ssl_context", "run",
-    "__version__",
+    "serving", "__version__",
 ]
 
 logger = logging.getLogger("runserver")
@@ -325,6 +331,8 @@ STR_TOKEN = re.compile(TOKEN.decode())
 # beyond latin-1 (a class listed this way, not negated, compiles in microseconds).
 STR_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 STATUS = re.compile(r"([2-9][0-9][0-9]) [\t\x20-\x7e\x80-\xff]*")
+# The status line an app writes itself on a connection it takes over (a WebSocket's 101).
+TAKEN_OVER_STATUS = re.compile(rb"HTTP/1\.[01] ([1-9][0-9][0-9])[ \r]")
 
 # RFC 7239: the Forwarded header (section 4) and the node of its for= (section 6),
 # the form X-Forwarded-For's entries take too (there an IPv6 address may also go
@@ -881,6 +889,47 @@ def unsent_bytes_unknown(sock):
 unsent_bytes = (unsent_bytes_linux if sys.platform.startswith("linux")
                 else unsent_bytes_macos if sys.platform == "darwin" else unsent_bytes_unknown)
 
+# What an app may do with the connection's socket that takes the connection
+# over, besides send() and sendall(): write on it another way, or end it.
+SOCKET_TAKING_METHODS = frozenset(("sendmsg", "sendto", "sendfile", "makefile", "dup",
+                                   "detach", "shutdown", "close"))
+
+
+class TakeOverSocket:
+    """The connection's socket as an app finds it in the environ (see
+    socket_environ()): the socket itself to read, but the app's first write
+    on it, or close(), takes the connection over (see take_over()).  Once
+    the app uses it, the socket is blocking with no timeout."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __getattr__(self, name):
+        handler = self.handler
+        if name in SOCKET_TAKING_METHODS:
+            handler.take_over()
+        elif handler.timeout is not None:
+            handler.set_timeout(None)
+        return getattr(handler.connection, name)
+
+    def send(self, data, flags=0):
+        handler = self.handler
+        handler.take_over(data)
+        sent = handler.connection.send(data, flags)
+        handler.bytes_sent += sent
+        return sent
+
+    def sendall(self, data, flags=0):
+        handler = self.handler
+        handler.take_over(data)
+        handler.connection.sendall(data, flags)
+        handler.bytes_sent += len(data)
+
+    def __repr__(self):
+        return "<TakeOverSocket of %r>" % (self.handler.connection,)
+
 
 class WSGIRequestHandler(socketserver.BaseRequestHandler):
     """Serve the HTTP/1.1 requests of one connection to the server's WSGI app.
@@ -917,6 +966,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.ran_long = False           # event loop: its last request took PROMOTE_AFTER or more
         self.connection = self.request
         self.fileno = self.request.fileno()
+        self.taken_over = False         # True once the app writes on the socket itself
+                                        # (take_over()); the BadRequest if it was refused
         self.kernel_timeouts = server.ssl_context is None and hasattr(socket, "SO_RCVTIMEO") \
             and MSG_DONTWAIT != 0         # Windows: SO_RCVTIMEO takes milliseconds, not a timeval
         if server.address_family in (socket.AF_INET, socket.AF_INET6):
@@ -930,14 +981,19 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             self.remote = "unix"
             self.base_environ["REMOTE_ADDR"] = "127.0.0.1"
             self.base_environ["REMOTE_PORT"] = "0"
+        # The access log's client: the peer's address, or from a trusted proxy its client's.
+        self.client = self.client_address[0] if isinstance(self.client_address, tuple) \
+            else "unix"
         # --proxy-headers: whether this peer is a proxy whose forwarding headers count
         self.proxied = server.proxy_trust is not None and server.proxy_trust.trusts(
             self.client_address[0] if isinstance(self.client_address, tuple) else "unix:")
+        self.base_environ.update(socket_environ(TakeOverSocket(self)))
         server.track_connection(self, True)
 
     def finish(self):
         if self.connection is not self.request:
             self.connection.close()     # the TLS socket; socketserver closes only the plain one
+        self.base_environ = None        # its TakeOverSocket refers back to this handler
         self.server.track_connection(self, False)
 
     def handle(self):
@@ -1080,7 +1136,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     # -- reading ----------------------------------------------------------
 
     def set_timeout(self, timeout):
-        """Set the socket's timeout, with no system call when it is unchanged.
+        """Set the socket's timeout (None: blocking, none), with no system
+        call when it is unchanged.
 
         Without TLS the socket stays blocking and the kernel keeps the time
         (SO_RCVTIMEO, SO_SNDTIMEO): a recv() is then one system call and one
@@ -1090,10 +1147,11 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         if timeout == self.timeout:
             return
         if self.kernel_timeouts:
-            timeout = max(timeout, 0.001)           # a zero timeval would mean "never"
-            seconds = struct.pack("@ll", int(timeout), int(timeout % 1 * 1e6))    # a timeval
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, seconds)
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, seconds)
+            # A zero timeval means "never": None's, and nothing else's.
+            wait = 0 if timeout is None else max(timeout, 0.001)
+            timeval = struct.pack("@ll", int(wait), int(wait % 1 * 1e6))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         else:
             self.connection.settimeout(timeout)
         self.timeout = timeout
@@ -1230,6 +1288,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         environ = self.get_environ(request)
         if self.proxied:
             environ.update(forwarded)
+            self.client = environ["REMOTE_ADDR"]
         self.method = request.method
         self.http_version = request.version
         self.keep_alive = request.keep_alive and server.multithread and not server.stopping
@@ -1383,6 +1442,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                                  % type(data).__name__)
         if self.status is None:
             raise AssertionError("body data before start_response()")
+        if self.taken_over:
+            raise AssertionError("body data after the app took the connection over")
         head = b"" if self.headers_sent else self.send_head(None)
         if self.no_body:
             if head:
@@ -1460,6 +1521,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         result = None
         try:
             result = app(environ, self.start_response)
+            if self.taken_over:
+                return self.end_take_over(result)
             data = result[0] if type(result) is list and len(result) == 1 else None
             if type(data) is bytes and self.status is not None and not self.headers_sent \
                     and (self.content_length is None or self.content_length == len(data)):
@@ -1474,6 +1537,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                         self.write(data)
                     if self.response_error:
                         break
+                if self.taken_over:
+                    return self.end_take_over(result)
                 if not self.headers_sent:
                     if self.status is None:
                         raise AssertionError("the app returned without calling start_response()")
@@ -1485,6 +1550,8 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
                     self.response_error = ("the app sent %d bytes less than its Content-Length"
                                            % self.remaining)
         except (ConnectionError, *TIMEOUT_ERRORS) as exc:
+            if self.taken_over:                 # Werkzeug's way to end it
+                return self.end_take_over(result)
             self.close_result(result)
             # Counted out, but still in the send buffer: the client never got those.
             self.bytes_sent = max(self.bytes_sent - (unsent_bytes(self.connection) or 0), 0)
@@ -1495,7 +1562,9 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         except BadRequest:
             self.close_result(result)
             raise
-        except Exception:
+        except Exception as exc:
+            if self.taken_over:
+                return self.end_take_over(result, exc)
             self.close_result(result)
             return self.handle_app_error(environ)
         if not self.close_result(result):
@@ -1505,6 +1574,59 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
             return False
         self.log_request(self.status_code)
         return True
+
+    def take_over(self, head=b""):
+        """The app writes on the connection's socket itself (`head` first: a
+        WebSocket's `101 Switching Protocols`, say).  The connection is the
+        app's from now on: the server makes the socket blocking with no
+        timeout, stops watching it, writes nothing more on it and closes it
+        when the request returns; a stop shuts it down at once.  Refused
+        (BadRequest, a 400 once the app returns) when bytes past the request
+        head were read already: the app would never see them."""
+        if self.taken_over is True:
+            return
+        if self.taken_over:
+            raise self.taken_over
+        pending = getattr(self.connection, "pending", None)     # TLS: decrypted, unread
+        early = len(self.buffer) + (pending() if pending is not None else 0)
+        if early:
+            self.taken_over = BadRequest(400, "%d byte(s) after the request head came before "
+                                              "the app took the connection over; it is not "
+                                              "handed over" % early)
+            raise self.taken_over
+        self.taken_over = True
+        self.server.hand_over(self)
+        self.set_timeout(None)
+        status = TAKEN_OVER_STATUS.match(head)
+        self.taken_over_status = int(status.group(1)) if status else 0
+        if not self.headers_sent:           # bytes_sent counts what follows the app's head
+            end = head.find(b"\r\n\r\n")
+            self.bytes_sent = -(end + 4) if end >= 0 else 0
+
+    def end_take_over(self, result, exc=None):
+        """The app returned, or raised, after it took the connection over (or
+        was refused it): log one line; False, the connection closes.  An
+        exception of TAKE_OVER_ENDINGS is its way to end, with no traceback."""
+        self.close_result(result)
+        if self.taken_over is not True:     # refused: the client gets the 400
+            self.log_bad_request(self.taken_over)
+            if not self.headers_sent:
+                self.send_error(400, self.taken_over.reason)
+            return False
+        try:            # under any TLS layer: the app's threads reading it wake up
+            socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
+        except OSError:
+            pass
+        status = self.status_code if self.headers_sent else self.taken_over_status
+        if exc is None or isinstance(exc, TAKE_OVER_ENDINGS):
+            self.log_request(status)
+            return False
+        logger.error("Error in the app while serving %s\n%s",
+                     escape_control(self.request_line.decode("latin-1")),
+                     build_report(exc, variables=False).text.rstrip())
+        self.log_request(status, note="app error after it took the connection over",
+                         level=logging.ERROR)
+        return False
 
     def close_result(self, result):
         """Call the iterable's close(), as PEP 3333 requires; False if it raised."""
@@ -1699,19 +1821,43 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         logger.warning("%s %s %s: %s", self.remote,
                        '"%s"' % escape_control(line[:200].decode("latin-1")) if line else "-",
                        exc.status or "-", escape_control(exc.reason),
-                       extra={"status": exc.status or 400})
+                       extra=access_fields(escape_control(line[:200].decode("latin-1")),
+                                           exc.status or 400, 0, None, self.client, exc.reason))
         self.request_line = b""
 
     def log_request(self, status, note=None, level=logging.INFO):
-        """The access log line: request line, status, bytes sent, duration."""
+        """The access log line: request line, status, bytes sent, duration;
+        the client first when the server logs clients (see WSGIServer).  The
+        record carries each as a field (access_fields())."""
         if self.server.quiet and note is None:
             return
         duration = (time.perf_counter() - self.started) * 1000
-        message = '"%s" %s %d %.1fms' % (escape_control(self.request_line.decode("latin-1")),
-                                         status or "-", self.bytes_sent, duration)
+        line = escape_control(self.request_line.decode("latin-1"))
+        message = '"%s" %s %d %.1fms' % (line, status or "-", self.bytes_sent, duration)
+        if self.server.log_clients:
+            message = "%s %s" % (self.client, message)
         if note:
             message += " (%s)" % note
-        logger.log(level, message, extra={"status": status or 0})
+        logger.log(level, message, extra=access_fields(line, status or 0, self.bytes_sent,
+                                                       duration, self.client, note))
+
+
+# Access-log records carry these fields, for a logging config's formatter:
+# "%(method)s %(path)s %(status)s", or all of them as JSON (--log-config).
+ACCESS_FIELDS = ("method", "path", "query", "protocol", "status", "bytes", "duration_ms",
+                 "client", "note")
+
+
+def access_fields(request_line, status, sent, duration, client, note):
+    """An access-log record's fields, by ACCESS_FIELDS' names, from the
+    request line as logged; None where unknown (the parts of a request line
+    that did not parse, the duration of a refused request)."""
+    parts = request_line.split(" ")
+    method, target, protocol = parts if len(parts) == 3 else (None, None, None)
+    path, _, query = target.partition("?") if target is not None else (None, "", None)
+    return dict(zip(ACCESS_FIELDS, (method, path, query, protocol, status, sent,
+                                    None if duration is None else round(duration, 1),
+                                    client, note)))
 
 
 # -- behind a proxy: --proxy-headers ------------------------------------------------
@@ -3851,6 +3997,9 @@ class WSGIServer(socketserver.TCPServer):
         self.livereload = LiveReload() if livereload else None
         self.proxy_trust = ProxyTrust(DEFAULT_FORWARDED_ALLOW_IPS if forwarded_allow_ips is None
                                       else forwarded_allow_ips) if proxy_headers else None
+        # The access log names each client once others than this machine's can connect.
+        self.log_clients = proxy_headers or (isinstance(server_address, tuple)
+                                             and not is_loopback(server_address[0]))
         self.stopping = False
         self.multithread = isinstance(self, socketserver.ThreadingMixIn)
         self.spare_threads = 0                      # for LoopThreadingMixIn
@@ -4102,6 +4251,14 @@ class WSGIServer(socketserver.TCPServer):
         if not in_loop and (earliest or not self._poller.use_epoll):
             self.wake_loop()
 
+    def hand_over(self, handler):
+        """A connection is its app's from now on (WSGIRequestHandler.take_over()):
+        the event loop forgets its descriptor, whose number the system gives
+        to a new connection once the app closes it."""
+        if self._poller is not None:
+            self._poller.forget(handler.fileno)
+        handler.fileno = -1
+
     def close_connection(self, handler):
         try:
             self._poller.forget(handler.fileno)
@@ -4175,17 +4332,21 @@ class WSGIServer(socketserver.TCPServer):
         it happens still gets its response: connections waiting in the event
         loop are looked at for bytes first, and thread-per-connection ones
         (TLS) only get their reading side shut (on Linux, a read still returns
-        what came before)."""
+        what came before).  Connections apps took over (WebSockets) have no
+        end of request to wait for: they are shut down at once, and their
+        requests then end as the app sees its socket close."""
         deadline = time.monotonic() + timeout
         with self._connections_changed:
             self.stopping = True
-            busy = sum(not handler.idle for handler in self._connections)
+            busy = sum(not handler.idle and handler.taken_over is not True
+                       for handler in self._connections)
             if self.livereload is not None:
                 self.livereload.end_streams()   # event streams are idle: they end now
             if busy and announce is not None:
                 announce(busy)
             while self._accepted:
                 now = time.monotonic()
+                self.shut_taken_over()
                 for handler in self._poller.claim_expired(float("inf")):
                     self.close_if_idle(handler, now)
                 for handler in list(self._connections):
@@ -4201,6 +4362,15 @@ class WSGIServer(socketserver.TCPServer):
                     break
                 self._connections_changed.wait(min(remaining, 0.05))
             return self._accepted
+
+    def shut_taken_over(self):
+        """Shut down the connections apps took over (with _connections_changed held)."""
+        for handler in self._connections:
+            if handler.taken_over is True:
+                try:            # under any TLS layer
+                    socket.socket.shutdown(handler.connection, socket.SHUT_RDWR)
+                except OSError:                 # shut already, or closed by the app
+                    pass
 
     def server_close(self):
         if self._poller is not None:        # None if binding failed
@@ -4397,6 +4567,37 @@ def make_server(app, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=None, threadi
                         quiet=quiet, debug=debug, allowed_hosts=allowed_hosts, editor=editor,
                         proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
                         livereload=livereload and threading)
+
+
+class ServerURL(str):
+    """The base URL serving() gives, like 'http://127.0.0.1:8123'; .server is the server."""
+
+    server = None
+
+
+@contextlib.contextmanager
+def serving(app, host=DEFAULT_HOST, port=0, **options):
+    """Serve `app` in a daemon thread for the length of a `with` block, on a
+    free port unless told; give the base URL (a ServerURL).  On exit stop it,
+    close its connections (requests still running get the shutdown timeout
+    of `limits`) and join the thread.  Options are make_server()'s."""
+    server = make_server(app, host, port, **options)
+    thread = threading.Thread(target=server.serve_forever, name="runserver.serving",
+                              daemon=True)
+    try:
+        thread.start()
+        while not server.serving.wait(0.05) and thread.is_alive():
+            pass
+        url = ServerURL("%s://%s%s" % ("https" if server.ssl_context else "http",
+                                       server_authority(server),
+                                       options.get("root_path", "")))
+        url.server = server
+        yield url
+    finally:
+        server.shutdown()
+        server.close_idle_and_wait(server.limits.shutdown_timeout)
+        server.server_close()
+        thread.join()
 
 
 # ---- Reloader -----------------------------------------------------------------
@@ -6150,6 +6351,20 @@ def let_exceptions_through(app):
             config["PROPAGATE_EXCEPTIONS"] = True
 
 
+# Where apps find the connection's socket to take it over (simple-websocket,
+# and so Flask-Sock and python-socketio's threading mode, look for these):
+# Werkzeug's key and gunicorn's.  Nothing of theirs is imported.
+SOCKET_KEYS = ("werkzeug.socket", "gunicorn.socket")
+# What such an app raises once its connection is done: ConnectionError under
+# Werkzeug (Flask-Sock, python-socketio), StopIteration under gunicorn.
+TAKE_OVER_ENDINGS = (ConnectionError, StopIteration)
+
+
+def socket_environ(sock):
+    """The environ entries that hand `sock` (a TakeOverSocket) to such apps."""
+    return dict.fromkeys(SOCKET_KEYS, sock)
+
+
 def is_django_app(app):
     """Whether `app` is Django's WSGI handler (get_wsgi_application()'s)."""
     return is_instance_of(app, "django", "WSGIHandler")
@@ -6740,6 +6955,11 @@ def add_arguments(parser):
     output.add_argument("--quiet", "-q", action="store_true", help="no access log")
     output.add_argument("--no-color", action="store_true",
                         help="no colours (also when NO_COLOR is set or not on a terminal)")
+    output.add_argument("--log-config", metavar="FILE",
+                        help="configure logging from FILE: a .json file through "
+                             "logging.config.dictConfig, any other through fileConfig (the "
+                             "'runserver' logger; access records carry %s as fields)"
+                             % ", ".join(ACCESS_FIELDS))
     limits = parser.add_argument_group("limits", "sizes take K, M or G, as in 64K or 10M")
     for name, kind, unit, what in (
             ("max_request_line", parse_size, "BYTES", "a longer request line is answered 414"),
@@ -6886,7 +7106,8 @@ def run_arguments(settings):
                 env_files=settings.env_files, open_browser=settings.open,
                 skip_checks=settings.skip_checks,
                 next_free_port=not settings.given("addrport") and not unix_socket,
-                proxy_headers=settings.proxy_headers, forwarded_allow_ips=forwarded_allow_ips)
+                proxy_headers=settings.proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
+                log_config=settings.log_config)
 
 
 def parse_static(items):
@@ -7180,13 +7401,38 @@ def configure_logging(color=None):
     logger.propagate = False
 
 
+def apply_log_config(path):
+    """--log-config: configure logging from a file, a .json one through
+    dictConfig, any other through fileConfig, leaving the loggers that exist
+    (this file's) enabled unless it says otherwise.  A bad file: UsageError."""
+    import logging.config
+    try:
+        if path.endswith(".json"):
+            import json
+            with open(path, encoding="utf-8") as file:
+                config = json.load(file)
+            if not isinstance(config, dict):
+                raise ValueError("expected a JSON object, as dictConfig takes")
+            config.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(config)
+        else:
+            with open(path, encoding="utf-8"):      # fileConfig() reads nothing silently
+                pass
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except OSError as exc:
+        raise UsageError('--log-config "%s": %s' % (path, exc.strerror)) from None
+    except Exception as exc:        # the config's mistake, whatever logging.config raised
+        reason = "%r is missing" % exc.args[0] if isinstance(exc, KeyError) else exc
+        raise UsageError('--log-config "%s": %s' % (path, reason)) from None
+
+
 def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading=True,
         reload=True, unix_socket=None, ssl_context=None, static=(), limits=None, quiet=False,
         debug=None, allowed_hosts=None, reload_interval=DEFAULT_RELOAD_INTERVAL,
         reload_include=(), reload_exclude=(), color=None, editor=None, django_static=True,
         root_path="", env_files=ENV_FILES, open_browser=None, skip_checks=False,
         next_free_port=False, proxy_headers=False, forwarded_allow_ips=None, warm=True,
-        livereload=False):
+        livereload=False, log_config=None):
     """Serve `app` until Ctrl-C: a WSGI callable, an APP string like 'hello:app'
     (imported in the worker only), or None for the demo app.
 
@@ -7203,10 +7449,15 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
     next_free_port a taken `port` gives way to the next free one of
     NEXT_FREE_PORTS.  livereload (the command line's default, off here unless
     asked) reloads the pages browsers open when a new worker serves, with
-    reload and threading only.  A bind error is one line on stderr and SystemExit(1).
+    reload and threading only.  log_config is a logging configuration file
+    (see apply_log_config()), applied instead of the log's own handler.  A
+    bind error is one line on stderr and SystemExit(1).
     """
-    configure_logging(color)
-    put_working_directory_first()
+    put_working_directory_first()           # first: a log config may name a module of yours
+    if log_config:
+        apply_log_config(log_config)
+    else:
+        configure_logging(color)
     limits = limits or Limits()
     settings = dict(host=host, port=port, ipv6=ipv6, threading=threading,
                     unix_socket=unix_socket, ssl_context=ssl_context, static=static,

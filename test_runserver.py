@@ -8,6 +8,7 @@ fixed sleeps.
 """
 
 import ast
+import base64
 import collections
 import contextlib
 import email.utils
@@ -17,6 +18,7 @@ import hashlib
 import html.parser
 import importlib
 import importlib.util
+import inspect
 import io
 import json
 import logging
@@ -36,6 +38,8 @@ import time
 import types
 import unittest
 import unittest.mock
+import urllib.parse
+import urllib.request
 import wsgiref.validate
 import zipfile
 
@@ -1460,7 +1464,104 @@ class FileWrapperTests(ServerTestCase):
         self.assertEqual(response.body, b"y" * 700000)
 
 
-class LoggingTests(ServerTestCase):
+# A JSON formatter in a few lines, and a dictConfig file that gives it the
+# 'runserver' logger's records: what the README shows for --log-config.
+JSON_FORMATTER_SOURCE = """\
+import json
+import logging
+
+FIELDS = ("method", "path", "query", "protocol", "status", "bytes", "duration_ms",
+          "client", "note")
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {"time": self.formatTime(record), "level": record.levelname,
+                 "message": record.getMessage()}
+        entry.update((name, getattr(record, name, None)) for name in FIELDS)
+        return json.dumps(entry)
+"""
+JSON_LOG_CONFIG = {
+    "version": 1,
+    "formatters": {"json": {"()": "jsonlog.JSONFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stdout"}},
+    "loggers": {"runserver": {"handlers": ["stdout"], "level": "INFO", "propagate": False}},
+}
+
+
+class LoggingTests(ServerTestCase, CLITestCase):
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def last_record(self, pattern):
+        LOG.wait_for(pattern)
+        with LOG.changed:
+            return [record for record in LOG.records if re.search(pattern, record.getMessage())][-1]
+
+    def test_access_records_carry_fields(self):
+        server = self.start_server(quiet=False)
+        self.request(server, get("/path%20x?q=1&r=2"))
+        record = self.last_record(r"GET /path")
+        self.assertEqual({name: getattr(record, name) for name in runserver.ACCESS_FIELDS}, {
+            "method": "GET", "path": "/path%20x", "query": "q=1&r=2", "protocol": "HTTP/1.1",
+            "status": 200, "bytes": 12, "duration_ms": record.duration_ms,
+            "client": "127.0.0.1", "note": None})
+        self.assertIsInstance(record.duration_ms, float)
+        self.request(server, b"GET /\x1b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        record = self.last_record(r" 400: ")
+        self.assertEqual((record.method, record.path, record.status, record.bytes,
+                          record.duration_ms), ("GET", "/\\x1b", 400, 0, None))
+        self.assertTrue(record.note)
+
+    def test_the_client_is_in_the_line_when_others_than_this_machine_can_connect(self):
+        # Bound to every interface (the socket given is loopback's, as the
+        # tests bind nothing else), or behind a proxy: the client comes first.
+        listener = socket.create_server(("127.0.0.1", 0))
+        for options, client in ((dict(host="0.0.0.0", listen_socket=listener), "127.0.0.1"),
+                                (dict(proxy_headers=True), "192.0.2.7")):
+            with self.subTest(**options):
+                LOG.clear()
+                server = self.start_server(quiet=False, **options)
+                self.request(server, get("/who", extra=b"X-Forwarded-For: 192.0.2.7\r\n"))
+                line = LOG.wait_for(r"GET /who")
+                self.assertRegex(line, r'^%s "GET /who HTTP/1.1" 200 ' % re.escape(client))
+        self.assertFalse(self.start_server(quiet=False).server.log_clients)
+
+    def test_log_config_json_gives_one_json_object_per_request(self):
+        self.write("app.py", inspect.getsource(hello_app) + "application = hello_app\n")
+        self.write("jsonlog.py", JSON_FORMATTER_SOURCE)
+        self.write("log.json", json.dumps(JSON_LOG_CONFIG))
+        process = self.start("app:application", "127.0.0.1:0", "--noreload",
+                             "--log-config", "log.json")
+        port = process.port()
+        self.assertEqual(http_get(port, "/a?b=c").status, 200)
+        self.assertEqual(http_get(port, "/", host="evil.example").status, 400)
+        process.wait_for(r'^\{.*"status": 400')
+        process.signal(signal.SIGINT)
+        process.wait()
+        records = [json.loads(line) for line in process.output().splitlines()
+                   if line.startswith("{")]
+        access = [record for record in records if record["status"]]
+        self.assertEqual(len(access), 2, records)
+        self.assertEqual(access[0], dict(access[0], method="GET", path="/a", query="b=c",
+                                         protocol="HTTP/1.1", status=200, bytes=12,
+                                         client="127.0.0.1", note=None, level="INFO"))
+        self.assertIsInstance(access[0]["duration_ms"], float)
+        self.assertEqual((access[1]["status"], access[1]["level"]), (400, "WARNING"))
+        self.assertIn("not allowed", access[1]["note"])
+
+    def test_a_bad_log_config_is_one_line_and_exit_2(self):
+        self.write("bad.json", "{")
+        self.write("bad.ini", "[loggers]\nkeys=root\n")
+        for name, fragment in (("bad.json", "line 1 column 2"), ("bad.ini", "'formatters' is missing"),
+                               ("missing.json", "No such file")):
+            with self.subTest(name):
+                self.assertOneLineError(["--noreload", "127.0.0.1:0", "--log-config", name],
+                                        2, '--log-config "%s": ' % name)
+                self.assertIn(fragment, self.run_cli("--log-config", name)[1])
 
     def test_access_log_line(self):
         server = self.start_server(quiet=False)
@@ -2911,6 +3012,229 @@ def client_hello():
 
 DATA = bytes(range(256)) * 4            # 1024 distinct-enough bytes for range checks
 SECRET = b"TOP SECRET: never served"
+
+
+# -- Connection take-over: WebSockets ---------------------------------------------
+# A WebSocket in a few lines of the standard library (RFC 6455): the
+# handshake's accept key, and final frames with a 7- or 16-bit length, masked
+# from the client.  The echo app below is also written into CLI tests' app files.
+
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+TEXT_FRAME, CLOSE_FRAME = 0x1, 0x8
+
+
+def websocket_accept(key):
+    return base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+
+
+def websocket_frame(opcode, payload, mask=None):
+    """One final frame; masked with `mask` (4 bytes) if given, as a client's must be."""
+    bit = 0x80 if mask else 0
+    head = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        head += bytes([bit | len(payload)])
+    else:
+        head += bytes([bit | 126]) + struct.pack("!H", len(payload))
+    if mask:
+        head += mask
+        payload = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return head + payload
+
+
+def read_websocket_frame(read_exactly):
+    """(opcode, unmasked payload) of the next frame; read_exactly(n) returns n bytes."""
+    first, second = read_exactly(2)
+    length = second & 0x7f
+    if length == 126:
+        length, = struct.unpack("!H", read_exactly(2))
+    mask = read_exactly(4) if second & 0x80 else None
+    payload = read_exactly(length)
+    if mask:
+        payload = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return first & 0x0f, payload
+
+
+def websocket_echo_app(environ, start_response):
+    """Takes the connection over from environ[?key=] (werkzeug.socket by
+    default) and echoes each frame until the client's close or the socket's
+    end; then ends as ?end= says: return, ConnectionError (as apps do under
+    Werkzeug) or StopIteration (under gunicorn).  Other requests: hello."""
+    if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return hello_app(environ, start_response)
+    query = dict(urllib.parse.parse_qsl(environ["QUERY_STRING"]))
+    sock = environ[query.get("key", "werkzeug.socket")]
+    key = environ["HTTP_SEC_WEBSOCKET_KEY"].encode("latin-1")
+    sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % websocket_accept(key))
+
+    def read_exactly(size):
+        data = b""
+        while len(data) < size:
+            more = sock.recv(size - len(data))
+            if not more:
+                raise EOFError("the socket was shut down")
+            data += more
+        return data
+    try:
+        while True:
+            opcode, payload = read_websocket_frame(read_exactly)
+            sock.sendall(websocket_frame(opcode, payload))
+            if opcode == CLOSE_FRAME:
+                break
+    except EOFError:
+        pass
+    if query.get("end") == "ConnectionError":
+        raise ConnectionError("the WebSocket ended")
+    if query.get("end") == "StopIteration":
+        raise StopIteration
+    return []
+
+
+WEBSOCKET_APP_SOURCE = "\n\n".join(
+    ["import base64, hashlib, struct, urllib.parse",
+     "WEBSOCKET_GUID, CLOSE_FRAME = %r, %r" % (WEBSOCKET_GUID, CLOSE_FRAME)]
+    + [inspect.getsource(function) for function in (
+        hello_app, websocket_accept, websocket_frame, read_websocket_frame, websocket_echo_app)]
+    + ["application = websocket_echo_app\n"])
+
+
+def open_websocket(sock, path="/ws"):
+    """The client's handshake on `sock`; return a Reader of its frames."""
+    key = base64.b64encode(os.urandom(16))
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), key))
+    reader = Reader(sock)
+    response = reader.response()
+    assert response.status == 101, response
+    assert response.header("sec-websocket-accept") == websocket_accept(key).decode(), response
+    return reader
+
+
+def websocket_echo(sock, reader, text):
+    """Send one text frame, return the text of the frame that comes back."""
+    sock.sendall(websocket_frame(TEXT_FRAME, text.encode(), os.urandom(4)))
+    opcode, payload = read_websocket_frame(reader.read_exactly)
+    assert opcode == TEXT_FRAME, (opcode, payload)
+    return payload.decode()
+
+
+class TakeOverTests(ServerTestCase, CLITestCase):
+    """An app takes its connection over through environ["werkzeug.socket"]
+    (or "gunicorn.socket"): a WebSocket, plain and over TLS."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        CLITestCase.setUp(self)
+
+    def close_websocket(self, sock, reader):
+        """The client's close, its echo, then the connection's end: nothing
+        from the server after the app's last frame."""
+        sock.sendall(websocket_frame(CLOSE_FRAME, b"\x03\xe8", os.urandom(4)))
+        self.assertEqual(read_websocket_frame(reader.read_exactly), (CLOSE_FRAME, b"\x03\xe8"))
+        self.assertEqual(reader.read_to_eof(), b"")
+
+    def test_websocket_echo_with_each_key_and_each_ending(self):
+        server = self.start_server(websocket_echo_app, quiet=False)
+        for key in ("werkzeug.socket", "gunicorn.socket"):
+            for end in ("return", "ConnectionError", "StopIteration"):
+                with self.subTest(key=key, end=end):
+                    LOG.clear()
+                    sock = self.connect(server)
+                    path = "/ws?key=%s&end=%s" % (key, end)
+                    reader = open_websocket(sock, path)
+                    self.assertEqual(websocket_echo(sock, reader, "hello"), "hello")
+                    # The WebSocket holds a thread; other clients are served meanwhile.
+                    self.assertEqual(http_get(server.port).status, 200)
+                    self.assertEqual(websocket_echo(sock, reader, "again"), "again")
+                    self.close_websocket(sock, reader)
+                    # The server counts what the app sent after its head: two
+                    # 7-byte text frames and a 4-byte close.
+                    LOG.wait_for(r'^"GET %s HTTP/1.1" 101 18 [0-9.]+ms$' % re.escape(path))
+                    self.assertFalse([record.getMessage() for record in LOG.records
+                                      if record.levelno >= logging.WARNING])
+
+    def test_the_socket_handed_over_is_blocking_without_timeout(self):
+        seen = []
+
+        def app(environ, start_response):
+            sock = environ["werkzeug.socket"]
+            sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            seen.append(sock.gettimeout())
+            if hasattr(socket, "SO_RCVTIMEO"):      # what the server set for its reads
+                seen.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+            return []
+        server = self.start_server(app)
+        sock = self.connect(server)
+        sock.sendall(get("/"))
+        self.assertEqual(Reader(sock).read_to_eof(), b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        self.assertIsNone(seen[0])
+        if len(seen) > 1:
+            self.assertEqual(seen[1].strip(b"\0"), b"")
+
+    def test_not_handed_over_when_bytes_after_the_head_came_first(self):
+        # A frame sent with the handshake, before the 101: the server read
+        # it already, the app would never see it.
+        server = self.start_server(websocket_echo_app, quiet=False)
+        key = base64.b64encode(os.urandom(16))
+        response = self.request(server, b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13"
+                                        b"\r\n\r\n%s" % (key, websocket_frame(
+                                            TEXT_FRAME, b"early", os.urandom(4))))
+        self.assertEqual(response.status, 400)
+        self.assertIn(b"11 byte(s) after the request head", response.body)
+        line = LOG.wait_for(r'"GET /ws HTTP/1.1" 400: ')
+        self.assertIn("not handed over", line)
+        self.assertEqual(http_get(server.port).status, 200)
+
+    def test_websocket_over_tls(self):
+        cert, key, client_context = make_test_certificate(self.directory)
+        server = self.start_server(websocket_echo_app, quiet=False,
+                                   ssl_context=runserver.make_ssl_context(cert, key))
+        sock = client_context.wrap_socket(self.connect(server), server_hostname="localhost")
+        self.addCleanup(sock.close)
+        reader = open_websocket(sock, "/tls")
+        self.assertEqual(websocket_echo(sock, reader, "over TLS"), "over TLS")
+        self.close_websocket(sock, reader)
+        LOG.wait_for(r'^"GET /tls HTTP/1.1" 101 14 [0-9.]+ms$')
+
+    def test_ctrl_c_and_a_reload_close_open_websockets(self):
+        # --shutdown-timeout 30: a stop that waited for the WebSockets' apps
+        # to end by themselves would outlast the test's waits.
+        self.write("app.py", WEBSOCKET_APP_SOURCE)
+        process = self.start("app:application", "127.0.0.1:0", "--shutdown-timeout", "30",
+                             "--reload-interval", "0.05")
+        port = process.port()
+        for stop in ("reload", "Ctrl-C"):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            self.addCleanup(sock.close)
+            reader = open_websocket(sock)
+            self.assertEqual(websocket_echo(sock, reader, stop), stop)
+            if stop == "reload":
+                self.write("app.py", WEBSOCKET_APP_SOURCE + "# edited\n")
+            else:
+                process.signal(signal.SIGINT)
+            self.assertEqual(reader.read_to_eof(), b"")
+        self.assertEqual(process.wait(), 0)
+        self.assertEqual(len(re.findall(r'"GET /ws HTTP/1.1" 101 ', process.output())), 2,
+                         process.output())
+
+
+def make_test_certificate(directory):
+    """A self-signed certificate for localhost made by the openssl command, in
+    `directory`: (certificate file, key file, a client context that trusts it)."""
+    if shutil.which("openssl") is None:
+        raise unittest.SkipTest("the openssl command is not installed: "
+                                "cannot make a test certificate")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=localhost"],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=60)
+    client_context = ssl.create_default_context(cafile=cert)
+    client_context.check_hostname = False       # CN only, no subjectAltName
+    return cert, key, client_context
 
 
 # ---- File serving: --static ------------------------------------------------------
@@ -4378,6 +4702,64 @@ class RootPathTests(ServerTestCase, CLITestCase):
 
 
 # ---- Server classes and the Python API --------------------------------------------
+
+def open_descriptors():
+    """How many file descriptors this process has open (None where it cannot tell)."""
+    try:
+        return len(os.listdir("/dev/fd"))
+    except OSError:
+        return None
+
+
+class ServingTests(unittest.TestCase):
+    """runserver.serving(): a server in a thread for a `with` block."""
+
+    def setUp(self):
+        LOG.clear()
+
+    def test_up_and_down_100_times_without_leaking_a_thread_or_a_descriptor(self):
+        with runserver.serving(hello_app, quiet=True) as url:      # imports done
+            urllib.request.urlopen(url, timeout=TIMEOUT).close()
+        threads, descriptors = threading.active_count(), open_descriptors()
+        for _ in range(100):
+            with runserver.serving(hello_app, quiet=True) as url:
+                self.assertRegex(url, r"^http://127\.0\.0\.1:\d+$")
+                self.assertEqual(http_get(url.server.server_port).body, b"Hello world\n")
+            self.assertNotIn("runserver.serving", [t.name for t in threading.enumerate()])
+        # Spare pool threads end SPARE_THREAD_TIMEOUT after their last task.
+        wait_until(lambda: threading.active_count() <= threads)
+        gc.collect()
+        if descriptors is not None:
+            self.assertLessEqual(open_descriptors(), descriptors)
+
+    def test_exit_closes_open_connections_and_websockets(self):
+        with runserver.serving(websocket_echo_app, quiet=True) as url:
+            port = url.server.server_port
+            idle = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            self.addCleanup(idle.close)
+            idle.sendall(get("/"))
+            reader = Reader(idle)
+            self.assertEqual(reader.response().status, 200)
+            websocket = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            self.addCleanup(websocket.close)
+            frames = open_websocket(websocket)
+            self.assertEqual(websocket_echo(websocket, frames, "open"), "open")
+        self.assertEqual(reader.read_to_eof(), b"")
+        self.assertEqual(frames.read_to_eof(), b"")
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+
+    def test_the_url_says_https_and_the_root_path(self):
+        directory = tempfile.mkdtemp(prefix="runserver-test-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        cert, key, client_context = make_test_certificate(directory)
+        with runserver.serving(script_app, ssl_context=runserver.make_ssl_context(cert, key),
+                               root_path="/app") as url:
+            self.assertRegex(url, r"^https://127\.0\.0\.1:\d+/app$")
+            with urllib.request.urlopen(url + "/x", timeout=TIMEOUT,
+                                        context=client_context) as response:
+                self.assertEqual(response.status, 200)
+
 
 class APITests(unittest.TestCase):
 
