@@ -1762,6 +1762,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         head = self.send_head(len(body))
         self.transmit(head if self.no_body else head + body, len(head))
         self.log_request(self.status_code, level=logging.DEBUG)
+        self.idle = True
         return self.keep_alive
 
     def stream_events(self, livereload):

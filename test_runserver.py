@@ -3723,6 +3723,17 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
         self.assertEqual(self.request(server, get("/__runserver__/events")).status, 200)
         self.assertEqual(self.request(server, get("/", extra=DOCUMENT)).body, PAGE)
 
+    def test_a_connection_whose_last_request_was_the_script_is_idle(self):
+        server = self.start_live()
+        sock = self.connect(server)
+        sock.sendall(get("/__runserver__/livereload.js"))
+        self.assertEqual(Reader(sock).response().status, 200)
+        announced = []
+        server.server.shutdown()
+        self.assertEqual(server.server.close_idle_and_wait(TIMEOUT * 3, announced.append), 0)
+        self.assertEqual(announced, [])             # a stop does not wait for it
+        self.assertEqual(Reader(sock).read_to_eof(), b"")
+
     def test_events_reach_every_stream_and_a_stop_ends_them_at_once(self):
         server = self.start_live()
         first, worker = self.open_stream(server.port)
