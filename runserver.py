@@ -1597,6 +1597,7 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
         self.taken_over = True
         self.server.hand_over(self)
         self.set_timeout(None)
+        head = bytes(head)                  # a memoryview, say: find() below
         status = TAKEN_OVER_STATUS.match(head)
         self.taken_over_status = int(status.group(1)) if status else 0
         if not self.headers_sent:           # bytes_sent counts what follows the app's head

@@ -3172,6 +3172,20 @@ class TakeOverTests(ServerTestCase, CLITestCase):
         if len(seen) > 1:
             self.assertEqual(seen[1].strip(b"\0"), b"")
 
+    def test_the_apps_head_may_be_any_bytes_like_object(self):
+        head = b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+        for kind in (memoryview, bytearray):
+            def app(environ, start_response, kind=kind):
+                environ["werkzeug.socket"].send(kind(head + b"frame"))
+                return []
+            with self.subTest(kind=kind):
+                LOG.clear()
+                server = self.start_server(app, quiet=False)
+                sock = self.connect(server)
+                sock.sendall(get("/ws"))
+                self.assertEqual(Reader(sock).read_to_eof(), head + b"frame")
+                LOG.wait_for(r'^"GET /ws HTTP/1.1" 101 5 [0-9.]+ms$')
+
     def test_not_handed_over_when_bytes_after_the_head_came_first(self):
         # A frame sent with the handshake, before the 101: the server read
         # it already, the app would never see it.
