@@ -1820,11 +1820,11 @@ class WSGIRequestHandler(socketserver.BaseRequestHandler):
     def log_bad_request(self, exc):
         """One log line for a refused request: who, what status, why."""
         line = getattr(self, "request_line", b"") if not self.idle else b""
-        logger.warning("%s %s %s: %s", self.remote,
-                       '"%s"' % escape_control(line[:200].decode("latin-1")) if line else "-",
+        text = escape_control(line.decode("latin-1"))
+        logger.warning("%s %s %s: %s", self.remote, '"%s"' % text[:200] if line else "-",
                        exc.status or "-", escape_control(exc.reason),
-                       extra=access_fields(escape_control(line[:200].decode("latin-1")),
-                                           exc.status or 400, 0, None, self.client, exc.reason))
+                       extra=access_fields(text, exc.status or 0, 0, None, self.client,
+                                           exc.reason))
         self.request_line = b""
 
     def log_request(self, status, note=None, level=logging.INFO):

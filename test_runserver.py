@@ -1515,6 +1515,11 @@ class LoggingTests(ServerTestCase, CLITestCase):
         self.assertEqual((record.method, record.path, record.status, record.bytes,
                           record.duration_ms), ("GET", "/\\x1b", 400, 0, None))
         self.assertTrue(record.note)
+        # The line is cut at 200 characters in the message, never in the fields.
+        self.request(server, b"GET /\x1b?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % (b"q" * 300))
+        record = self.last_record(r"GET /\\x1b\?q{190}")
+        self.assertEqual((record.path, record.query, record.protocol),
+                         ("/\\x1b", "q" * 300, "HTTP/1.1"))
 
     def test_the_client_is_in_the_line_when_others_than_this_machine_can_connect(self):
         # Bound to every interface (the socket given is loopback's, as the
