@@ -7185,6 +7185,8 @@ def check_app(arguments):
     if counts:
         print(describe_env_files(counts), flush=True)
     put_working_directory_first()
+    if arguments["log_config"]:             # a bad file fails the check as it fails the server
+        apply_log_config(arguments["log_config"])
     spec = arguments["app"]
     try:
         app = demo_app if spec is None else load_app(spec)

@@ -6856,7 +6856,9 @@ class SettingsCLITests(CLITestCase):
         for args, fragment in [(["app:missing", "--check"], 'no attribute "missing"'),
                                (["no_such_module_q", "--check"], 'no module named'),
                                (["app:application", "8o00", "--check"], "not a valid port"),
-                               (["app:application", "--check", "--open", "x"], '--open "x"')]:
+                               (["app:application", "--check", "--open", "x"], '--open "x"'),
+                               (["app:application", "--check", "--log-config", "none.json"],
+                                '--log-config "none.json": No such file')]:
             with self.subTest(args=args):
                 code, output = self.run_cli(*args)
                 self.assertEqual(code, 2, output)
