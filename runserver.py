@@ -7460,6 +7460,7 @@ def run(app=None, host=DEFAULT_HOST, port=DEFAULT_PORT, *, ipv6=False, threading
     put_working_directory_first()           # first: a log config may name a module of yours
     if log_config:
         apply_log_config(log_config)
+        reload_include = tuple(reload_include) + (log_config,)  # an edit reloads, a fix restarts
     else:
         configure_logging(color)
     limits = limits or Limits()

@@ -1535,6 +1535,22 @@ class LoggingTests(ServerTestCase, CLITestCase):
                 self.assertRegex(line, r'^%s "GET /who HTTP/1.1" 200 ' % re.escape(client))
         self.assertFalse(self.start_server(quiet=False).server.log_clients)
 
+    def test_a_log_config_edit_reloads_and_fixing_it_restarts_a_crashed_worker(self):
+        self.write("app.py", inspect.getsource(hello_app) + "application = hello_app\n")
+        good = json.dumps({"version": 1, "handlers": {"h": {"class": "logging.StreamHandler"}},
+                           "loggers": {"runserver": {"handlers": ["h"], "level": "INFO"}}})
+        config = self.write("log.json", good)
+        process = self.start("app:application", "127.0.0.1:0", "--log-config", "log.json",
+                             "--reload-interval", "0.05")
+        port = process.port()
+        self.assertEqual(http_get(port).status, 200)
+        self.write("log.json", '{"version": 1, "handlers": {"h": {"class": "no.Handler"}}}')
+        process.wait_for(r"save a file to restart it\.")
+        self.assertEqual(http_get(port).status, 500)
+        self.write("log.json", good)
+        process.wait_for(re.escape(config) + r" changed, restarting\.")
+        wait_until(lambda: http_get(port).status == 200)
+
     def test_log_config_json_gives_one_json_object_per_request(self):
         self.write("app.py", inspect.getsource(hello_app) + "application = hello_app\n")
         self.write("jsonlog.py", JSON_FORMATTER_SOURCE)
