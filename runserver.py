@@ -4746,7 +4746,8 @@ class FileWatcher:
     (site-packages every SLOW_POLL_EVERY polls), `extra_files`, the `include`
     paths and globs, the `templates` directories beside the project's modules
     and the `template_dirs` (its framework's), minus the `exclude` globs; and
-    new .py files in the directories of the project's modules.  Directory
+    the other .py files in the directories of the project's modules, new ones
+    too (a module that failed to import is not in sys.modules).  Directory
     walks and globs leave out RELOAD_IGNORE's names, virtualenvs and the
     files this process's stdout and stderr write to (a log there would reload
     at every line), but a file `include` names is always watched.  A file seen
@@ -4778,6 +4779,7 @@ class FileWatcher:
         self.stdlib_dirs = tuple(os.path.join(paths[key], "") for key in ("stdlib", "platstdlib"))
         self.fast, self.slow, self.included = set(), set(), set()
         self.directories = {}          # project directory -> (mtime_ns, its .py names)
+        self.siblings = set()          # the .py files there that are no module's source
         self.snapshot = {}
         self.hot = []                  # the HOT_FILES most recently modified files
         self.since_ns = (time.time_ns() if since_ns is None else since_ns) - MTIME_SLACK_NS
@@ -4919,7 +4921,8 @@ class FileWatcher:
         return (st.st_dev, st.st_ino) in self.output_files
 
     def watched(self):
-        return {path for path in self.fast | self.slow | self.included if not self.excluded(path)}
+        return {path for path in self.fast | self.slow | self.included | self.siblings
+                if not self.excluded(path)}
 
     def poll(self):
         """Stat every watched file once; return the paths that changed."""
@@ -4928,8 +4931,8 @@ class FileWatcher:
         files_changed = self.refresh(slow_turn)
         since_ns, self.since_ns = self.since_ns, time.time_ns() - MTIME_SLACK_NS
         changed = []
-        groups = (self.fast, self.included, self.slow) if slow_turn else (self.fast, self.included)
-        for group in groups:
+        groups = (self.fast, self.included, self.siblings)
+        for group in groups + (self.slow,) if slow_turn else groups:
             self.check(group, since_ns, changed)
         for directory, seen in list(self.directories.items()):
             key = stat_key(directory)
@@ -4953,7 +4956,16 @@ class FileWatcher:
                     # Saved since check() looked, maybe: settle() waits from its time.
                     self.snapshot[path] = stat_key(path)
             self.directories[directory] = (key, names)
+            files_changed = True
         if files_changed:
+            siblings = {os.path.join(directory, name)
+                        for directory, (_, names) in self.directories.items()
+                        for name in names} - self.fast
+            if siblings != self.siblings:
+                self.siblings = siblings
+                if self.on_files_changed is not None:
+                    self.on_files_changed(self.watched())
+
             def mtime(path):
                 return (self.snapshot.get(path) or (0,))[0]
             self.hot = sorted(self.fast | self.included, key=mtime, reverse=True)[:HOT_FILES]

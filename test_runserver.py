@@ -5429,6 +5429,33 @@ class ReloaderTests(CLITestCase):
         self.wait_for_body(port, "v1 helper-1 extra-1")
         process.wait_for(r"extra\.py changed, reloading\.")
 
+    def test_fixing_a_module_the_app_failed_to_import_reloads(self):
+        # As Django imports views.py at the first request, and answers its own
+        # 500 page when that fails: the module never reaches sys.modules.  The
+        # fix is written in place with an old time (the directory does not
+        # change, and no first look takes it for a new file), until it reloads.
+        views = self.write("views.py", "def index(:\n")
+        past = (int(time.time()) - 100) * 10**9
+        os.utime(views, ns=(past, past))
+        self.write("lazy.py", "def application(environ, start_response):\n"
+                              "    try:\n        import views\n        body = views.TEXT\n"
+                              "    except SyntaxError as exc:\n        body = 'broken'\n"
+                              "    start_response('200 OK', [])\n"
+                              "    return [body.encode()]\n")
+        process = self.start("lazy:application", "127.0.0.1:0", "--reload-interval", "0.05")
+        port = process.port()
+        self.wait_for_body(port, "broken")
+        saves = []
+
+        def fix():
+            saves.append(past + (len(saves) + 1) * 10**6)
+            with open(views, "w") as file:
+                file.write("TEXT = 'fixed'\n")
+            os.utime(views, ns=(past, saves[-1]))
+            return "views.py changed, reloading." in process.output()
+        wait_until(fix)
+        self.wait_for_body(port, "fixed")
+
     def test_syntax_error_shows_a_traceback_page_until_fixed(self):
         process, port = self.start_reloader()
         self.wait_for_body(port, "v1")
