@@ -2840,7 +2840,9 @@ LIVERELOAD_JS = """\
     return;
   }
 
-  var serving = null;
+  // The worker that served this page: a hello from another one means new code,
+  // even when it came in between (the page would keep the old code otherwise).
+  var serving = (document.currentScript && document.currentScript.dataset.worker) || null;
   function on(kind, data) {
     if (kind === "hello" && serving === null) serving = data;
     else if (kind === "hello" && data !== serving) location.reload();
@@ -2880,7 +2882,7 @@ LIVERELOAD_JS = """\
   });
 })();
 """
-LIVERELOAD_TAG = '<script src="$script" defer></script>'
+LIVERELOAD_TAG = '<script src="$script" data-worker="$worker" defer></script>'
 
 
 def render_error(environ, report, note=APP_ERROR_NOTE, editor=None):
@@ -3426,7 +3428,7 @@ class LiveReload:
         self.script = fill(LIVERELOAD_JS, script=LIVERELOAD_SCRIPT, events=LIVERELOAD_EVENTS,
                            retry=LIVERELOAD_RETRY, failures=LIVERELOAD_FAILURES,
                            slow_retry=LIVERELOAD_SLOW_RETRY).encode()
-        self.tag = fill(LIVERELOAD_TAG, script=LIVERELOAD_SCRIPT).encode()
+        self.tag = fill(LIVERELOAD_TAG, script=LIVERELOAD_SCRIPT, worker=self.id).encode()
         self.greeting = b"retry: %d\nevent: hello\ndata: %s\n\n" % (
             LIVERELOAD_RETRY, self.id.encode())
         self.lock = threading.Lock()
@@ -3498,7 +3500,9 @@ class ScriptInjector:
     """WSGI middleware for one response to a page request: LIVERELOAD_TAG goes
     before the first </head> or </body>, else at the end, in an HTML page
     (200 or an error status) that is not Content-Encoded.  Content-Length
-    grows by the tag's length; a streamed body keeps streaming."""
+    grows by the tag's length; a streamed body keeps streaming.  ETag and
+    Last-Modified go: they name the app's bytes, and a 304 would bring back
+    a copy with the tag of a worker gone (the page would reload forever)."""
 
     def __init__(self, app, tag):
         self.app, self.tag = app, tag
@@ -3536,6 +3540,9 @@ class ScriptInjector:
                     headers[index] = (headers[index][0], str(int(length) + len(self.tag)))
                 else:
                     self.active = False         # the server refuses it anyway
+            if self.active:
+                headers = [item for item, name in zip(headers, names)
+                           if name not in ("etag", "last-modified")]
         write = self.start_response(status, headers, exc_info)
         return lambda data: write(self.insert(data))
 

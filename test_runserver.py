@@ -3606,7 +3606,8 @@ class StaticFilesTests(ServerTestCase):
 
 PAGE = b"<!doctype html><html><head><title>t</title></head><body><p>page</p></body></html>"
 DOCUMENT = b"Sec-Fetch-Dest: document\r\n"
-TAG = b'<script src="/__runserver__/livereload.js" defer></script>'
+TAG = re.compile(rb'<script src="/__runserver__/livereload\.js" data-worker="\d+-\d+" defer>'
+                 rb'</script>')
 
 
 def page_app(environ, start_response):
@@ -3618,6 +3619,8 @@ def page_app(environ, start_response):
     headers = [("Content-Type", query.get("type", "text/html; charset=utf-8"))]
     if "encoding" in query:
         headers.append(("Content-Encoding", query["encoding"]))
+    if "validators" in query:
+        headers += [("ETag", '"v1"'), ("Last-Modified", "Thu, 03 Dec 2026 08:00:00 GMT")]
     status = query.get("status", "200 OK").replace("+", " ")
     if query.get("stream"):
         start_response(status, headers)
@@ -3661,11 +3664,13 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
 
     def test_the_injection_rules(self):
         server = self.start_live()
-        injected = PAGE.replace(b"</head>", TAG + b"</head>")
+        tag = server.server.livereload.tag
+        self.assertRegex(tag, TAG)
+        injected = PAGE.replace(b"</head>", tag + b"</head>")
         cases = [
             ("?", DOCUMENT, injected),
-            ("?body=body-only", DOCUMENT, b"<p>x</p>" + TAG + b"</BODY>"),
-            ("?body=bare", DOCUMENT, b"<p>no end tags" + TAG),
+            ("?body=body-only", DOCUMENT, b"<p>x</p>" + tag + b"</BODY>"),
+            ("?body=bare", DOCUMENT, b"<p>no end tags" + tag),
             ("?stream=1", DOCUMENT, injected),
             ("?status=404+Not+Found", DOCUMENT, injected),
             ("?status=500+Oops&stream=1", DOCUMENT, injected),
@@ -3700,6 +3705,17 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
                                 "HEAD")
         self.assertEqual(int(response.header("content-length")), len(PAGE))
 
+    def test_a_page_with_the_script_loses_its_validators(self):
+        # They name the app's bytes; a 304 would bring back a page whose tag
+        # names a worker gone, and it would reload for ever.
+        server = self.start_live()
+        page = self.request(server, get("/?validators=1", extra=DOCUMENT))
+        self.assertRegex(page.body, TAG)
+        self.assertEqual((page.header("etag"), page.header("last-modified")), (None, None))
+        plain = self.request(server, get("/?validators=1"))
+        self.assertEqual(plain.header("etag"), '"v1"')
+        self.assertIsNotNone(plain.header("last-modified"))
+
     def test_curl_gets_the_exact_bytes(self):
         server = self.start_live()
         sock = self.connect(server)
@@ -3727,8 +3743,9 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
         self.assertEqual(reader.read_exactly(33), b"<html><head><title>slow</title>\r\n")
         release.set()
         rest = b"</head><body>done</body></html>"
-        self.assertEqual(int(reader.read_until(b"\r\n"), 16), len(TAG + rest))
-        self.assertEqual(reader.read_exactly(len(TAG + rest)), TAG + rest)
+        tag = server.server.livereload.tag
+        self.assertEqual(int(reader.read_until(b"\r\n"), 16), len(tag + rest))
+        self.assertEqual(reader.read_exactly(len(tag + rest)), tag + rest)
 
     def test_the_reserved_paths_are_not_the_apps(self):
         calls = []
@@ -3798,9 +3815,10 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
         server = self.start_live(failing_app)
         page = self.request(server, get(extra=DOCUMENT + HTML_ACCEPT))
         self.assertEqual(page.status, 500)
-        self.assertIn(TAG + b"</head>", page.body)
-        self.assertEqual(page.body.count(TAG), 1)
-        self.assertNotIn(TAG, self.request(server, get(extra=HTML_ACCEPT)).body)
+        tag = server.server.livereload.tag
+        self.assertIn(tag + b"</head>", page.body)
+        self.assertEqual(page.body.count(tag), 1)
+        self.assertNotIn(tag, self.request(server, get(extra=HTML_ACCEPT)).body)
 
     # -- with the reloader, from the command line --
 
@@ -3822,7 +3840,9 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
         _, second = self.open_stream(port)             # it waited in the backlog
         self.assertNotEqual(first, second)
         self.assertEqual(http_get(port).body, b"<html><head></head>v2</html>")
-        self.assertIn(TAG, http_get(port, headers=DOCUMENT).body)
+        page = http_get(port, headers=DOCUMENT).body    # the tag names the worker serving it
+        self.assertRegex(page, TAG)
+        self.assertIn(b'data-worker="%s"' % second.encode(), page)
 
     def test_a_css_save_sends_its_path_and_another_static_save_a_reload(self):
         self.write("public/css/site.css", "p { color: red }\n")
@@ -3848,7 +3868,7 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
         process = self.start("app:app", "127.0.0.1:0", "--reload-interval", "0.05")
         page = http_get(process.port(), headers=DOCUMENT + HTML_ACCEPT)
         self.assertEqual(page.status, 500)
-        self.assertIn(TAG, page.body)
+        self.assertRegex(page.body, TAG)
         self.write("app.py", "import os\n\ndef app(environ, start_response):\n    os._exit(7)\n")
 
         def crashed():
@@ -3861,7 +3881,7 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
         wait_until(crashed)
         process.wait_for(r"save a file to restart it")
         page = http_get(process.port(), headers=DOCUMENT + HTML_ACCEPT)
-        self.assertIn(TAG, page.body)
+        self.assertRegex(page.body, TAG)
         reader, supervisor = self.open_stream(process.port())      # the supervisor's stream
         self.write("app.py", "def app(environ, start_response):\n"
                              "    start_response('200 OK', [])\n    return [b'fixed']\n")
