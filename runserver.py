@@ -161,6 +161,8 @@ ENV_FILES = (".env", ".flaskenv")   # read from the working directory; the first
 LISTEN_BACKLOG = 1024           # connections that wait while a worker restarts
 FIRST_REQUEST_GRACE = 0.2       # a connection this new is not idle: its request is on the way
 ACCEPT_RETRY_DELAY = 0.05       # out of file descriptors: the wait before accepting again
+SELECT_MAX_SOCKETS = 500        # Windows' select() takes 512 sockets (FD_SETSIZE): the
+                                # connections the loop waits on there, at most
 SERVER_SOFTWARE = "runserver.py/%s Python/%s" % (__version__, sys.version.split()[0])
 # --forwarded-allow-ips: the proxies whose forwarding headers --proxy-headers
 # believes by default: this machine's, over loopback or a unix socket.
@@ -3672,6 +3674,7 @@ class Poller:
 
     def __init__(self, fds):
         self.use_epoll = self.use_epoll     # fixed for this poller's life
+        self.capacity = SELECT_MAX_SOCKETS if sys.platform == "win32" else None
         self.waiting = {}                   # fd -> handler, armed and not yet claimed
         self.next_deadline = float("inf")   # the earliest handler.deadline among them
         self.lock = threading.Lock()
@@ -3684,6 +3687,10 @@ class Poller:
             self.selector = selectors.DefaultSelector()
             for fd in fds:
                 self.selector.register(fd, selectors.EVENT_READ)
+
+    def full(self):
+        """Whether another connection would be more than select() takes (Windows)."""
+        return self.capacity is not None and len(self.waiting) >= self.capacity
 
     def poll(self, timeout):
         """The ready file descriptors; timeout None waits for ever."""
@@ -4043,7 +4050,7 @@ class WSGIServer(socketserver.TCPServer):
         self._hosts_allowed = set()     # short Host values allowed; as HOSTS_CHECKED, bounded
         self._connections = set()
         self._accepted = 0              # connections accepted and not yet shut down
-        self._out_of_descriptors = False    # accept() failed with EMFILE: logged once
+        self._out_of_descriptors = False    # accept() could not take one more: logged once
         self._connections_changed = threading.Condition()
         self._stop_requested = False
         self._loop_done = threading.Event()
@@ -4176,11 +4183,16 @@ class WSGIServer(socketserver.TCPServer):
     def accept_connections(self, generation):
         """Accept what waits in the backlog (several per wake-up under load)."""
         for _ in range(64):
+            if self._poller.full():
+                if select.select([self.socket], [], [], 0)[0]:      # one waits, really
+                    self.wait_to_accept("the event loop waits on %d connections, as many "
+                                        "as select() takes here" % self._poller.capacity)
+                return
             try:
                 request, client_address = self.get_request()
             except OSError as exc:  # nothing left (the socket is non-blocking), or no descriptor
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    self.wait_for_descriptors(exc)
+                    self.wait_to_accept(exc.strerror, " (raise the limit with ulimit -n)")
                 return
             self._out_of_descriptors = False
             if not self.verify_request(request, client_address):
@@ -4204,13 +4216,14 @@ class WSGIServer(socketserver.TCPServer):
             if self._generation != generation:
                 return
 
-    def wait_for_descriptors(self, exc):
-        """accept() found no file descriptor free: say so once, and wait a
-        little rather than spin on the listening socket, which stays readable."""
+    def wait_to_accept(self, reason, hint=""):
+        """No connection can be taken now (no file descriptor free, or the
+        poller is full): say so once, and wait a little rather than spin on the
+        listening socket, which stays readable."""
         if not self._out_of_descriptors:
             self._out_of_descriptors = True
-            logger.warning("Cannot accept connections: %s; they wait until some close "
-                           "(raise the limit with ulimit -n).", exc.strerror)
+            logger.warning("Cannot accept connections: %s; they wait until some close%s.",
+                           reason, hint)
         time.sleep(ACCEPT_RETRY_DELAY)
 
     def serve_connection(self, handler, generation):

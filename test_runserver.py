@@ -2414,6 +2414,23 @@ class LoadTests(ServerTestCase):
 class ThreadModelTests(ServerTestCase):
     """One thread serves the event loop; slow requests get threads of their own."""
 
+    def test_a_full_poller_leaves_connections_in_the_backlog(self):
+        # Windows' select() takes 512 sockets: a poller that waits on
+        # SELECT_MAX_SOCKETS connections there accepts no more until one closes.
+        LOG.clear()
+        server = self.start_server(quiet=False)
+        server.server._poller.capacity = 2
+        first, second = self.connect(server), self.connect(server)
+        for sock in (first, second):
+            sock.sendall(get())
+            self.assertEqual(Reader(sock).response().status, 200)   # then idle, waited on
+        third = self.connect(server)
+        third.sendall(get())
+        LOG.wait_for(r"Cannot accept connections: the event loop waits on 2 connections")
+        first.close()
+        self.assertEqual(Reader(third).response().status, 200)
+        self.assertEqual(sum("Cannot accept" in record.getMessage() for record in LOG.records), 1)
+
     def test_the_poller(self):
         server = self.start_server()
         self.assertEqual(server.server._poller.use_epoll, runserver.Poller.use_epoll)
