@@ -3501,7 +3501,8 @@ class EventStream:
 class ScriptInjector:
     """WSGI middleware for one response to a page request: LIVERELOAD_TAG goes
     before the first </head> or </body>, else at the end, in an HTML page
-    (200 or an error status) that is not Content-Encoded.  Content-Length
+    (200 or an error status) that is neither Content-Encoded nor a download
+    (Content-Disposition: attachment).  Content-Length
     grows by the tag's length; a streamed body keeps streaming.  ETag and
     Last-Modified go: they name the app's bytes, and a 304 would bring back
     a copy with the tag of a worker gone (the page would reload forever)."""
@@ -3532,8 +3533,11 @@ class ScriptInjector:
                      for item in headers]
             content_type = headers[names.index("content-type")][1] \
                 if "content-type" in names else ""
+            disposition = headers[names.index("content-disposition")][1] \
+                if "content-disposition" in names else ""
             self.active = "content-encoding" not in names and isinstance(content_type, str) \
-                and content_type.split(";")[0].strip().lower() == "text/html"
+                and content_type.split(";")[0].strip().lower() == "text/html" \
+                and not str(disposition).strip().lower().startswith("attachment")   # a download
             if self.active and "content-length" in names:
                 index = names.index("content-length")
                 length = headers[index][1]

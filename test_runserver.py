@@ -3636,6 +3636,8 @@ def page_app(environ, start_response):
     headers = [("Content-Type", query.get("type", "text/html; charset=utf-8"))]
     if "encoding" in query:
         headers.append(("Content-Encoding", query["encoding"]))
+    if "download" in query:
+        headers.append(("Content-Disposition", 'attachment; filename="page.html"'))
     if "validators" in query:
         headers += [("ETag", '"v1"'), ("Last-Modified", "Thu, 03 Dec 2026 08:00:00 GMT")]
     status = query.get("status", "200 OK").replace("+", " ")
@@ -3698,6 +3700,7 @@ class LiveReloadTests(ServerTestCase, CLITestCase):
             ("?type=application/xhtml%2Bxml", DOCUMENT, PAGE),
             ("?encoding=identity", DOCUMENT, PAGE),
             ("?encoding=gzip&stream=1", DOCUMENT, PAGE),
+            ("?download=1", DOCUMENT, PAGE),                    # saved to a file, not shown
             ("?status=206+Partial+Content", DOCUMENT, PAGE),
             ("?status=302+Found", DOCUMENT, PAGE),
         ]
