@@ -6469,14 +6469,15 @@ def django_template_directories(settings, apps):
 
 def django_checks():
     """Django's system checks, as `manage.py check` runs them, then a look for
-    unapplied migrations; return (whether no check failed, their report)."""
-    from django.core.management import call_command
-    from django.core.management.base import SystemCheckError
+    unapplied migrations; return (whether no check failed, their report).
+    Django's modules are the project's own, taken as serve_django_static_files()
+    takes them: this file imports no framework."""
+    management = importlib.import_module("django.core.management")
     output = io.StringIO()
     try:
-        call_command("check", stdout=output, stderr=output, no_color=True)
+        management.call_command("check", stdout=output, stderr=output, no_color=True)
         passed = True
-    except SystemCheckError as exc:
+    except management.base.SystemCheckError as exc:
         output.write(str(exc))
         passed = False
     except Exception as exc:       # the project's own code, imported by a check
@@ -6501,14 +6502,13 @@ def django_checks():
 def django_unapplied_migrations():
     """{app label: how many of its migrations the default database lacks}, empty
     when the project has no database."""
-    from django.core.exceptions import ImproperlyConfigured
-    from django.db import DEFAULT_DB_ALIAS, connections
-    from django.db.migrations.executor import MigrationExecutor
-    connection = connections[DEFAULT_DB_ALIAS]
+    db = importlib.import_module("django.db")
+    executor_module = importlib.import_module("django.db.migrations.executor")
+    connection = db.connections[db.DEFAULT_DB_ALIAS]
     try:
-        executor = MigrationExecutor(connection)
+        executor = executor_module.MigrationExecutor(connection)
         plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    except ImproperlyConfigured:       # no DATABASES
+    except sys.modules["django.core.exceptions"].ImproperlyConfigured:     # no DATABASES
         return {}
     finally:
         connection.close()
